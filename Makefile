@@ -1,0 +1,37 @@
+# dxapi — every entry point people and CI use. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
+export DXAPI_TEST_BACKENDS
+
+.PHONY: help demo test lint bench serve clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## build the embedded SQLite shop and serve it on 127.0.0.1:8000
+	$(BIN)/dxapi demo
+
+test: $(STAMP)  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check dxapi tests benchmarks
+	$(BIN)/mypy dxapi
+
+bench: $(STAMP)  ## PostgreSQL benchmark: dxapi against the thin reference server
+	$(BIN)/python -m benchmarks.run
+
+serve: $(STAMP)  ## serve DXAPI_DATABASE_URL on 127.0.0.1:8000
+	$(BIN)/dxapi serve
+
+clean:  ## remove the virtualenv and generated files
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data

@@ -1,0 +1,86 @@
+"""Database engines: one async engine per process, with the per-backend session settings dxapi relies on.
+
+Fed by ``Settings.database_url`` (a plain SQLAlchemy URL such as ``postgresql://…``); feeds the registry
+(configuration and reflection) and the executor. Dialect differences that matter at connect time live here:
+SQLite gets foreign keys, WAL and a busy timeout; MariaDB/MySQL gets strict mode (no silent truncation), UTC
+and utf8mb4.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy", "mariadb": "asyncmy"}
+
+MYSQL_SQL_MODE = (
+    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+    "NO_ENGINE_SUBSTITUTION"
+)
+
+
+def async_url(url: str | URL) -> URL:
+    """Map a plain URL to dxapi's async driver: ``postgresql://h/db`` → ``postgresql+asyncpg://h/db``."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in ASYNC_DRIVERS:
+        raise ValueError(f"unsupported database `{backend}`; use sqlite, postgresql or mysql/mariadb")
+    if backend == "mariadb":
+        # asyncmy is registered under the mysql dialect; MariaDB speaks the same protocol.
+        parsed = parsed.set(drivername="mysql")
+        backend = "mysql"
+    parsed = parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}")
+    if backend == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def backend_name(url: str | URL) -> str:
+    name = make_url(url).get_backend_name()
+    return "mysql" if name == "mariadb" else name
+
+
+def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 3.0) -> AsyncEngine:
+    target = async_url(url)
+    backend = target.get_backend_name()
+    options: dict[str, Any] = {}
+    if backend == "sqlite":
+        # A file database is cheap to open and aiosqlite runs one thread per connection; NullPool avoids
+        # holding idle threads and keeps writers from starving each other on the file lock.
+        database = target.database or ""
+        if database in ("", ":memory:"):
+            raise ValueError("dxapi needs a SQLite file database, not an in-memory one")
+        options["poolclass"] = NullPool
+    else:
+        options.update(
+            pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+    engine = create_async_engine(target, **options)
+    _install_session_settings(engine, backend)
+    return engine
+
+
+def _install_session_settings(engine: AsyncEngine, backend: str) -> None:
+    if backend == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    elif backend == "mysql":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _mysql_session(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"SET SESSION sql_mode='{MYSQL_SQL_MODE}'")
+            cursor.execute("SET SESSION time_zone='+00:00'")
+            cursor.close()

@@ -1,0 +1,214 @@
+"""The error catalogue: every error dxapi can answer with, in one place.
+
+Each entry has a stable code, an HTTP status and a message template. Spryker's codes (007, 011, 13xx) keep
+their meaning and status; dxapi's own codes live in ranges by stage (2xxx request syntax, 3xxx planning and
+limits, 5xxx server side). Codes are never reused: a retired code stays listed with ``retired=True``.
+
+Every stage raises :class:`ApiError` with one or more :class:`ErrorItem`; ``responses.render_errors`` turns it
+into the one error body shape: a JSON array of ``{"code", "status", "message"}``.
+``docs/errors.md`` lists every code; ``tests/unit/test_docs.py`` keeps both in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorItem:
+    code: str
+    status: int
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "status": self.status, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    code: str
+    status: int
+    template: str
+    summary: str
+    retired: bool = False
+
+    def __call__(self, **params: object) -> ErrorItem:
+        return ErrorItem(self.code, self.status, self.template.format(**params))
+
+    def error(self, **params: object) -> ApiError:
+        return ApiError([self(**params)])
+
+
+class ApiError(Exception):
+    """A request refused with one or more catalogued errors."""
+
+    def __init__(self, items: list[ErrorItem], headers: dict[str, str] | None = None) -> None:
+        super().__init__(items[0].message if items else "error")
+        self.items = items
+        self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        # The first error decides: it is the one the client most likely has to fix first.
+        return self.items[0].status
+
+
+CATALOGUE: dict[str, ErrorSpec] = {}
+
+
+def _spec(code: str, status: int, template: str, summary: str, retired: bool = False) -> ErrorSpec:
+    assert code not in CATALOGUE, f"error code {code} defined twice"
+    spec = ErrorSpec(code, status, template, summary, retired)
+    CATALOGUE[code] = spec
+    return spec
+
+
+# --- routing and framework (Spryker/Glue codes) -------------------------------------------------------------
+NOT_FOUND = _spec("007", 404, "Not found", "Unknown route, or an alias that is not configured or not active.")
+FILTER_FORMAT = _spec(
+    "011", 400,
+    "Unsupported `Filter` format is used. Please use `filter[resource.property]`",
+    "A `filter[...]` key without a dot.",
+)
+
+# --- Spryker Data Exchange API codes ------------------------------------------------------------------------
+INVALID_BODY = _spec(
+    "1301", 400,
+    'Invalid or missing data format. Please ensure that the data is provided in the correct format. '
+    'Example request body: {{"data":[{{...}},{{...}},..]}}',
+    "The body is not JSON or not of the shape `{\"data\": ...}` the method expects.",
+)
+PERSISTENCE_FAILED = _spec(
+    "1302", 500,
+    "Failed to persist the data for `{path}`. Please verify the provided data and try again.",
+    "An unexpected database error while writing (the cause is logged, never sent).",
+)
+ENTITY_NOT_FOUND = _spec(
+    "1303", 404, "The entity `{path}` could not be found in the database.",
+    "No row with the given identifier.",
+)
+IMMUTABLE_FIELD = _spec(
+    "1304", 400, "Modification of immutable field `{path}.{field}` is prohibited",
+    "A value for a field that is not creatable (POST) or not editable (PATCH/PUT).",
+)
+INVALID_TYPE = _spec(
+    "1305", 400, "Invalid data type `{path}` for field `{field}`",
+    "A value of the wrong JSON type for the field's type.",
+)
+INVALID_VALUE = _spec(
+    "1306", 400, "Invalid data value `{path}` for field: `{field}`. Field rules: {rules}",
+    "A value that breaks one of the field's rules (range, length, pattern, enum, precision).",
+)
+REQUIRED_FIELD = _spec(
+    "1307", 400, "The required field must not be empty. Field: `{path}.{field}`",
+    "A required field is absent or null.",
+)
+NOT_CREATABLE_IDENTIFIER = _spec(
+    "1308", 400,
+    "Entity `{path}.{identifier}` not found by identifier, and new identifier can not be persisted. "
+    "Please update the request.",
+    "PUT of a missing row whose identifier is not creatable.",
+)
+DUPLICATE_ENTRY = _spec(
+    "1309", 400,
+    "Failed to persist the data for `{path}`. Please verify the provided data and try again. "
+    "Entry is duplicated.",
+    "A unique constraint was violated.",
+)
+MISSING_IDENTIFIER = _spec(
+    "1310", 400, "Incomplete Request - missing identifier for `{path}`",
+    "A collection PATCH item without the identifier.",
+)
+UNKNOWN_FIELD = _spec(
+    "1311", 400, "The provided `{path}.{field}` is incorrect or invalid.",
+    "A body key that is neither a configured field nor a relation.",
+)
+CONFIGURATION_NOT_FOUND = _spec(
+    "1312", 404, "Dynamic entity configuration for table alias `{alias}` not found.",
+    "Retired by Spryker in favour of 007; never sent by dxapi.", retired=True,
+)
+RELATION_NOT_FOUND = _spec(
+    "1313", 400,
+    "Relation `{relation}` not found. Please check the requested relation name and try again.",
+    "An `include` chain or nested key names a relation that is not configured.",
+)
+RELATION_NOT_EDITABLE = _spec(
+    "1314", 422, "The relationship `{relation}` is not editable by configuration.",
+    "A nested write through a relation configured as not editable.",
+)
+FILTER_FIELD_NOT_FOUND = _spec(
+    "1315", 400, "Filter field `{field}` for table alias `{alias}` not found.",
+    "A filter on a field that is not configured for the entity.",
+)
+INVALID_URL = _spec(
+    "1316", 400, "The URL is invalid. `{path}` field `{field}` must have a URL data format.",
+    "A value that breaks the `url` constraint.",
+)
+DELETE_BLOCKED = _spec(
+    "1317", 400,
+    "Failed to delete the data for `{path}`. The entity has a child entity and can not be deleted. "
+    "Child entity: `{child}`.",
+    "A row that other rows reference cannot be deleted.",
+)
+METHOD_NOT_ALLOWED_FOR_ENTITY = _spec(
+    "1318", 405, "Method not allowed for the entity `{alias}`.",
+    "DELETE on an entity that is not deletable.",
+)
+
+# --- dxapi: request syntax (2xxx) ---------------------------------------------------------------------------
+FILTER_VALUE_INVALID = _spec(
+    "2001", 400, "Filter `{field}`: {reason}",
+    "A filter value that is not valid for the field's type, or a malformed operator object.",
+)
+FILTER_OPERATOR_UNKNOWN = _spec(
+    "2002", 400,
+    "Filter `{field}`: unknown operator `{operator}`. Allowed: {allowed}.",
+    "An operator object with a key that is not a known operator.",
+)
+PAGE_VALUE_INVALID = _spec(
+    "2003", 400, "`page[{name}]` must be a non-negative integer, got `{value}`.",
+    "A page parameter that is not an integer in range, or an unknown `page[...]` key.",
+)
+PAGE_LIMIT_TOO_LARGE = _spec(
+    "2004", 400, "`page[limit]` is {value}; the maximum is {maximum}.",
+    "A page larger than the configured maximum (`DXAPI_MAX_PAGE_LIMIT`).",
+)
+SORT_FIELD_NOT_FOUND = _spec(
+    "2005", 400, "Sort field `{field}` for table alias `{alias}` not found.",
+    "`sort` names a field that is not configured for the entity.",
+)
+INCLUDE_TOO_DEEP = _spec(
+    "2006", 400, "Include chain `{chain}` is deeper than the maximum of {maximum}.",
+    "An `include` chain longer than `DXAPI_MAX_INCLUDE_DEPTH`.",
+)
+QUERY_PARAMETER_UNKNOWN = _spec(
+    "2007", 400, "Unknown query parameter `{name}`. Allowed: filter[...], page[...], sort, include.",
+    "A query parameter dxapi does not know (a typo would otherwise silently widen the result).",
+)
+QUERY_PARAMETER_REPEATED = _spec(
+    "2008", 400, "Query parameter `{name}` is given more than once.",
+    "The same query parameter twice, which would be ambiguous.",
+)
+FILTER_TOO_LARGE = _spec(
+    "2009", 400, "Filter `{field}`: {count} values given; the maximum is {maximum}.",
+    "An `in` list longer than `DXAPI_MAX_FILTER_VALUES`, or more filters than that.",
+)
+METHOD_NOT_ALLOWED = _spec(
+    "2010", 405, "Method `{method}` is not allowed on this path.",
+    "An HTTP method the route does not serve.",
+)
+
+# --- dxapi: server side (5xxx) ------------------------------------------------------------------------------
+INTERNAL_ERROR = _spec(
+    "5001", 500, "Internal server error. The incident has been logged.",
+    "An unexpected error; details go to the server log only.",
+)
+DATABASE_UNAVAILABLE = _spec(
+    "5002", 503, "The database is not reachable. Please retry later.",
+    "The database is down or the connection pool is exhausted; sent with `Retry-After`.",
+)
+ENTITY_UNAVAILABLE = _spec(
+    "5003", 503, "The entity `{alias}` is temporarily unavailable: its configuration does not match the "
+    "database schema.",
+    "The configuration of an active entity no longer matches its table (for example a dropped column).",
+)

@@ -1,0 +1,1 @@
+"""Plans: the resolved intent of a request (``types``) and how requests become plans (``build``)."""

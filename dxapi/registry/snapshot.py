@@ -1,0 +1,150 @@
+"""The snapshot: an immutable, versioned view of every active entity, ready for the hot path.
+
+Fed by the stored configuration and the reflected tables; feeds every request (read once per request, never
+changed after it is built). Everything that does not depend on the request is worked out here, once: the
+``Column`` behind each visible name, codecs, the select list, relation wiring, and the row renderer.
+
+An active entity whose configuration no longer fits its table (column dropped, row edited by hand) is listed
+in ``unavailable`` with its problems instead of being served; every other entity keeps working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import Column, Table
+from sqlalchemy import types as sqltypes
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dxapi.registry.model import EntityConfig, FieldConfig, check_entities
+from dxapi.registry.store import load_entities, read_version
+from dxapi.schema.reflect import reflect_tables
+from dxapi.types import PARSERS, RENDERERS, FieldType, Parse, Render, datetime_for_column
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSnapshot:
+    name: str
+    column: Column[Any]
+    type: FieldType
+    config: FieldConfig
+    parse: Parse
+
+
+@dataclass(frozen=True, slots=True)
+class RelationSnapshot:
+    name: str
+    child_alias: str
+    parent_field: FieldSnapshot
+    child_field: FieldSnapshot
+    is_editable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySnapshot:
+    alias: str
+    table: Table
+    config: EntityConfig
+    fields: tuple[FieldSnapshot, ...]
+    by_name: Mapping[str, FieldSnapshot]
+    identifier: FieldSnapshot
+    relations: Mapping[str, RelationSnapshot]
+    columns: tuple[Column[Any], ...]
+    names: tuple[str, ...]
+    renderers: tuple[tuple[str, Render], ...]
+
+    def render_row(self, row: Sequence[Any]) -> dict[str, Any]:
+        """A result row (columns in ``columns`` order) → the API object, keys in configured order."""
+        item = dict(zip(self.names, row, strict=True))
+        for name, render in self.renderers:
+            item[name] = render(item[name])
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    entities: Mapping[str, EntitySnapshot]
+    unavailable: Mapping[str, tuple[str, ...]]
+
+    @property
+    def problems(self) -> list[str]:
+        return [p for found in self.unavailable.values() for p in found]
+
+
+EMPTY = Snapshot(version=0, entities=MappingProxyType({}), unavailable=MappingProxyType({}))
+
+
+async def load_snapshot(engine: AsyncEngine, deny: Iterable[str] = ()) -> Snapshot:
+    """Read version, configuration and schema, and build the snapshot from them."""
+    async with engine.connect() as conn:
+        version = await read_version(conn)
+        configs, broken = await load_entities(conn)
+        active = [c for c in configs if c.is_active]
+        names = {c.table_name for c in active}
+        tables = await conn.run_sync(lambda sync: reflect_tables(sync, names))
+    snapshot = build_snapshot(version, active, tables, deny)
+    broken_active = {alias: tuple(found) for alias, found in broken.items()}
+    return dataclasses.replace(snapshot, unavailable=MappingProxyType({**snapshot.unavailable, **broken_active}))
+
+
+def build_snapshot(
+    version: int, active: Sequence[EntityConfig], tables: Mapping[str, Table], deny: Iterable[str] = ()
+) -> Snapshot:
+    # Relations are wired below, once the children are known to be servable; an inactive or broken child
+    # only removes the relation, it must not take the parent down.
+    without_relations = [dataclasses.replace(c, relations=()) for c in active]
+    problems = check_entities(without_relations, tables, deny)
+    entities: dict[str, EntitySnapshot] = {}
+    for config in active:
+        if config.alias not in problems:
+            entities[config.alias] = _build_entity(config, tables[config.table_name])
+    for alias, entity in entities.items():
+        relations = {}
+        for r in entity.config.relations:
+            child = entities.get(r.child_alias)
+            parent_field = _field_by_column(entity, r.parent_field)
+            child_field = _field_by_column(child, r.child_field) if child else None
+            if child and parent_field and child_field:
+                relations[r.name] = RelationSnapshot(r.name, r.child_alias, parent_field, child_field, r.is_editable)
+        entities[alias] = dataclasses.replace(entity, relations=MappingProxyType(relations))
+    return Snapshot(
+        version=version,
+        entities=MappingProxyType(entities),
+        unavailable=MappingProxyType({alias: tuple(found) for alias, found in problems.items()}),
+    )
+
+
+def _field_by_column(entity: EntitySnapshot, column_name: str) -> FieldSnapshot | None:
+    return next((f for f in entity.fields if f.column.name == column_name), None)
+
+
+def _build_entity(config: EntityConfig, table: Table) -> EntitySnapshot:
+    fields = tuple(_build_field(f, table.columns[f.field_name]) for f in config.enabled_fields)
+    by_name = {f.name: f for f in fields}
+    identifier = next(f for f in fields if f.column.name == config.identifier)
+    renderers = tuple((f.name, render) for f in fields if (render := RENDERERS[f.type]) is not None)
+    return EntitySnapshot(
+        alias=config.alias,
+        table=table,
+        config=config,
+        fields=fields,
+        by_name=MappingProxyType(by_name),
+        identifier=identifier,
+        relations=MappingProxyType({}),
+        columns=tuple(f.column for f in fields),
+        names=tuple(f.name for f in fields),
+        renderers=renderers,
+    )
+
+
+def _build_field(config: FieldConfig, column: Column[Any]) -> FieldSnapshot:
+    parse = PARSERS[config.type]
+    if config.type is FieldType.DATETIME:
+        aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
+        parse = datetime_for_column(parse, aware)
+    return FieldSnapshot(config.visible_name, column, config.type, config, parse)

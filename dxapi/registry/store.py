@@ -1,0 +1,196 @@
+"""The configuration store: load, save, import and export entity configurations in the ``dx_*`` tables.
+
+Fed by the CLI, the admin page and the snapshot builder; writes go through :func:`save_entities`, which
+validates the whole resulting configuration against the live schema, writes rows, audit entries and the
+version bump in **one** transaction — all or nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dxapi.registry.model import (
+    ConfigError,
+    EntityConfig,
+    RelationConfig,
+    check_entities,
+    entry_to_json,
+    parse_entry,
+)
+from dxapi.registry.tables import dx_audit, dx_config_version, dx_entity, dx_relation, metadata
+from dxapi.schema.reflect import reflect_tables
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Create dxapi's own tables and the version row when missing (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        exists = (await conn.execute(select(dx_config_version.c.id))).first()
+        if exists is None:
+            await conn.execute(insert(dx_config_version).values(id=1, version=1, changed_at=_now()))
+
+
+async def read_version(conn: AsyncConnection) -> int:
+    version = (await conn.execute(select(dx_config_version.c.version).where(dx_config_version.c.id == 1))).scalar()
+    return int(version or 0)
+
+
+async def load_entities(conn: AsyncConnection) -> tuple[list[EntityConfig], dict[str, list[str]]]:
+    """Every stored configuration (active or not) ordered by alias, and the rows that do not parse.
+
+    A row written around dxapi (straight SQL) may be malformed: it is reported by alias instead of failing
+    the whole load, so every other entity keeps working.
+    """
+    rows = (await conn.execute(select(dx_entity).order_by(dx_entity.c.table_alias))).mappings().all()
+    alias_by_id = {row["id"]: row["table_alias"] for row in rows}
+    relations: dict[int, list[RelationConfig]] = {}
+    for rel in (await conn.execute(select(dx_relation).order_by(dx_relation.c.id))).mappings():
+        relations.setdefault(rel["parent_entity_id"], []).append(
+            RelationConfig(
+                name=rel["name"],
+                child_alias=alias_by_id[rel["child_entity_id"]],
+                is_editable=bool(rel["is_editable"]),
+                parent_field=rel["parent_field"],
+                child_field=rel["child_field"],
+            )
+        )
+    configs = []
+    broken: dict[str, list[str]] = {}
+    for row in rows:
+        entry = {
+            "tableName": row["table_name"],
+            "tableAlias": row["table_alias"],
+            "isActive": bool(row["is_active"]),
+            "definition": _loads_or_none(row["definition"]),
+        }
+        config, problems = parse_entry(entry, f"`{row['table_alias']}`")
+        if config is None:
+            broken[row["table_alias"]] = problems
+            continue
+        configs.append(
+            EntityConfig(
+                alias=config.alias, table_name=config.table_name, is_active=config.is_active,
+                identifier=config.identifier, is_deletable=config.is_deletable, fields=config.fields,
+                relations=tuple(relations.get(row["id"], ())),
+            )
+        )
+    return configs, broken
+
+
+def _loads_or_none(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def parse_import(document: Any) -> list[EntityConfig]:
+    """Parse an installer-format document (a JSON array); raise ConfigError listing every problem."""
+    if not isinstance(document, list):
+        raise ConfigError(["the configuration file must hold a JSON array of entries"])
+    configs: list[EntityConfig] = []
+    problems: list[str] = []
+    for index, entry in enumerate(document):
+        config, found = parse_entry(entry, f"entry[{index}]")
+        problems.extend(found)
+        if config is not None:
+            configs.append(config)
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
+async def check_against_schema(
+    conn: AsyncConnection, configs: Sequence[EntityConfig], deny: Iterable[str] = ()
+) -> dict[str, list[str]]:
+    names = {c.table_name for c in configs}
+    tables = await conn.run_sync(lambda sync: reflect_tables(sync, names))
+    return check_entities(configs, tables, deny)
+
+
+async def save_entities(
+    engine: AsyncEngine, changed: Sequence[EntityConfig], *, actor: str, action: str, deny: Iterable[str] = ()
+) -> int:
+    """Upsert ``changed`` by alias, validated together with everything already stored; return the new version.
+
+    Nothing is written unless the whole resulting configuration passes every check.
+    """
+    async with engine.begin() as conn:
+        stored, _broken = await load_entities(conn)
+        current = {c.alias: c for c in stored}
+        merged = {**current, **{c.alias: c for c in changed}}
+        problems = await check_against_schema(conn, list(merged.values()), deny)
+        # Report problems of the entities being saved, and of stored ones that the change breaks
+        # (for example a relation now pointing at a renamed alias).
+        if problems:
+            raise ConfigError([p for found in problems.values() for p in found])
+        await conn.run_sync(lambda sync: _write_entities(sync, changed, current, actor, action))
+        return await _bump_version(conn)
+
+
+def _write_entities(
+    conn: Connection,
+    changed: Sequence[EntityConfig],
+    current: dict[str, EntityConfig],
+    actor: str,
+    action: str,
+) -> None:
+    now = _now()
+    stored_aliases = set(conn.execute(select(dx_entity.c.table_alias)).scalars())
+    for config in changed:
+        values = {
+            "table_name": config.table_name,
+            "is_active": config.is_active,
+            "definition": orjson.dumps(entry_to_json(config)["definition"]).decode(),
+            "updated_at": now,
+            "updated_by": actor,
+        }
+        if config.alias in stored_aliases:
+            conn.execute(update(dx_entity).where(dx_entity.c.table_alias == config.alias).values(**values))
+        else:
+            conn.execute(insert(dx_entity).values(table_alias=config.alias, created_at=now, **values))
+    ids = dict(conn.execute(select(dx_entity.c.table_alias, dx_entity.c.id)).tuples().all())
+    for config in changed:
+        conn.execute(delete(dx_relation).where(dx_relation.c.parent_entity_id == ids[config.alias]))
+        for r in config.relations:
+            conn.execute(
+                insert(dx_relation).values(
+                    parent_entity_id=ids[config.alias], child_entity_id=ids[r.child_alias], name=r.name,
+                    is_editable=r.is_editable, parent_field=r.parent_field, child_field=r.child_field,
+                )
+            )
+        before = current.get(config.alias)
+        conn.execute(
+            insert(dx_audit).values(
+                at=now, actor=actor, action=action if before else "create", table_alias=config.alias,
+                before=orjson.dumps(entry_to_json(before)).decode() if before else None,
+                after=orjson.dumps(entry_to_json(config)).decode(),
+            )
+        )
+
+
+async def _bump_version(conn: AsyncConnection) -> int:
+    await conn.execute(
+        update(dx_config_version)
+        .where(dx_config_version.c.id == 1)
+        .values(version=dx_config_version.c.version + 1, changed_at=_now())
+    )
+    return await read_version(conn)
+
+
+async def export_entities(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        configs, broken = await load_entities(conn)
+    if broken:
+        raise ConfigError([p for found in broken.values() for p in found])
+    return [entry_to_json(c) for c in configs]

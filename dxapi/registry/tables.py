@@ -1,0 +1,69 @@
+"""dxapi's own tables (prefix ``dx_``), created by ``dxapi init`` in the served database.
+
+The configuration is data: one row per entity with its Spryker-format ``definition`` as JSON text (portable
+across SQLite, PostgreSQL and MariaDB), one row per relation, a single version row bumped in the same
+transaction as every change (workers compare it to notice changes), and an audit trail.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+dx_entity = Table(
+    "dx_entity", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("table_alias", String(255), nullable=False),
+    Column("table_name", String(255), nullable=False),
+    Column("is_active", Boolean, nullable=False, default=False),
+    Column("definition", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", String(255), nullable=True),
+    UniqueConstraint("table_alias", name="uq_dx_entity_alias"),
+    UniqueConstraint("table_name", name="uq_dx_entity_table"),
+)
+
+# One field mapping per relation: Spryker stores a list but only ever uses its first element.
+dx_relation = Table(
+    "dx_relation", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("parent_entity_id", Integer, ForeignKey("dx_entity.id", ondelete="CASCADE"), nullable=False),
+    Column("child_entity_id", Integer, ForeignKey("dx_entity.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("is_editable", Boolean, nullable=False, default=False),
+    Column("parent_field", String(255), nullable=False),
+    Column("child_field", String(255), nullable=False),
+    UniqueConstraint("parent_entity_id", "name", name="uq_dx_relation_name"),
+)
+
+dx_config_version = Table(
+    "dx_config_version", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+)
+
+dx_audit = Table(
+    "dx_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("table_alias", String(255), nullable=False),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+)

@@ -1,0 +1,1 @@
+"""Request parsing: raw query strings and bodies → typed requests that know no SQL."""

@@ -1,0 +1,122 @@
+"""Query-string parsing for reads: raw ``(key, value)`` pairs → :class:`ReadRequest`.
+
+Knows the grammar, not the configuration: it rejects what is malformed whatever the entity (bad JSON in an
+operator object, unknown operator, non-integer paging) and leaves names for the plan stage to resolve.
+
+    filter[products.price]={"gte":"10","lt":"20"}&sort=-price,name&page[limit]=100&include=productStocks
+    → ReadRequest(filters=(FilterTerm("price", {"gte": "10", "lt": "20"}),), sort=(("price", True),
+      ("name", False)), offset=None, limit=100, include=(("productStocks",),))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dxapi import errors
+
+# Operator keys are matched case-insensitively (Spryker accepts `in` and `IN`).
+OPERATORS = {"eq": "eq", "ne": "ne", "in": "in", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte",
+             "like": "like", "isnull": "isNull"}
+ALLOWED_OPERATORS = "eq, ne, in, gt, gte, lt, lte, like, isNull"
+_PAGE_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FilterTerm:
+    """``field`` is the visible name after the dot; ``operations`` maps operator → raw JSON/text value."""
+
+    field: str
+    operations: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    filters: tuple[FilterTerm, ...] = ()
+    sort: tuple[tuple[str, bool], ...] = ()
+    offset: int | None = None
+    limit: int | None = None
+    include: tuple[tuple[str, ...], ...] = ()
+
+
+def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> ReadRequest:
+    seen: set[str] = set()
+    filters: list[FilterTerm] = []
+    sort: tuple[tuple[str, bool], ...] = ()
+    include: tuple[tuple[str, ...], ...] = ()
+    page: dict[str, int] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise errors.QUERY_PARAMETER_REPEATED.error(name=key)
+        seen.add(key)
+        if key.startswith("filter[") and key.endswith("]"):
+            filters.append(parse_filter(key[7:-1], value))
+            if len(filters) > max_filters:
+                raise errors.FILTER_TOO_LARGE.error(field="filter", count=len(filters), maximum=max_filters)
+        elif key.startswith("page[") and key.endswith("]"):
+            name = key[5:-1]
+            if name not in ("offset", "limit"):
+                raise errors.PAGE_VALUE_INVALID.error(name=name, value=value)
+            page[name] = parse_page_value(name, value)
+        elif key == "sort":
+            sort = parse_sort(value)
+        elif key == "include":
+            include = parse_include(value)
+        else:
+            raise errors.QUERY_PARAMETER_UNKNOWN.error(name=key)
+    return ReadRequest(tuple(filters), sort, page.get("offset"), page.get("limit"), include)
+
+
+def parse_filter(target: str, value: str) -> FilterTerm:
+    """``filter[alias.field]=value``: the part before the first dot is ignored, as in Spryker."""
+    _prefix, dot, field = target.partition(".")
+    if not dot or not field:
+        raise errors.FILTER_FORMAT.error()
+    if not value.startswith("{"):
+        return FilterTerm(field, (("eq", value),))
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise errors.FILTER_VALUE_INVALID.error(field=field, reason="the operator object is not valid JSON") from None
+    if not isinstance(document, dict) or not document:
+        raise errors.FILTER_VALUE_INVALID.error(field=field, reason="the operator object must not be empty")
+    operations = []
+    for raw_operator, operand in document.items():
+        operator = OPERATORS.get(raw_operator.lower())
+        if operator is None:
+            raise errors.FILTER_OPERATOR_UNKNOWN.error(field=field, operator=raw_operator, allowed=ALLOWED_OPERATORS)
+        operations.append((operator, operand))
+    return FilterTerm(field, tuple(operations))
+
+
+def parse_page_value(name: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit() or int(value) > _PAGE_MAX:
+        raise errors.PAGE_VALUE_INVALID.error(name=name, value=value[:40])
+    return int(value)
+
+
+def parse_sort(value: str) -> tuple[tuple[str, bool], ...]:
+    """``-price,name`` → ``(("price", True), ("name", False))`` (True = descending)."""
+    keys = []
+    for part in value.split(","):
+        part = part.strip()
+        descending = part.startswith("-")
+        name = part[1:] if descending else part.removeprefix("+")
+        if not name:
+            raise errors.SORT_FIELD_NOT_FOUND.error(field=part, alias="?")
+        keys.append((name, descending))
+    return tuple(keys)
+
+
+def parse_include(value: str) -> tuple[tuple[str, ...], ...]:
+    """``a.b,c`` → ``(("a", "b"), ("c",))``."""
+    chains = []
+    for part in value.split(","):
+        chain = tuple(name.strip() for name in part.split("."))
+        if any(not name for name in chain):
+            raise errors.RELATION_NOT_FOUND.error(relation=part)
+        chains.append(chain)
+    return tuple(chains)

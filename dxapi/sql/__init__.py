@@ -1,0 +1,1 @@
+"""SQL building: plans → SQLAlchemy Core statements over reflected columns, values always bound."""

@@ -1,0 +1,205 @@
+"""Field types of the API and their codecs, shared by every stage.
+
+A field type (``integer``, ``decimal`` …) is what the API promises on the wire, independent of the backend.
+Two codecs per type live here:
+
+* ``render``: database value → JSON-ready value (``Decimal('20.00')`` → ``"20.00"``, MySQL ``1`` → ``true``).
+  ``None`` means the driver's value is already right and the row can be copied as is — the common case.
+* ``parse_text``: a value from a URL (filters, ``/{id}``) → Python value for a bound parameter, or
+  :class:`ValueError` with a human reason. ``parse_json`` does the same for a JSON value (inside an operator
+  object).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class FieldType(StrEnum):
+    INTEGER = "integer"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    DECIMAL = "decimal"
+    FLOAT = "float"
+    DATE = "date"
+    DATETIME = "datetime"
+    JSON = "json"
+    UUID = "uuid"
+
+
+Render = Callable[[Any], Any]
+Parse = Callable[[Any], Any]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _render_decimal(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
+
+
+def _render_boolean(value: Any) -> Any:
+    return None if value is None else bool(value)
+
+
+def _render_json(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        return orjson.loads(value)
+    return value
+
+
+def _render_text(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+def _render_date(value: Any) -> Any:
+    # SQLite may hand back a datetime for a DATE column written by another tool.
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value
+
+
+RENDERERS: dict[FieldType, Render | None] = {
+    FieldType.INTEGER: None,
+    FieldType.STRING: None,
+    FieldType.BOOLEAN: _render_boolean,
+    FieldType.DECIMAL: _render_decimal,
+    FieldType.FLOAT: None,
+    FieldType.DATE: _render_date,
+    FieldType.DATETIME: None,
+    FieldType.JSON: _render_json,
+    FieldType.UUID: _render_text,
+}
+
+
+def parse_integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, str):
+        if not _INTEGER_TEXT.fullmatch(value):
+            raise ValueError(f"`{value}` is not an integer")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError("expected an integer")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("integer out of the 64-bit range")
+    return value
+
+
+def parse_string(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # `{"in":[1,2]}` on a code column means the texts "1" and "2"
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+def parse_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError("expected a decimal number")
+    if isinstance(value, (int, float)):
+        value = repr(value)
+    if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
+        raise ValueError("expected a decimal number such as 12.50")
+    try:
+        return Decimal(value)
+    except InvalidOperation as exc:  # pragma: no cover - the pattern above rules this out
+        raise ValueError("expected a decimal number") from exc
+
+
+def parse_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError as exc:
+            raise ValueError(f"`{value}` is not a number") from exc
+    if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number")
+    return float(value)
+
+
+def parse_date(value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date such as 2026-01-31")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"`{value}` is not an ISO 8601 date") from exc
+
+
+def parse_datetime(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-01-31T12:00:00Z")
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"`{value}` is not an ISO 8601 date-time") from exc
+
+
+def parse_uuid(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a UUID string")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise ValueError(f"`{value}` is not a UUID") from exc
+
+
+def _parse_json_text(value: Any) -> Any:
+    raise ValueError("JSON fields cannot be filtered")
+
+
+PARSERS: dict[FieldType, Parse] = {
+    FieldType.INTEGER: parse_integer,
+    FieldType.STRING: parse_string,
+    FieldType.BOOLEAN: parse_boolean,
+    FieldType.DECIMAL: parse_decimal,
+    FieldType.FLOAT: parse_float,
+    FieldType.DATE: parse_date,
+    FieldType.DATETIME: parse_datetime,
+    FieldType.JSON: _parse_json_text,
+    FieldType.UUID: parse_uuid,
+}
+
+
+def datetime_for_column(parse: Parse, timezone_aware: bool) -> Parse:
+    """Wrap a datetime parser so its result matches the column: naive UTC for naive columns."""
+
+    def parse_for_column(value: Any) -> Any:
+        moment = parse(value)
+        if timezone_aware and moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.UTC)
+        if not timezone_aware and moment.tzinfo is not None:
+            return moment.astimezone(dt.UTC).replace(tzinfo=None)
+        return moment
+
+    return parse_for_column
