@@ -177,9 +177,7 @@ def _run_wrk(
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
     match = re.search(r"^DXBENCH (\{.*\})$", completed.stdout, re.MULTILINE)
     if completed.returncode != 0 or match is None:
-        raise RuntimeError(
-            f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}"
-        )
+        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
     stats = orjson.loads(match.group(1))
     seconds = stats["duration_us"] / 1e6
     return Result(
@@ -252,8 +250,7 @@ async def _run_python(
             payload = body.replace(b"{uniq}", f"{nonce}P{counter}".encode())
             payload = payload.replace(b"{id}", str(random.randint(1, id_max)).encode())
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{fixed_headers}"
-            f"Content-Length: {len(payload)}\r\n\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{fixed_headers}Content-Length: {len(payload)}\r\n\r\n"
         )
         return head.encode("latin-1") + payload
 

@@ -175,9 +175,7 @@ def validate_item(item: Any, path: str, *, creating: bool) -> tuple[dict[str, An
             errors.append(error("1306", 400, f"{path}.{key}: {exc}"))
     if creating:
         errors.extend(
-            error("1307", 400, f"{path}.{name} is required")
-            for name in REQUIRED_ON_CREATE
-            if item.get(name) is None
+            error("1307", 400, f"{path}.{name} is required") for name in REQUIRED_ON_CREATE if item.get(name) is None
         )
     return values, errors
 
@@ -199,10 +197,7 @@ def build_insert(rows: Sequence[dict[str, Any]]) -> tuple[str, list[Any]]:
             else:
                 cells.append("DEFAULT")
         tuples.append(f"({', '.join(cells)})")
-    sql = (
-        f"INSERT INTO shop_product ({', '.join(INSERT_COLUMNS)}) VALUES {', '.join(tuples)} "
-        f"RETURNING {COLUMNS}"
-    )
+    sql = f"INSERT INTO shop_product ({', '.join(INSERT_COLUMNS)}) VALUES {', '.join(tuples)} RETURNING {COLUMNS}"
     return sql, args
 
 
@@ -250,11 +245,7 @@ async def list_products(request: Request) -> Response:
                 condition = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 condition = None
-            if (
-                not isinstance(condition, dict)
-                or len(condition) != 1
-                or not condition.keys() <= {"gt", "gte"}
-            ):
+            if not isinstance(condition, dict) or len(condition) != 1 or not condition.keys() <= {"gt", "gte"}:
                 return errors_response([error("1315", 400, "only gt/gte on updatedAt is supported")])
             op, value = next(iter(condition.items()))
             operator = ">" if op == "gt" else ">="
@@ -357,9 +348,7 @@ def create_app(dsn: str | None = None, pool_size: int | None = None) -> Starlett
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.reference", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reference", description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=os.environ.get(DSN_ENV), required=DSN_ENV not in os.environ)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)

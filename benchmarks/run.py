@@ -248,9 +248,7 @@ def patch_target(base: str, ctx: DataContext) -> Target:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-by-id", "GET /products/{id}, random id", by_id_target, 16, goal=0.8),
-    Scenario(
-        "page-offset", f"GET page of {PAGE} by page[offset], first {OFFSET_PAGES} pages", offset_target, 16
-    ),
+    Scenario("page-offset", f"GET page of {PAGE} by page[offset], first {OFFSET_PAGES} pages", offset_target, 16),
     Scenario("page-keyset", f"GET page of {PAGE} after a random updatedAt", keyset_target, 16, goal=0.8),
     # few connections: each request carries 1000 rows, more in flight only queue up on 2 cores
     Scenario(
@@ -266,12 +264,11 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def materialise(target: Target, sample_id: int) -> tuple[str, bytes | None]:
-    """One concrete request out of a Target, for the equality check: first URL, fixed id, fresh {uniq}."""
+def materialise(target: Target, sample_id: int, unique: str) -> tuple[str, bytes | None]:
+    """One concrete request out of a Target, for the equality check: first URL, fixed id, given {uniq}."""
     url = target.urls[0].replace("{id}", str(sample_id))
     body = None
     if target.body is not None:
-        unique = "S" + secrets.token_hex(4).upper()
         body = target.body.replace("{uniq}", unique).replace("{id}", str(sample_id)).encode()
     return url, body
 
@@ -453,7 +450,7 @@ def peak_rss(root: int, interval: float = 0.2) -> Iterator[dict[str, int]]:
     peak = {"bytes": 0, "processes": 0}
     stop = threading.Event()
 
-    def sample() -> None:
+    def sample_loop() -> None:
         while True:
             total, count = tree_rss(root)
             if total > peak["bytes"]:
@@ -461,7 +458,7 @@ def peak_rss(root: int, interval: float = 0.2) -> Iterator[dict[str, int]]:
             if stop.wait(interval):
                 return
 
-    thread = threading.Thread(target=sample, daemon=True)
+    thread = threading.Thread(target=sample_loop, daemon=True)
     thread.start()
     try:
         yield peak
@@ -510,8 +507,9 @@ class Options:
     headers: dict[str, str]
 
 
-def sample(server: Server, target: Target, sample_id: int, headers: dict[str, str]) -> tuple[int, Any]:
-    url, body = materialise(target, sample_id)
+def sample(target: Target, sample_id: int, unique: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """Send one concrete request → (status, parsed JSON or the start of a non-JSON body)."""
+    url, body = materialise(target, sample_id, unique)
     status, raw = fetch(target.method, url, body, headers)
     try:
         return status, orjson.loads(raw)
@@ -523,9 +521,7 @@ def measure(server: Server, scenario: Scenario, target: Target, options: Options
     assert server.process is not None
     connections = options.connections or scenario.connections
     if options.warmup > 0:
-        run_load(
-            target.urls, target.method, target.body, options.warmup, connections, headers=options.headers
-        )
+        run_load(target.urls, target.method, target.body, options.warmup, connections, headers=options.headers)
     with peak_rss(server.process.pid) as peak:
         result: Result = run_load(
             target.urls, target.method, target.body, options.duration, connections, headers=options.headers
@@ -563,13 +559,17 @@ def run_scenario(
     sample_id = max(1, min(ctx.id_max, 4242))
 
     # the reference first: the sample writes (PATCH) land in the same state on both servers
-    ref_status, ref_body = sample(reference, ref_target, sample_id, options.headers)
+    # the same {uniq} for both (equal PATCH bodies), except where it must differ: new rows need new skus
+    unique = "S" + secrets.token_hex(4).upper()
+    ref_status, ref_body = sample(ref_target, sample_id, unique, options.headers)
     if not 200 <= ref_status < 300:
         result.reference = Measurement("error", f"sample request answered {ref_status}: {ref_body!s:.200}")
     if dxapi.problem:
         result.dxapi = Measurement("n/a", dxapi.problem)
     else:
-        dx_status, dx_body = sample(dxapi, dx_target, sample_id, options.headers)
+        if ref_target.method == "POST":
+            unique = "S" + secrets.token_hex(4).upper()
+        dx_status, dx_body = sample(dx_target, sample_id, unique, options.headers)
         if dx_status in NOT_SERVED:
             result.dxapi = Measurement("n/a", f"dxapi answers {dx_status}")
         elif not 200 <= dx_status < 300:
@@ -687,8 +687,7 @@ def render_table(results: Sequence[ScenarioResult], self_test: bool) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(
-            text.ljust(w) if i == 0 else text.rjust(w)
-            for i, (text, w) in enumerate(zip(row, widths, strict=True))
+            text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in rows
     ]
@@ -723,9 +722,7 @@ def report(results: list[ScenarioResult], meta: dict[str, Any], self_test: bool)
     )
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
-    path.write_bytes(
-        orjson.dumps({**meta, "scenarios": [asdict(r) for r in results]}, option=orjson.OPT_INDENT_2)
-    )
+    path.write_bytes(orjson.dumps({**meta, "scenarios": [asdict(r) for r in results]}, option=orjson.OPT_INDENT_2))
     print(f"written to {path.relative_to(ROOT)}")
 
 
@@ -736,9 +733,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     names = [s.name for s in SCENARIOS]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
-    parser.add_argument(
-        "--duration", type=float, default=10.0, help="seconds of load per server and scenario"
-    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server and scenario")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first")
     parser.add_argument(
         "--only",
@@ -749,12 +744,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-load", action="store_true", help="reuse the database of a previous run")
     parser.add_argument("--products", type=int, default=PRODUCTS, help="products to load (default 100,000)")
-    parser.add_argument(
-        "--connections", type=int, help="connections for every scenario (default: per scenario)"
-    )
-    parser.add_argument(
-        "--pool-size", type=int, default=10, help="database connections per worker, both servers"
-    )
+    parser.add_argument("--connections", type=int, help="connections for every scenario (default: per scenario)")
+    parser.add_argument("--pool-size", type=int, default=10, help="database connections per worker, both servers")
     parser.add_argument(
         "--header",
         action="append",
@@ -785,9 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
 
     if not args.skip_load:
-        log(
-            f"recreating {make_url(url).render_as_string(hide_password=True)} with {args.products:,} products"
-        )
+        log(f"recreating {make_url(url).render_as_string(hide_password=True)} with {args.products:,} products")
         started_at = time.monotonic()
         asyncio.run(recreate_database(url))
         asyncio.run(load_shop(url, args.products))

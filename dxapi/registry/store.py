@@ -159,7 +159,7 @@ def _write_entities(
             conn.execute(update(dx_entity).where(dx_entity.c.table_alias == config.alias).values(**values))
         else:
             conn.execute(insert(dx_entity).values(table_alias=config.alias, created_at=now, **values))
-    ids = dict(conn.execute(select(dx_entity.c.table_alias, dx_entity.c.id)).tuples().all())
+    ids: dict[str, int] = {alias: id_ for alias, id_ in conn.execute(select(dx_entity.c.table_alias, dx_entity.c.id))}
     for config in changed:
         conn.execute(delete(dx_relation).where(dx_relation.c.parent_entity_id == ids[config.alias]))
         for r in config.relations:
