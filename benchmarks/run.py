@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -50,6 +51,7 @@ PRODUCTS = 100_000
 BATCH_ROWS = 1000
 PAGE = 100
 OFFSET_PAGES = 100  # offset scenario pages through the first 100 pages, see offset_target()
+SETTLE_S = 1.0  # pause after a load run, see load_once()
 NOT_SERVED = (404, 405, 501)  # dxapi answers these for endpoints it does not have yet
 BENCH_SKU_PREFIX = "BENCH-"  # rows the POST scenario creates; deleted after each server's run
 PRODUCTS_PATH = "/dynamic-entity/products"
@@ -483,6 +485,16 @@ class Measurement:
     rows_per_s: float | None = None
     rss_mb: float = 0.0
     processes: int = 0
+    rounds_per_s: list[float] = field(default_factory=list)  # successful req/s of each round, to see noise
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One measured load run of one server."""
+
+    result: Result
+    rss_mb: float
+    processes: int
 
 
 @dataclass
@@ -503,6 +515,7 @@ class ScenarioResult:
 class Options:
     duration: float
     warmup: float
+    rounds: int
     connections: int | None
     headers: dict[str, str]
 
@@ -517,92 +530,130 @@ def sample(target: Target, sample_id: int, unique: str, headers: dict[str, str])
         return status, raw[:200].decode(errors="replace")
 
 
-def measure(server: Server, scenario: Scenario, target: Target, options: Options) -> Measurement:
+def load_once(server: Server, scenario: Scenario, target: Target, options: Options, url: str) -> Round:
+    """One measured run of `target` on `server`, its memory sampled; the rows it created removed after."""
     assert server.process is not None
     connections = options.connections or scenario.connections
-    if options.warmup > 0:
-        run_load(target.urls, target.method, target.body, options.warmup, connections, headers=options.headers)
     with peak_rss(server.process.pid) as peak:
-        result: Result = run_load(
+        result = run_load(
             target.urls, target.method, target.body, options.duration, connections, headers=options.headers
         )
-    ok = result.ok_per_s
+    # wrk stops counting at the deadline but requests still in flight finish on the server: let them, so
+    # they neither slow the next run down nor leave rows behind after the clean-up
+    time.sleep(SETTLE_S)
+    if target.method == "POST":
+        asyncio.run(delete_bench_rows(url))
+    measured = Round(result, peak["bytes"] / 2**20, peak["processes"])
+    log(
+        f"  {server.label}: {result.ok_per_s:,.1f} req/s, p50 {result.p50_ms:.1f} ms, "
+        f"p99 {result.p99_ms:.1f} ms, {measured.rss_mb:.0f} MB"
+        + (f", {result.non_2xx} non-2xx" if result.non_2xx else "")
+        + (f", {result.errors} socket errors" if result.errors else "")
+    )
+    return measured
+
+
+def combine(rounds: Sequence[Round], batch: int) -> Measurement:
+    """Rounds of one server → one Measurement: throughput over all rounds, median latencies, peak memory."""
+    seconds = sum(r.result.duration_s for r in rounds)
+    ok = sum(r.result.requests - r.result.non_2xx for r in rounds) / seconds if seconds else 0.0
     return Measurement(
         status="ok",
         requests_per_s=ok,
-        p50_ms=result.p50_ms,
-        p99_ms=result.p99_ms,
-        errors=result.errors,
-        non_2xx=result.non_2xx,
-        requests=result.requests,
-        rows_per_s=ok * scenario.batch if scenario.batch > 1 else None,
-        rss_mb=peak["bytes"] / 2**20,
-        processes=peak["processes"],
+        p50_ms=statistics.median(r.result.p50_ms for r in rounds),
+        p99_ms=statistics.median(r.result.p99_ms for r in rounds),
+        errors=sum(r.result.errors for r in rounds),
+        non_2xx=sum(r.result.non_2xx for r in rounds),
+        requests=sum(r.result.requests for r in rounds),
+        rows_per_s=ok * batch if batch > 1 else None,
+        rss_mb=max(r.rss_mb for r in rounds),
+        processes=max(r.processes for r in rounds),
+        rounds_per_s=[round(r.result.ok_per_s, 1) for r in rounds],
     )
+
+
+def check_samples(
+    scenario: Scenario, ref_target: Target, dx_target: Target, dxapi: Server, ctx: DataContext, options: Options
+) -> tuple[Measurement | None, Measurement | None, list[str]]:
+    """One request to each server first: (reference problem, dxapi problem, warnings about differences).
+
+    Equal answers are what makes the comparison fair: a server that returns fewer rows or fields is faster.
+    """
+    sample_id = max(1, min(ctx.id_max, 4242))
+    warnings: list[str] = []
+    ref_problem = dx_problem = None
+    # the reference first, then the same {uniq}: both PATCHes write the same values to the same row. Only
+    # new rows need their own skus.
+    unique = "S" + secrets.token_hex(4).upper()
+    ref_status, ref_body = sample(ref_target, sample_id, unique, options.headers)
+    if not 200 <= ref_status < 300:
+        ref_problem = Measurement("error", f"sample request answered {ref_status}: {ref_body!s:.200}")
+    if dxapi.problem:
+        return ref_problem, Measurement("n/a", dxapi.problem), warnings
+    if ref_target.method == "POST":
+        unique = "S" + secrets.token_hex(4).upper()
+    dx_status, dx_body = sample(dx_target, sample_id, unique, options.headers)
+    if dx_status in NOT_SERVED:
+        dx_problem = Measurement("n/a", f"dxapi answers {dx_status}")
+    elif not 200 <= dx_status < 300:
+        dx_problem = Measurement("error", f"sample request answered {dx_status}: {dx_body!s:.200}")
+    elif dx_status != ref_status:
+        warnings.append(f"status differs: reference {ref_status}, dxapi {dx_status}")
+    if ref_problem is None and dx_problem is None:
+        difference = first_difference(ref_body, dx_body, scenario.volatile)
+        if difference:
+            warnings.append(f"responses differ, comparison may be unfair: {difference}")
+    return ref_problem, dx_problem, warnings
 
 
 def run_scenario(
     scenario: Scenario, reference: Server, dxapi: Server, ctx: DataContext, url: str, options: Options
 ) -> ScenarioResult:
     log(f"scenario {scenario.name}: {scenario.description}")
-    ref_target = scenario.build(reference.base, ctx)
-    dx_target = scenario.build(dxapi.base, ctx)
+    targets = {"reference": scenario.build(reference.base, ctx), "dxapi": scenario.build(dxapi.base, ctx)}
+    servers = {"reference": reference, "dxapi": dxapi}
+    ref_problem, dx_problem, warnings = check_samples(
+        scenario, targets["reference"], targets["dxapi"], dxapi, ctx, options
+    )
+    for warning in warnings:
+        log(f"  WARNING {warning}")
+    problems = {"reference": ref_problem, "dxapi": dx_problem}
+    for slot, problem in problems.items():
+        if problem is not None:
+            log(f"  {servers[slot].label}: {problem.status} ({problem.reason})")
+    active = [slot for slot, problem in problems.items() if problem is None]
+    if "POST" in {t.method for t in targets.values()}:
+        asyncio.run(delete_bench_rows(url))  # the sample requests' rows
+
+    connections = options.connections or scenario.connections
+    if options.warmup > 0:
+        for slot in active:
+            target = targets[slot]
+            run_load(target.urls, target.method, target.body, options.warmup, connections, headers=options.headers)
+            time.sleep(SETTLE_S)
+            if target.method == "POST":
+                asyncio.run(delete_bench_rows(url))
+    rounds: dict[str, list[Round]] = {slot: [] for slot in active}
+    for number in range(options.rounds):
+        # A B, B A, A B …: drift of the machine (other load, cache state, autovacuum) hits both alike
+        order = active if number % 2 == 0 else active[::-1]
+        for slot in order:
+            rounds[slot].append(load_once(servers[slot], scenario, targets[slot], options, url))
+
+    measured = {slot: problems[slot] or combine(rounds[slot], scenario.batch) for slot in servers}
     result = ScenarioResult(
         scenario.name,
         scenario.description,
-        options.connections or scenario.connections,
+        connections,
         scenario.goal,
         scenario.batch,
-        Measurement("pending"),
-        Measurement("pending"),
+        measured["reference"],
+        measured["dxapi"],
+        warnings=warnings,
     )
-    sample_id = max(1, min(ctx.id_max, 4242))
-
-    # the reference first: the sample writes (PATCH) land in the same state on both servers
-    # the same {uniq} for both (equal PATCH bodies), except where it must differ: new rows need new skus
-    unique = "S" + secrets.token_hex(4).upper()
-    ref_status, ref_body = sample(ref_target, sample_id, unique, options.headers)
-    if not 200 <= ref_status < 300:
-        result.reference = Measurement("error", f"sample request answered {ref_status}: {ref_body!s:.200}")
-    if dxapi.problem:
-        result.dxapi = Measurement("n/a", dxapi.problem)
-    else:
-        if ref_target.method == "POST":
-            unique = "S" + secrets.token_hex(4).upper()
-        dx_status, dx_body = sample(dx_target, sample_id, unique, options.headers)
-        if dx_status in NOT_SERVED:
-            result.dxapi = Measurement("n/a", f"dxapi answers {dx_status}")
-        elif not 200 <= dx_status < 300:
-            result.dxapi = Measurement("error", f"sample request answered {dx_status}: {dx_body!s:.200}")
-        elif dx_status != ref_status:
-            result.warnings.append(f"status differs: reference {ref_status}, dxapi {dx_status}")
-        if 200 <= dx_status < 300 and 200 <= ref_status < 300:
-            difference = first_difference(ref_body, dx_body, scenario.volatile)
-            if difference:
-                result.warnings.append(f"responses differ, comparison may be unfair: {difference}")
-    for warning in result.warnings:
-        log(f"  WARNING {warning}")
-
-    for server, target, slot in ((reference, ref_target, "reference"), (dxapi, dx_target, "dxapi")):
-        current: Measurement = getattr(result, slot)
-        if current.reason:  # n/a or broken sample: nothing to measure
-            log(f"  {server.label}: {current.status} ({current.reason})")
-            continue
-        measured = measure(server, scenario, target, options)
-        setattr(result, slot, measured)
-        log(
-            f"  {server.label}: {measured.requests_per_s:,.1f} req/s, p50 {measured.p50_ms:.1f} ms, "
-            f"p99 {measured.p99_ms:.1f} ms, {measured.rss_mb:.0f} MB"
-            + (f", {measured.non_2xx} non-2xx" if measured.non_2xx else "")
-            + (f", {measured.errors} socket errors" if measured.errors else "")
-        )
-        if scenario.batch > 1 or target.method == "POST":
-            removed = asyncio.run(delete_bench_rows(url))
-            log(f"  removed {removed:,} rows created by {server.label}")
-
     ref, dx = result.reference, result.dxapi
     if ref.status == "ok" and dx.status == "ok" and ref.requests_per_s > 0:
-        result.ratio = dx.requests_per_s / ref.requests_per_s  # rows/s ratio is the same: same batch
+        result.ratio = dx.requests_per_s / ref.requests_per_s  # the rows/s ratio is the same: same batch
         if scenario.goal is not None:
             result.meets_goal = result.ratio >= scenario.goal
     return result
@@ -716,9 +767,9 @@ def report(results: list[ScenarioResult], meta: dict[str, Any], self_test: bool)
             "in when workers > 1)"
         )
     print(
-        f"load tool: {meta['load_tool']}; {meta['duration_s']} s per server and scenario after "
-        f"{meta['warmup_s']} s warm-up; {meta['workers']} worker(s) each; {meta['cpus']} CPUs shared with "
-        "the load generator"
+        f"load tool: {meta['load_tool']}; {meta['rounds']} x {meta['duration_s']} s per server and scenario "
+        f"(alternating) after {meta['warmup_s']} s warm-up; {meta['workers']} worker(s) each; "
+        f"{meta['cpus']} CPUs shared with the load generator"
     )
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
@@ -734,6 +785,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     names = [s.name for s in SCENARIOS]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server and scenario")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="measured runs per server and scenario, alternating (default 2)"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first")
     parser.add_argument(
         "--only",
@@ -787,34 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = asyncio.run(load_context(url))
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    reference = Server(
-        "reference",
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.reference",
-            "--dsn",
-            url,
-            "--port",
-            str(free_port()),
-            "--workers",
-            str(args.workers),
-            "--pool-size",
-            str(args.pool_size),
-        ],
-        0,
-        env,
-        args.workers,
-        RESULTS_DIR / "reference.log",
-    )
-    reference.port = int(reference.command[reference.command.index("--port") + 1])
-    dx_port = free_port()
-    if args.self_test:
-        command = [*reference.command]
-        command[command.index("--port") + 1] = str(dx_port)
-        dxapi = Server("ref-2", command, dx_port, env, args.workers, RESULTS_DIR / "reference-2.log")
-    else:
-        dxapi = prepare_dxapi(url, dx_port, args, env)
+    reference = reference_server("reference", url, args, env)
+    dxapi = reference_server("ref-2", url, args, env) if args.self_test else prepare_dxapi(url, args, env)
 
     servers = [s for s in (reference, dxapi) if s.problem is None]
     load_tool = "python" if os.environ.get("DXAPI_BENCH_LOAD") == "python" or not find_wrk() else "wrk"
@@ -825,6 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": args.workers,
         "pool_size": args.pool_size,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "warmup_s": args.warmup,
         "load_tool": load_tool,
         "cpus": os.cpu_count(),
@@ -839,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"{server.label} is not usable: {server.problem}")
         if reference.problem:
             raise SystemExit(f"the reference server does not start: {reference.problem}")
-        options = Options(args.duration, args.warmup, args.connections, headers)
+        options = Options(args.duration, args.warmup, args.rounds, args.connections, headers)
         results = [run_scenario(s, reference, dxapi, ctx, url, options) for s in scenarios]
     except KeyboardInterrupt:
         log("interrupted")
@@ -847,14 +876,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
+        # rows of requests still in flight when a POST run was cut off: leave the data as it was loaded
+        asyncio.run(delete_bench_rows(url))
     meta["dxapi_problem"] = dxapi.problem
     report(results, meta, args.self_test)
     return 0
 
 
-def prepare_dxapi(url: str, port: int, args: argparse.Namespace, env: dict[str, str]) -> Server:
+def reference_server(label: str, url: str, args: argparse.Namespace, env: dict[str, str]) -> Server:
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.reference", "--dsn", url, "--port", str(port)]
+    command += ["--workers", str(args.workers), "--pool-size", str(args.pool_size)]
+    return Server(label, command, port, env, args.workers, RESULTS_DIR / f"{label}.log")
+
+
+def prepare_dxapi(url: str, args: argparse.Namespace, env: dict[str, str]) -> Server:
     """`dxapi init` + `config import` and the serve command; `problem` says why dxapi cannot run, if so."""
     executable = dxapi_command()
+    port = free_port()
     command = [
         executable or "dxapi",
         "--database-url",

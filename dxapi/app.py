@@ -69,7 +69,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route(prefix + "/{alias}", endpoints.read_collection, methods=["GET"]),
+        Route(prefix + "/{alias}", endpoints.create, methods=["POST"]),
+        Route(prefix + "/{alias}", endpoints.update, methods=["PATCH"]),
+        Route(prefix + "/{alias}", endpoints.upsert, methods=["PUT"]),
+        Route(prefix + "/{alias}", endpoints.delete_collection, methods=["DELETE"]),
         Route(prefix + "/{alias}/{id}", endpoints.read_item, methods=["GET"]),
+        Route(prefix + "/{alias}/{id}", endpoints.update, methods=["PATCH"]),
+        Route(prefix + "/{alias}/{id}", endpoints.upsert, methods=["PUT"]),
+        Route(prefix + "/{alias}/{id}", endpoints.delete_item, methods=["DELETE"]),
     ]
     return Starlette(
         routes=routes,

@@ -2,6 +2,8 @@
 
     request → snapshot (once) → parse → plan → execute → render
 
+Writes resolve the alias before reading the body, so an unknown alias is a 404 whatever was sent.
+
 No business logic lives here; every stage raises a catalogued ``ApiError`` that the app renders.
 """
 
@@ -14,11 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dxapi import errors
-from dxapi.execute import execute_read
-from dxapi.plan.build import build_read_plan
+from dxapi.execute.read import execute_read
+from dxapi.execute.write import execute_delete, execute_write
+from dxapi.plan.build import build_read_plan, resolve_entity
+from dxapi.plan.write import PATCH, POST, PUT, build_write_plan
 from dxapi.registry.reload import Registry
+from dxapi.registry.snapshot import EntitySnapshot, Snapshot
+from dxapi.request.body import is_transactional, parse_write_request, read_body
 from dxapi.request.params import parse_read_request
-from dxapi.responses import render_json
+from dxapi.responses import BASE_HEADERS, render_json
 from dxapi.settings import Settings
 
 
@@ -58,3 +64,75 @@ async def read_item(request: Request) -> Response:
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=alias)
     return render_json({"data": items[0]})
+
+
+async def create(request: Request) -> Response:
+    return await _write(request, POST)
+
+
+async def update(request: Request) -> Response:
+    return await _write(request, PATCH)
+
+
+async def upsert(request: Request) -> Response:
+    return await _write(request, PUT)
+
+
+async def _write(request: Request, method: str) -> Response:
+    rt = runtime(request)
+    snapshot = rt.registry.current()
+    entity = resolve_entity(snapshot, request.path_params["alias"])
+    url_key: str | None = request.path_params.get("id")
+    body = await read_body(request, rt.settings.max_body_bytes)
+    write = parse_write_request(
+        body,
+        single=url_key is not None,
+        transactional=is_transactional(request.headers.get("x-is-transactional")) or url_key is not None,
+        max_items=rt.settings.max_batch_items,
+    )
+    plan = build_write_plan(
+        snapshot, entity, method, write.items, url_key=url_key, transactional=write.transactional,
+        max_depth=rt.settings.max_include_depth,
+    )
+    outcome = await execute_write(rt.engine, plan)
+    status = 201 if method == POST else 200
+    if plan.single:
+        return render_json({"data": outcome.saved[0]}, status)
+    if plan.transactional:
+        return render_json({"data": outcome.saved}, status)
+    if not outcome.saved:
+        status = outcome.errors[0].status
+    return render_json({"data": outcome.saved, "errors": [e.as_dict() for e in outcome.errors]}, status)
+
+
+async def delete_item(request: Request) -> Response:
+    rt = runtime(request)
+    entity = _deletable(rt.registry.current(), request.path_params["alias"])
+    try:
+        key = entity.identifier.parse(request.path_params["id"])
+    except ValueError:
+        raise errors.ENTITY_NOT_FOUND.error(path=entity.alias) from None
+    await execute_delete(rt.engine, entity, (), key, rt.settings.max_batch_items)
+    return Response(status_code=204, headers=BASE_HEADERS)
+
+
+async def delete_collection(request: Request) -> Response:
+    rt = runtime(request)
+    snapshot = rt.registry.current()
+    alias = request.path_params["alias"]
+    entity = _deletable(snapshot, alias)
+    read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
+    if read.sort or read.include or read.offset is not None or read.limit is not None:
+        raise errors.QUERY_PARAMETER_UNKNOWN.error(name="sort/page/include on DELETE")
+    if not read.filters:
+        raise errors.DELETE_NEEDS_FILTER.error(alias=alias)
+    plan = build_read_plan(snapshot, alias, read, rt.settings)
+    await execute_delete(rt.engine, entity, plan.conditions, None, rt.settings.max_batch_items)
+    return Response(status_code=204, headers=BASE_HEADERS)
+
+
+def _deletable(snapshot: Snapshot, alias: str) -> EntitySnapshot:
+    entity = resolve_entity(snapshot, alias)
+    if not entity.config.is_deletable:
+        raise errors.METHOD_NOT_ALLOWED_FOR_ENTITY.error(alias=alias)
+    return entity

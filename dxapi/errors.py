@@ -198,6 +198,53 @@ METHOD_NOT_ALLOWED = _spec(
     "An HTTP method the route does not serve.",
 )
 
+UNSUPPORTED_MEDIA_TYPE = _spec(
+    "2011", 415, "Unsupported media type `{media_type}`; send `Content-Type: application/json`.",
+    "A write whose body is not declared as JSON.",
+)
+BODY_TOO_LARGE = _spec(
+    "2012", 413, "The request body is larger than {maximum} bytes.",
+    "A body over `DXAPI_MAX_BODY_BYTES` (refused before it is read in full).",
+)
+TOO_MANY_ITEMS = _spec(
+    "2013", 400, "The batch has {count} items; the maximum is {maximum}.",
+    "More items in one request than `DXAPI_MAX_BATCH_ITEMS`.",
+)
+DELETE_NEEDS_FILTER = _spec(
+    "2014", 400, "A collection DELETE on `{alias}` needs at least one filter.",
+    "`DELETE /{alias}` without `filter[...]` (it would delete every row).",
+)
+NESTING_TOO_DEEP = _spec(
+    "2015", 400, "Nested relations at `{path}` are deeper than the maximum of {maximum}.",
+    "Nested writes deeper than `DXAPI_MAX_INCLUDE_DEPTH`.",
+)
+IDENTIFIER_MISMATCH = _spec(
+    "2016", 400, "The identifier in `{path}` differs from the one in the URL.",
+    "`/{alias}/{id}` with a body naming another identifier.",
+)
+
+# --- dxapi: data conflicts found by the database (3xxx) -----------------------------------------------------
+NOT_NULLABLE = _spec(
+    "3001", 400,
+    "Failed to persist the data for `{path}`. Please verify the provided data and try again. "
+    "Field must not be null.",
+    "A NULL for a column that does not accept it (Spryker's not_nullable_field, which has no code there).",
+)
+REFERENCE_NOT_FOUND = _spec(
+    "3002", 400,
+    "Failed to persist the data for `{path}`. The referenced row does not exist.",
+    "A foreign key pointing at a row that does not exist.",
+)
+VALUE_REJECTED = _spec(
+    "3003", 400,
+    "Failed to persist the data for `{path}`. The database rejected a value (out of range or too long).",
+    "A value the database refused (check constraint, range); the cause is logged.",
+)
+WRITE_CONFLICT = _spec(
+    "3004", 409, "The write conflicted with a concurrent one and was rolled back. Please retry.",
+    "A deadlock or serialization failure that persisted after one automatic retry.",
+)
+
 # --- dxapi: server side (5xxx) ------------------------------------------------------------------------------
 INTERNAL_ERROR = _spec(
     "5001", 500, "Internal server error. The incident has been logged.",

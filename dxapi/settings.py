@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_filter_values: int = Field(
         1000, ge=1, description="Most values in one `in` filter, and most filters in one request."
     )
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes.")
+    max_batch_items: int = Field(10_000, ge=1, description="Most items in one write request.")
     deny_tables: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated table names that may never be configured, on top of the built-in "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Column, Table
+from sqlalchemy import Column, PrimaryKeyConstraint, Table, UniqueConstraint
 from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +24,7 @@ from dxapi.registry.model import EntityConfig, FieldConfig, check_entities
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
 from dxapi.types import PARSERS, RENDERERS, FieldType, Parse, Render, datetime_for_column
+from dxapi.validate import Check, build_validator, describe_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,10 @@ class FieldSnapshot:
     column: Column[Any]
     type: FieldType
     config: FieldConfig
-    parse: Parse
+    parse: Parse  # URL text (filters, /{id}) → bound value
+    check: Check  # JSON body value → bound value, or validate.Invalid
+    rules_text: str  # Spryker's "Field rules: …" text for 1306
+    db_required: bool  # NOT NULL and nothing fills it in: an insert without it must fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,8 @@ class EntitySnapshot:
     columns: tuple[Column[Any], ...]
     names: tuple[str, ...]
     renderers: tuple[tuple[str, Render], ...]
+    by_column: Mapping[str, FieldSnapshot]
+    unique_keys: Mapping[str, tuple[str, ...]]  # constraint/index name → column names (for 1309 paths)
 
     def render_row(self, row: Sequence[Any]) -> dict[str, Any]:
         """A result row (columns in ``columns`` order) → the API object, keys in configured order."""
@@ -87,13 +93,17 @@ async def load_snapshot(engine: AsyncEngine, deny: Iterable[str] = ()) -> Snapsh
         active = [c for c in configs if c.is_active]
         names = {c.table_name for c in active}
         tables = await conn.run_sync(lambda sync: reflect_tables(sync, names))
-    snapshot = build_snapshot(version, active, tables, deny)
+    snapshot = build_snapshot(version, active, tables, deny, backend=engine.dialect.name)
     broken_active = {alias: tuple(found) for alias, found in broken.items()}
     return dataclasses.replace(snapshot, unavailable=MappingProxyType({**snapshot.unavailable, **broken_active}))
 
 
 def build_snapshot(
-    version: int, active: Sequence[EntityConfig], tables: Mapping[str, Table], deny: Iterable[str] = ()
+    version: int,
+    active: Sequence[EntityConfig],
+    tables: Mapping[str, Table],
+    deny: Iterable[str] = (),
+    backend: str = "sqlite",
 ) -> Snapshot:
     # Relations are wired below, once the children are known to be servable; an inactive or broken child
     # only removes the relation, it must not take the parent down.
@@ -102,7 +112,7 @@ def build_snapshot(
     entities: dict[str, EntitySnapshot] = {}
     for config in active:
         if config.alias not in problems:
-            entities[config.alias] = _build_entity(config, tables[config.table_name])
+            entities[config.alias] = _build_entity(config, tables[config.table_name], backend)
     for alias, entity in entities.items():
         relations = {}
         for r in entity.config.relations:
@@ -123,8 +133,8 @@ def _field_by_column(entity: EntitySnapshot, column_name: str) -> FieldSnapshot 
     return next((f for f in entity.fields if f.column.name == column_name), None)
 
 
-def _build_entity(config: EntityConfig, table: Table) -> EntitySnapshot:
-    fields = tuple(_build_field(f, table.columns[f.field_name]) for f in config.enabled_fields)
+def _build_entity(config: EntityConfig, table: Table, backend: str) -> EntitySnapshot:
+    fields = tuple(_build_field(f, table.columns[f.field_name], backend) for f in config.enabled_fields)
     by_name = {f.name: f for f in fields}
     identifier = next(f for f in fields if f.column.name == config.identifier)
     renderers = tuple((f.name, render) for f in fields if (render := RENDERERS[f.type]) is not None)
@@ -139,12 +149,50 @@ def _build_entity(config: EntityConfig, table: Table) -> EntitySnapshot:
         columns=tuple(f.column for f in fields),
         names=tuple(f.name for f in fields),
         renderers=renderers,
+        by_column=MappingProxyType({f.column.name: f for f in fields}),
+        unique_keys=MappingProxyType(_unique_keys(table)),
     )
 
 
-def _build_field(config: FieldConfig, column: Column[Any]) -> FieldSnapshot:
+def _unique_keys(table: Table) -> dict[str, tuple[str, ...]]:
+    keys: dict[str, tuple[str, ...]] = {}
+    for constraint in table.constraints:
+        if isinstance(constraint, (UniqueConstraint, PrimaryKeyConstraint)) and constraint.name:
+            keys[str(constraint.name)] = tuple(c.name for c in constraint.columns)
+    for index in table.indexes:
+        if index.unique and index.name:
+            keys[str(index.name)] = tuple(c.name for c in index.columns if isinstance(c, Column))
+    # MariaDB names the primary key `PRIMARY` in its messages.
+    keys.setdefault("PRIMARY", tuple(c.name for c in table.primary_key.columns))
+    return keys
+
+
+def _build_field(config: FieldConfig, column: Column[Any], backend: str) -> FieldSnapshot:
     parse = PARSERS[config.type]
     if config.type is FieldType.DATETIME:
         aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
         parse = datetime_for_column(parse, aware)
-    return FieldSnapshot(config.visible_name, column, config.type, config, parse)
+    return FieldSnapshot(
+        name=config.visible_name,
+        column=column,
+        type=config.type,
+        config=config,
+        parse=parse,
+        check=build_validator(config, column, backend),
+        rules_text=describe_rules(config),
+        db_required=_db_required(column),
+    )
+
+
+def _db_required(column: Column[Any]) -> bool:
+    if column.nullable or column.server_default is not None or column.default is not None:
+        return False
+    table = column.table
+    # A single integer primary key is generated by every backend (SERIAL, AUTO_INCREMENT, ROWID).
+    generated = (
+        column.primary_key
+        and len(table.primary_key.columns) == 1
+        and isinstance(column.type, sqltypes.Integer)
+        and column.autoincrement in (True, "auto")
+    )
+    return not generated

@@ -125,6 +125,9 @@ async def save_entities(
 
     Nothing is written unless the whole resulting configuration passes every check.
     """
+    repeated = sorted({c.alias for c in changed if sum(o.alias == c.alias for o in changed) > 1})
+    if repeated:
+        raise ConfigError([f"`{alias}`: the alias appears more than once in the same change" for alias in repeated])
     async with engine.begin() as conn:
         stored, _broken = await load_entities(conn)
         current = {c.alias: c for c in stored}

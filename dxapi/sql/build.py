@@ -12,7 +12,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Delete,
+    Insert,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from dxapi.plan.types import Condition, IncludePlan, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot
@@ -67,3 +80,37 @@ def build_children(include: IncludePlan, parent_keys: Sequence[Any]) -> Select[A
         .where(key_column.in_(parent_keys))
         .order_by(key_column, child.identifier.column)
     )
+
+
+# --- writes -------------------------------------------------------------------------------------------------
+
+def build_insert(entity: EntitySnapshot) -> Insert:
+    """Multi-row capable INSERT returning every configured column, rows in parameter order."""
+    return insert(entity.table).returning(*entity.columns, sort_by_parameter_order=True)
+
+
+def build_update(entity: EntitySnapshot, columns: Sequence[str]) -> Update:
+    """``UPDATE … SET c = :v0, … WHERE identifier = :key`` for executemany; bind names are positional so
+    column names with spaces or quotes never become parameter names."""
+    table = entity.table
+    values: dict[Column[Any], Any] = {table.c[name]: bindparam(f"v{i}") for i, name in enumerate(columns)}
+    return update(entity.table).where(entity.identifier.column == bindparam("key")).values(values)
+
+
+def build_select_by_keys(entity: EntitySnapshot, keys: Sequence[Any]) -> Select[Any]:
+    return select(*entity.columns).where(entity.identifier.column.in_(keys))
+
+
+def build_existing(entity: EntitySnapshot, keys: Sequence[Any], extra: Column[Any] | None) -> Select[Any]:
+    """Identifiers (and, for nested children, their parent-key column) of the rows that exist."""
+    columns = [entity.identifier.column] + ([extra] if extra is not None else [])
+    return select(*columns).where(entity.identifier.column.in_(keys))
+
+
+def build_delete(entity: EntitySnapshot, keys: Sequence[Any]) -> Delete:
+    return delete(entity.table).where(entity.identifier.column.in_(keys))
+
+
+def build_matching_keys(entity: EntitySnapshot, conditions: Sequence[Condition], limit: int) -> Select[Any]:
+    statement = select(entity.identifier.column).where(and_(*(build_condition(c) for c in conditions)))
+    return statement.order_by(entity.identifier.column).limit(limit)

@@ -1,21 +1,18 @@
-"""Execution: run statements for a plan on one connection and shape rows into API objects.
+"""Executing reads: run the statements of a read plan on one connection and shape rows into API objects.
 
-Fed by plans (``plan``) and statements (``sql``); feeds ``responses``. Database failures are translated here,
-in one place, into catalogued errors: an unreachable database or an exhausted pool becomes 503 with
-``Retry-After``; anything else unexpected becomes a logged 500 without driver text.
+Fed by plans (``plan``) and statements (``sql``); feeds ``responses``. Database failures are translated by
+``execute.dberrors``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
+from dxapi.execute.dberrors import database_errors
 from dxapi.plan.types import IncludePlan, ReadPlan
 from dxapi.sql.build import build_children, build_read
 
@@ -23,28 +20,6 @@ log = logging.getLogger("dxapi.execute")
 
 # Parent keys per child query; bounded so every backend's bind-parameter limit holds.
 CHILD_KEYS_PER_QUERY = 2000
-RETRY_AFTER_SECONDS = "2"
-
-
-@asynccontextmanager
-async def database_errors() -> AsyncIterator[None]:
-    """Translate driver exceptions into catalogued errors (never driver text in a response)."""
-    try:
-        yield
-    except sa_exc.TimeoutError:
-        log.warning("connection pool exhausted")
-        raise errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS}) from None
-    except sa_exc.DBAPIError as exc:
-        if exc.connection_invalidated or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
-            log.warning("database unavailable: %s", exc.orig)
-            raise errors.ApiError(
-                [errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS}
-            ) from None
-        log.exception("unexpected database error")
-        raise errors.INTERNAL_ERROR.error() from None
-    except OSError as exc:  # the driver could not even open a socket
-        log.warning("database unreachable: %s", exc)
-        raise errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS}) from None
 
 
 async def execute_read(engine: AsyncEngine, plan: ReadPlan) -> list[dict[str, Any]]:

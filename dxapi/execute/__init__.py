@@ -1,0 +1,1 @@
+"""Execution: run plans against the database (``read``, ``write``), translating driver errors (``dberrors``)."""

@@ -1,0 +1,147 @@
+"""Driver exceptions → what went wrong, in one place, for all three backends.
+
+``classify`` turns a SQLAlchemy ``DBAPIError`` into a :class:`DbProblem` (unique, foreign key, not null, bad
+value, conflict, unavailable, unknown) with the columns or table involved where the driver says so.
+``database_errors`` maps the kinds that concern the whole request (database down, pool exhausted,
+unexpected) to catalogued errors; write execution maps the per-item kinds to 1309/3001/3002/3003/1317.
+No driver text ever reaches a client: it goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import exc as sa_exc
+
+from dxapi import errors
+
+log = logging.getLogger("dxapi.execute")
+
+RETRY_AFTER_SECONDS = "2"
+
+UNIQUE, FOREIGN_KEY, REFERENCED, NOT_NULL, VALUE = "unique", "foreign_key", "referenced", "not_null", "value"
+CONFLICT, UNAVAILABLE, UNKNOWN = "conflict", "unavailable", "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DbProblem:
+    kind: str
+    columns: tuple[str, ...] = ()
+    constraint: str | None = None
+    table: str | None = None  # for REFERENCED: the child table holding the reference
+
+
+_PG_KINDS = {
+    "23505": UNIQUE, "23503": FOREIGN_KEY, "23502": NOT_NULL, "23514": VALUE, "22001": VALUE, "22003": VALUE,
+    "22P02": VALUE, "22007": VALUE, "22008": VALUE, "22021": VALUE, "40001": CONFLICT, "40P01": CONFLICT,
+    "55P03": CONFLICT,
+}
+_MYSQL_KINDS = {
+    1062: UNIQUE, 1452: FOREIGN_KEY, 1451: REFERENCED, 1048: NOT_NULL, 1364: NOT_NULL, 1406: VALUE, 1264: VALUE,
+    1366: VALUE, 1292: VALUE, 3819: VALUE, 1265: VALUE, 1213: CONFLICT, 1205: CONFLICT,
+    2002: UNAVAILABLE, 2003: UNAVAILABLE, 2006: UNAVAILABLE, 2013: UNAVAILABLE,
+}
+_PG_KEY_COLUMNS = re.compile(r"Key \((.+?)\)=")
+_QUOTED = re.compile(r"`([^`]+)`")
+
+
+def classify(exc: sa_exc.DBAPIError) -> DbProblem:
+    orig = exc.orig
+    if exc.connection_invalidated:
+        return DbProblem(UNAVAILABLE)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # MariaDB/MySQL: (errno, message)
+        return _classify_mysql(args[0], str(args[1]) if len(args) > 1 else "")
+    cause = getattr(orig, "__cause__", None)
+    if sqlstate and cause is not None and hasattr(cause, "sqlstate"):  # PostgreSQL via asyncpg
+        return _classify_postgresql(str(sqlstate), cause)
+    message = str(args[0]) if args else str(orig)
+    return _classify_sqlite(message, exc)
+
+
+def _classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
+    kind = _PG_KINDS.get(sqlstate, UNAVAILABLE if sqlstate.startswith(("08", "57P")) else UNKNOWN)
+    detail = str(getattr(cause, "detail", "") or "")
+    constraint = getattr(cause, "constraint_name", None)
+    message = str(cause)
+    if kind == FOREIGN_KEY and message.startswith("update or delete"):
+        return DbProblem(REFERENCED, constraint=constraint, table=getattr(cause, "table_name", None))
+    if kind == NOT_NULL:
+        column = getattr(cause, "column_name", None)
+        return DbProblem(kind, (column,) if column else ())
+    found = _PG_KEY_COLUMNS.search(detail)
+    columns = tuple(c.strip().strip('"') for c in found.group(1).split(",")) if found else ()
+    return DbProblem(kind, columns, constraint)
+
+
+def _classify_mysql(errno: int, message: str) -> DbProblem:
+    kind = _MYSQL_KINDS.get(errno, UNKNOWN)
+    quoted = _QUOTED.findall(message)
+    if kind == UNIQUE:
+        key = re.search(r"for key '([^']+)'", message)
+        # MariaDB may prefix the key with the table name (`table.key`).
+        return DbProblem(kind, constraint=key.group(1).rsplit(".", 1)[-1] if key else None)
+    if kind == REFERENCED:
+        return DbProblem(kind, table=quoted[1] if len(quoted) > 1 else None)
+    if kind == FOREIGN_KEY:
+        column = re.search(r"FOREIGN KEY \(`([^`]+)`\)", message)
+        return DbProblem(kind, (column.group(1),) if column else ())
+    if kind in (NOT_NULL, VALUE):
+        column = re.search(r"[Cc]olumn '([^']+)'|Field '([^']+)'", message)
+        name = (column.group(1) or column.group(2)) if column else None
+        return DbProblem(kind, (name,) if name else ())
+    return DbProblem(kind)
+
+
+def _classify_sqlite(message: str, exc: sa_exc.DBAPIError) -> DbProblem:
+    def columns() -> tuple[str, ...]:
+        _, _, listed = message.partition(": ")
+        return tuple(part.strip().rsplit(".", 1)[-1] for part in listed.split(",") if part.strip())
+
+    if message.startswith("UNIQUE constraint failed") or message.startswith("PRIMARY KEY"):
+        return DbProblem(UNIQUE, columns())
+    if message.startswith("FOREIGN KEY constraint failed"):
+        return DbProblem(FOREIGN_KEY)  # SQLite does not say which; the caller knows insert vs delete
+    if message.startswith("NOT NULL constraint failed"):
+        return DbProblem(NOT_NULL, columns())
+    if message.startswith("CHECK constraint failed") or isinstance(exc, sa_exc.DataError):
+        return DbProblem(VALUE)
+    if "database is locked" in message or "database is busy" in message:
+        return DbProblem(CONFLICT)
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not isinstance(
+        exc, sa_exc.IntegrityError
+    ):
+        return DbProblem(UNAVAILABLE)
+    return DbProblem(UNKNOWN)
+
+
+def unavailable() -> errors.ApiError:
+    return errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+@asynccontextmanager
+async def database_errors() -> AsyncIterator[None]:
+    """Translate failures that concern the whole request: database down, pool exhausted, the unexpected."""
+    try:
+        yield
+    except sa_exc.TimeoutError:
+        log.warning("connection pool exhausted")
+        raise unavailable() from None
+    except sa_exc.DBAPIError as exc:
+        problem = classify(exc)
+        if problem.kind == UNAVAILABLE:
+            log.warning("database unavailable: %s", exc.orig)
+            raise unavailable() from None
+        if problem.kind == CONFLICT:
+            log.warning("write conflict: %s", exc.orig)
+            raise errors.WRITE_CONFLICT.error() from None
+        log.exception("unexpected database error")
+        raise errors.INTERNAL_ERROR.error() from None
+    except OSError as exc:  # the driver could not even open a socket
+        log.warning("database unreachable: %s", exc)
+        raise unavailable() from None

@@ -1,0 +1,436 @@
+"""Executing writes: a ``WritePlan`` → saved rows, all or nothing by default.
+
+Per relation level the work is set-based: one ``SELECT … WHERE id IN (…)`` to learn which rows exist
+(PATCH/PUT), one multi-row ``INSERT … RETURNING`` per group of items sending the same columns, one
+executemany ``UPDATE`` per group, one ``SELECT`` to read the updated rows back. Children are written after
+their parents with the parent-key column taken from the saved parent row.
+
+Transactional (default): the whole request is one transaction; any problem → rollback and every error of
+every item is returned. When the database refuses the batch (unique key, foreign key …) the batch is replayed
+item by item under savepoints — still rolled back — only to name each failing item precisely.
+
+Per item (``X-Is-Transactional: false``): valid items are first written together in one transaction; if
+that fails, each root item is written in its own transaction, and the response lists what was saved and
+what was not. A deadlock or serialization failure is retried once, then answered 409.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import inspect
+from sqlalchemy import sql as sa_sql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dxapi import errors
+from dxapi.errors import ErrorItem
+from dxapi.execute.dberrors import (
+    CONFLICT,
+    FOREIGN_KEY,
+    NOT_NULL,
+    REFERENCED,
+    UNAVAILABLE,
+    UNIQUE,
+    VALUE,
+    DbProblem,
+    classify,
+    database_errors,
+)
+from dxapi.plan.types import Condition
+from dxapi.plan.write import INSERT, PATCH, PUT, Action, ItemPlan, WritePlan, decide
+from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
+from dxapi.sql.build import (
+    build_delete,
+    build_existing,
+    build_insert,
+    build_matching_keys,
+    build_select_by_keys,
+    build_update,
+)
+
+log = logging.getLogger("dxapi.execute")
+
+KEYS_PER_QUERY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOutcome:
+    saved: list[dict[str, Any]]
+    errors: list[ErrorItem]
+
+
+class _Refused(Exception):
+    """Items refused while writing (rules that needed the database, or a translated database error)."""
+
+    def __init__(self, items: list[ErrorItem]) -> None:
+        super().__init__(items[0].message)
+        self.items = items
+
+
+class _Retry(Exception):
+    pass
+
+
+async def execute_write(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
+    async with database_errors():
+        for attempt in (1, 2):
+            try:
+                if plan.transactional:
+                    return await _transactional(engine, plan)
+                return await _per_item(engine, plan)
+            except _Retry:
+                if attempt == 2:
+                    raise errors.WRITE_CONFLICT.error() from None
+                log.info("write conflict on `%s`; retrying once", plan.entity.alias)
+    raise AssertionError("unreachable")
+
+
+async def _transactional(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
+    if plan.errors:
+        # The body already has problems: add what only the database can tell about the other items (missing
+        # rows, PUT-create rules) so the client gets every error at once, then stop — nothing is written.
+        found = dict(plan.errors)
+        async with engine.connect() as conn:
+            valid = [item for item in plan.items if item.index not in plan.errors]
+            for item, problems in await _root_rule_problems(conn, plan, valid):
+                found.setdefault(item.index, []).extend(problems)
+        raise errors.ApiError([e for index in sorted(found) for e in found[index]])
+    try:
+        async with engine.begin() as conn:
+            return WriteOutcome(await _write_level(conn, plan.entity, plan.method, list(plan.items)), [])
+    except _Refused as refused:
+        raise errors.ApiError(refused.items) from None
+    except sa_exc.DBAPIError as exc:
+        _reraise_if_global(exc)
+    # The database refused the batch: replay item by item, rolled back, to name every failing item.
+    problems = []
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            for item in plan.items:
+                outcome = await _try_item(conn, plan, item, savepoint=True)
+                if isinstance(outcome, list):
+                    problems.extend(outcome)
+        finally:
+            await transaction.rollback()
+    raise errors.ApiError(problems or [errors.PERSISTENCE_FAILED(path=plan.entity.alias)])
+
+
+async def _per_item(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
+    valid = [item for item in plan.items if item.index not in plan.errors]
+    found: dict[int, list[ErrorItem]] = dict(plan.errors)
+    saved: dict[int, dict[str, Any]] = {}
+    if valid:
+        try:
+            async with engine.begin() as conn:
+                rows = await _write_level(conn, plan.entity, plan.method, valid)
+            saved = {item.index: row for item, row in zip(valid, rows, strict=True)}
+        except (_Refused, sa_exc.DBAPIError) as exc:
+            if isinstance(exc, sa_exc.DBAPIError):
+                _reraise_if_global(exc)
+            for item in valid:  # each root item with its children in its own transaction
+                async with engine.connect() as conn:
+                    transaction = await conn.begin()
+                    outcome = await _try_item(conn, plan, item, savepoint=False)
+                    if isinstance(outcome, dict):
+                        await transaction.commit()
+                        saved[item.index] = outcome
+                    else:
+                        await transaction.rollback()
+                        found.setdefault(item.index, []).extend(outcome)
+    return WriteOutcome(
+        [saved[i] for i in sorted(saved)], [e for index in sorted(found) for e in found[index]]
+    )
+
+
+async def _try_item(conn: AsyncConnection, plan: WritePlan, item: ItemPlan, *, savepoint: bool) -> Any:
+    """Write one root item; return its saved row, or its problems (the caller rolls back).
+
+    Under a savepoint a failed item is undone alone and the items that worked stay in the (outer)
+    transaction, so a later item duplicating an earlier one of the same batch is found too.
+    """
+    try:
+        if savepoint:
+            async with conn.begin_nested():
+                rows = await _write_level(conn, plan.entity, plan.method, [item])
+        else:
+            rows = await _write_level(conn, plan.entity, plan.method, [item])
+        return rows[0]
+    except _Refused as refused:
+        return refused.items
+    except sa_exc.DBAPIError as exc:
+        _reraise_if_global(exc)
+        return [_translate(classify(exc), plan.entity, item.path)]
+
+
+def _reraise_if_global(exc: sa_exc.DBAPIError) -> None:
+    kind = classify(exc).kind
+    if kind == CONFLICT:
+        raise _Retry() from exc
+    if kind == UNAVAILABLE:
+        raise exc
+
+
+def _translate(problem: DbProblem, entity: EntitySnapshot, path: str) -> ErrorItem:
+    columns = problem.columns or (entity.unique_keys.get(problem.constraint or "", ()))
+    names = [entity.by_column[c].name for c in columns if c in entity.by_column]
+    where = f"{path}.{','.join(names)}" if names else path
+    if problem.kind == UNIQUE:
+        return errors.DUPLICATE_ENTRY(path=where)
+    if problem.kind == FOREIGN_KEY:
+        return errors.REFERENCE_NOT_FOUND(path=where)
+    if problem.kind == NOT_NULL:
+        return errors.NOT_NULLABLE(path=where)
+    if problem.kind == VALUE:
+        return errors.VALUE_REJECTED(path=where)
+    log.error("unexpected database error writing `%s`: %s", path, problem)
+    return errors.PERSISTENCE_FAILED(path=path)
+
+
+# --- one relation level ---------------------------------------------------------------------------------------
+
+async def _existing(
+    conn: AsyncConnection, entity: EntitySnapshot, keys: Sequence[Any], covered: FieldSnapshot | None
+) -> dict[Any, Any]:
+    """identifier → parent-key value (or True) of the rows that exist among ``keys``."""
+    found: dict[Any, Any] = {}
+    unique = list(dict.fromkeys(keys))
+    extra = covered.column if covered is not None else None
+    for start in range(0, len(unique), KEYS_PER_QUERY):
+        result = await conn.execute(build_existing(entity, unique[start:start + KEYS_PER_QUERY], extra))
+        for row in result:
+            found[row[0]] = row[1] if extra is not None else True
+    return found
+
+
+async def _decide_all(
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    method: str,
+    items: Sequence[ItemPlan],
+    covered: FieldSnapshot | None,
+    parent_values: Sequence[Any] | None,
+) -> tuple[list[Action | None], list[ErrorItem]]:
+    existing: dict[Any, Any] = {}
+    if method in (PATCH, PUT):
+        existing = await _existing(conn, entity, [i.key for i in items if i.key is not None], covered)
+    actions: list[Action | None] = []
+    problems: list[ErrorItem] = []
+    for position, item in enumerate(items):
+        parent_value = parent_values[position] if parent_values is not None else None
+        exists = item.key is not None and item.key in existing
+        if exists and covered is not None:
+            exists = existing[item.key] == parent_value  # a child of another parent is not "this" child
+        actions.append(decide(entity, method, item, exists, problems, covered, parent_value))
+    return actions, problems
+
+
+async def _root_rule_problems(
+    conn: AsyncConnection, plan: WritePlan, items: Sequence[ItemPlan]
+) -> list[tuple[ItemPlan, list[ErrorItem]]]:
+    out = []
+    if plan.method in (PATCH, PUT) and items:
+        existing = await _existing(conn, plan.entity, [i.key for i in items if i.key is not None], None)
+        for item in items:
+            problems: list[ErrorItem] = []
+            decide(plan.entity, plan.method, item, item.key in existing, problems)
+            if problems:
+                out.append((item, problems))
+    return out
+
+
+async def _write_level(
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    method: str,
+    items: Sequence[ItemPlan],
+    covered: FieldSnapshot | None = None,
+    parent_values: Sequence[Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Write ``items`` of one entity (and then their children); return the saved rows in item order."""
+    actions, problems = await _decide_all(conn, entity, method, items, covered, parent_values)
+    if problems:
+        raise _Refused(problems)
+    raw_rows: list[Any] = [None] * len(items)
+    await _insert(conn, entity, actions, raw_rows, items)
+    await _update(conn, entity, actions, raw_rows, items)
+    rows = [entity.render_row(row) for row in raw_rows]
+    for name in _relation_names(items):
+        await _write_children(conn, entity, method, name, items, raw_rows, rows)
+    return rows
+
+
+async def _insert(
+    conn: AsyncConnection, entity: EntitySnapshot, actions: list[Action | None], raw_rows: list[Any],
+    items: Sequence[ItemPlan],
+) -> None:
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, action in enumerate(actions):
+        if action is not None and action.kind == INSERT:
+            groups.setdefault(tuple(action.values), []).append(position)
+    for positions in groups.values():
+        params = [actions[p].values for p in positions]  # type: ignore[union-attr]
+        result = await _run(conn, build_insert(entity), params, entity, [items[p] for p in positions])
+        for position, row in zip(positions, result.all(), strict=True):
+            raw_rows[position] = row
+
+
+async def _update(
+    conn: AsyncConnection, entity: EntitySnapshot, actions: list[Action | None], raw_rows: list[Any],
+    items: Sequence[ItemPlan],
+) -> None:
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, action in enumerate(actions):
+        if action is not None and action.kind != INSERT:
+            groups.setdefault(tuple(action.values), []).append(position)
+    if not groups:
+        return
+    for columns, positions in groups.items():
+        if columns:
+            params = [
+                {"key": actions[p].key, **{f"v{i}": actions[p].values[c] for i, c in enumerate(columns)}}  # type: ignore[union-attr]
+                for p in positions
+            ]
+            await _run(conn, build_update(entity, columns), params, entity, [items[p] for p in positions])
+    positions = [p for group in groups.values() for p in group]
+    keys = [actions[p].key for p in positions]  # type: ignore[union-attr]
+    by_key: dict[Any, Any] = {}
+    identifier_at = entity.columns.index(entity.identifier.column)
+    for start in range(0, len(keys), KEYS_PER_QUERY):
+        result = await conn.execute(build_select_by_keys(entity, keys[start:start + KEYS_PER_QUERY]))
+        for row in result:
+            by_key[row[identifier_at]] = row
+    missing = []
+    for position, key in zip(positions, keys, strict=True):
+        row = by_key.get(key)
+        if row is None:  # deleted by someone else since we looked
+            missing.append(errors.ENTITY_NOT_FOUND(path=items[position].path))
+        raw_rows[position] = row
+    if missing:
+        raise _Refused(missing)
+
+
+async def _run(
+    conn: AsyncConnection, statement: Any, params: list[dict[str, Any]], entity: EntitySnapshot,
+    items: Sequence[ItemPlan],
+) -> Any:
+    try:
+        return await conn.execute(statement, params if len(params) > 1 else params[0])
+    except sa_exc.DBAPIError as exc:
+        problem = classify(exc)
+        if len(items) == 1 and problem.kind not in (CONFLICT, UNAVAILABLE):
+            raise _Refused([_translate(problem, entity, items[0].path)]) from None
+        raise
+
+
+def _relation_names(items: Sequence[ItemPlan]) -> list[str]:
+    names: dict[str, None] = {}
+    for item in items:
+        for children in item.children:
+            names[children.relation.name] = None
+    return list(names)
+
+
+async def _write_children(
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    method: str,
+    name: str,
+    items: Sequence[ItemPlan],
+    raw_rows: list[Any],
+    rows: list[dict[str, Any]],
+) -> None:
+    relation = entity.relations[name]
+    parent_at = entity.columns.index(relation.parent_field.column)
+    owners: list[int] = []
+    child_items: list[ItemPlan] = []
+    parent_values: list[Any] = []
+    child_entity = None
+    for position, item in enumerate(items):
+        for children in item.children:
+            if children.relation.name != name:
+                continue
+            child_entity = children.entity
+            for child in children.items:
+                owners.append(position)
+                child_items.append(child)
+                parent_values.append(raw_rows[position][parent_at])
+    for position in range(len(items)):
+        rows[position][name] = []
+    if child_entity is None or not child_items:
+        return
+    if method == PATCH:
+        missing = [errors.MISSING_IDENTIFIER(path=c.path) for c in child_items if c.key is None]
+        if missing:
+            raise _Refused(missing)
+    saved = await _write_level(conn, child_entity, method, child_items, relation.child_field, parent_values)
+    for owner, row in zip(owners, saved, strict=True):
+        rows[owner][name].append(row)
+
+
+# --- delete ---------------------------------------------------------------------------------------------------
+
+async def execute_delete(
+    engine: AsyncEngine, entity: EntitySnapshot, conditions: Sequence[Condition], key: Any, max_rows: int
+) -> None:
+    """Delete one row (``key``) or every row matching ``conditions``; nothing at all if any row is blocked."""
+    async with database_errors(), engine.begin() as conn:
+        if key is not None:
+            keys = [key] if await _existing(conn, entity, [key], None) else []
+        else:
+            result = await conn.execute(build_matching_keys(entity, conditions, max_rows + 1))
+            keys = [row[0] for row in result]
+            if len(keys) > max_rows:
+                raise errors.TOO_MANY_ITEMS.error(count=f"more than {max_rows}", maximum=max_rows)
+        if not keys:
+            raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
+        try:
+            async with conn.begin_nested():
+                for start in range(0, len(keys), KEYS_PER_QUERY):
+                    await conn.execute(build_delete(entity, keys[start:start + KEYS_PER_QUERY]))
+            return
+        except sa_exc.DBAPIError as exc:
+            problem = classify(exc)
+            if problem.kind not in (REFERENCED, FOREIGN_KEY):
+                raise
+        blocked = []
+        for one in keys:  # name every blocked row; then nothing is deleted
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(build_delete(entity, [one]))
+            except sa_exc.DBAPIError as exc:
+                problem = classify(exc)
+                if problem.kind not in (REFERENCED, FOREIGN_KEY):
+                    raise
+                child = problem.table or await _referencing_table(conn, entity, one)
+                path = f"{entity.alias}.{entity.identifier.column.name} = {one}"
+                blocked.append(errors.DELETE_BLOCKED(path=path, child=child))
+        raise errors.ApiError(blocked)  # leaving the transaction block rolls every delete back
+
+
+async def _referencing_table(conn: AsyncConnection, entity: EntitySnapshot, key: Any) -> str:
+    """The table holding a row that references ``key`` (SQLite's error does not name it)."""
+
+    def find(sync_conn: Any) -> list[tuple[str, list[str], list[str]]]:
+        inspector = inspect(sync_conn)
+        found = []
+        for table_name in inspector.get_table_names():
+            for fk in inspector.get_foreign_keys(table_name):
+                if fk["referred_table"] == entity.table.name:
+                    found.append((table_name, fk["constrained_columns"], fk["referred_columns"]))
+        return found
+
+    identifier = entity.identifier.column.name
+    for table_name, columns, referred in await conn.run_sync(find):
+        if referred == [identifier] and len(columns) == 1:
+            probe = sa_sql.table(table_name, sa_sql.column(columns[0]))
+            hit = await conn.execute(
+                sa_sql.select(sa_sql.literal(1)).select_from(probe).where(probe.c[columns[0]] == key).limit(1)
+            )
+            if hit.first() is not None:
+                return table_name
+    return "unknown"
