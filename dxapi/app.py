@@ -7,7 +7,7 @@ JSON error array; an unexpected exception is logged with its traceback and answe
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -23,6 +23,8 @@ from dxapi.responses import render_errors
 from dxapi.settings import Settings
 
 log = logging.getLogger("dxapi")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -40,8 +42,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return render_errors(errors.INTERNAL_ERROR.error())
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """Answer an unexpected exception with 5001 inside the endpoint.
+
+    Starlette's handler for ``Exception`` re-raises after answering, so the server logs the error a second
+    time and drops the keep-alive connection; catching here keeps the connection and one log line.
+    """
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except (errors.ApiError, HTTPException):
+            raise
+        except Exception as exc:
+            return await _unexpected(request, exc)
+
+    return guarded
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -65,20 +85,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await registry.close()
             await engine.dispose()
 
+    def route(path: str, endpoint: Endpoint, method: str) -> Route:
+        return Route(path, _guarded(endpoint), methods=[method])
+
     routes = [
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
-        Route(prefix + "/{alias}", endpoints.read_collection, methods=["GET"]),
-        Route(prefix + "/{alias}", endpoints.create, methods=["POST"]),
-        Route(prefix + "/{alias}", endpoints.update, methods=["PATCH"]),
-        Route(prefix + "/{alias}", endpoints.upsert, methods=["PUT"]),
-        Route(prefix + "/{alias}", endpoints.delete_collection, methods=["DELETE"]),
-        Route(prefix + "/{alias}/{id}", endpoints.read_item, methods=["GET"]),
-        Route(prefix + "/{alias}/{id}", endpoints.update, methods=["PATCH"]),
-        Route(prefix + "/{alias}/{id}", endpoints.upsert, methods=["PUT"]),
-        Route(prefix + "/{alias}/{id}", endpoints.delete_item, methods=["DELETE"]),
+        route(prefix + "/{alias}", endpoints.read_collection, "GET"),
+        route(prefix + "/{alias}", endpoints.create, "POST"),
+        route(prefix + "/{alias}", endpoints.update, "PATCH"),
+        route(prefix + "/{alias}", endpoints.upsert, "PUT"),
+        route(prefix + "/{alias}", endpoints.delete_collection, "DELETE"),
+        route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
+        route(prefix + "/{alias}/{id}", endpoints.update, "PATCH"),
+        route(prefix + "/{alias}/{id}", endpoints.upsert, "PUT"),
+        route(prefix + "/{alias}/{id}", endpoints.delete_item, "DELETE"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -87,3 +110,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
+    # `/dynamic-entity/products/` is not an API path: answer 404 JSON, not a redirect built from Host.
+    app.router.redirect_slashes = False
+    return app

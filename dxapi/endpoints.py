@@ -23,7 +23,7 @@ from dxapi.plan.write import PATCH, POST, PUT, build_write_plan
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
 from dxapi.request.body import is_transactional, parse_write_request, read_body
-from dxapi.request.params import parse_read_request
+from dxapi.request.params import ReadRequest, parse_read_request
 from dxapi.responses import BASE_HEADERS, render_json
 from dxapi.settings import Settings
 
@@ -55,9 +55,7 @@ async def read_item(request: Request) -> Response:
     rt = runtime(request)
     snapshot = rt.registry.current()
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
-    if read.filters or read.sort or read.offset is not None or read.limit is not None:
-        # Only `include` makes sense on a single row; anything else is a client mistake worth naming.
-        raise errors.QUERY_PARAMETER_UNKNOWN.error(name="filter/sort/page on a single entity")
+    _refuse_list_parameters(read, allowed_filters=False, where="on a single row")
     alias, identifier = request.path_params["alias"], request.path_params["id"]
     plan = build_read_plan(snapshot, alias, read, rt.settings, identifier=identifier)
     items = await execute_read(rt.engine, plan)
@@ -122,13 +120,26 @@ async def delete_collection(request: Request) -> Response:
     alias = request.path_params["alias"]
     entity = _deletable(snapshot, alias)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
-    if read.sort or read.include or read.offset is not None or read.limit is not None:
-        raise errors.QUERY_PARAMETER_UNKNOWN.error(name="sort/page/include on DELETE")
+    _refuse_list_parameters(read, allowed_filters=True, where="on DELETE", include=True)
     if not read.filters:
         raise errors.DELETE_NEEDS_FILTER.error(alias=alias)
     plan = build_read_plan(snapshot, alias, read, rt.settings)
     await execute_delete(rt.engine, entity, plan.conditions, None, rt.settings.max_batch_items)
     return Response(status_code=204, headers=BASE_HEADERS)
+
+
+def _refuse_list_parameters(read: ReadRequest, *, allowed_filters: bool, where: str, include: bool = False) -> None:
+    """Parameters that only make sense on a list are a client mistake elsewhere; name the first one."""
+    given = [
+        ("filter[...]", bool(read.filters) and not allowed_filters),
+        ("sort", bool(read.sort)),
+        ("page[offset]", read.offset is not None),
+        ("page[limit]", read.limit is not None),
+        ("include", include and bool(read.include)),
+    ]
+    for name, present in given:
+        if present:
+            raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name=name, where=where)
 
 
 def _deletable(snapshot: Snapshot, alias: str) -> EntitySnapshot:

@@ -166,8 +166,8 @@ FILTER_OPERATOR_UNKNOWN = _spec(
     "An operator object with a key that is not a known operator.",
 )
 PAGE_VALUE_INVALID = _spec(
-    "2003", 400, "`page[{name}]` must be a non-negative integer, got `{value}`.",
-    "A page parameter that is not an integer in range, or an unknown `page[...]` key.",
+    "2003", 400, "`page[{name}]` must be an integer of at least {smallest}, got `{value}`.",
+    "`page[offset]` or `page[limit]` that is not an integer in range (a limit must be at least 1).",
 )
 PAGE_LIMIT_TOO_LARGE = _spec(
     "2004", 400, "`page[limit]` is {value}; the maximum is {maximum}.",
@@ -192,6 +192,10 @@ QUERY_PARAMETER_REPEATED = _spec(
 FILTER_TOO_LARGE = _spec(
     "2009", 400, "Filter `{field}`: {count} values given; the maximum is {maximum}.",
     "An `in` list longer than `DXAPI_MAX_FILTER_VALUES`, or more filters than that.",
+)
+QUERY_PARAMETER_NOT_ALLOWED = _spec(
+    "2017", 400, "Query parameter `{name}` is not allowed {where}.",
+    "A query parameter that means nothing for this request (for example `sort` on a single row).",
 )
 METHOD_NOT_ALLOWED = _spec(
     "2010", 405, "Method `{method}` is not allowed on this path.",

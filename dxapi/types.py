@@ -91,8 +91,8 @@ def parse_integer(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected an integer")
     if isinstance(value, str):
-        if not _INTEGER_TEXT.fullmatch(value):
-            raise ValueError(f"`{value}` is not an integer")
+        if not _INTEGER_TEXT.fullmatch(value) or len(value) > 20:
+            raise ValueError(f"`{value[:40]}` is not a 64-bit integer")
         value = int(value)
     if not isinstance(value, int):
         raise ValueError("expected an integer")
@@ -191,6 +191,18 @@ PARSERS: dict[FieldType, Parse] = {
 }
 
 
+def integer_within(low: int, high: int) -> Parse:
+    """An integer parser bounded by what the column can hold (binding 2^31 to INT4 fails in the driver)."""
+
+    def parse_in_range(value: Any) -> int:
+        number = parse_integer(value)
+        if not low <= number <= high:
+            raise ValueError(f"{number} is outside the column's range {low}..{high}")
+        return number
+
+    return parse_in_range
+
+
 def datetime_for_column(parse: Parse, timezone_aware: bool) -> Parse:
     """Wrap a datetime parser so its result matches the column: naive UTC for naive columns."""
 
@@ -199,7 +211,10 @@ def datetime_for_column(parse: Parse, timezone_aware: bool) -> Parse:
         if timezone_aware and moment.tzinfo is None:
             return moment.replace(tzinfo=dt.UTC)
         if not timezone_aware and moment.tzinfo is not None:
-            return moment.astimezone(dt.UTC).replace(tzinfo=None)
+            try:
+                return moment.astimezone(dt.UTC).replace(tzinfo=None)
+            except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC counterpart
+                raise ValueError(f"`{value}` is outside the representable range") from None
         return moment
 
     return parse_for_column

@@ -43,8 +43,6 @@ def build_read_plan(
     limit = request.limit if request.limit is not None else settings.default_page_limit
     if limit > settings.max_page_limit:
         raise errors.PAGE_LIMIT_TOO_LARGE.error(value=limit, maximum=settings.max_page_limit)
-    if limit == 0:
-        raise errors.PAGE_VALUE_INVALID.error(name="limit", value=0)
     return ReadPlan(
         entity=entity,
         conditions=tuple(conditions),

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dxapi.registry.model import EntityConfig, FieldConfig, check_entities
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
-from dxapi.types import PARSERS, RENDERERS, FieldType, Parse, Render, datetime_for_column
-from dxapi.validate import Check, build_validator, describe_rules
+from dxapi.types import PARSERS, RENDERERS, FieldType, Parse, Render, datetime_for_column, integer_within
+from dxapi.validate import Check, build_validator, describe_rules, integer_range
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +169,8 @@ def _unique_keys(table: Table) -> dict[str, tuple[str, ...]]:
 
 def _build_field(config: FieldConfig, column: Column[Any], backend: str) -> FieldSnapshot:
     parse = PARSERS[config.type]
+    if config.type is FieldType.INTEGER:
+        parse = integer_within(*integer_range(column.type, backend))
     if config.type is FieldType.DATETIME:
         aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
         parse = datetime_for_column(parse, aware)

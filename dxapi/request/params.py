@@ -59,7 +59,7 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
         elif key.startswith("page[") and key.endswith("]"):
             name = key[5:-1]
             if name not in ("offset", "limit"):
-                raise errors.PAGE_VALUE_INVALID.error(name=name, value=value)
+                raise errors.QUERY_PARAMETER_UNKNOWN.error(name=key)
             page[name] = parse_page_value(name, value)
         elif key == "sort":
             sort = parse_sort(value)
@@ -93,8 +93,9 @@ def parse_filter(target: str, value: str) -> FilterTerm:
 
 
 def parse_page_value(name: str, value: str) -> int:
-    if not value.isascii() or not value.isdigit() or int(value) > _PAGE_MAX:
-        raise errors.PAGE_VALUE_INVALID.error(name=name, value=value[:40])
+    smallest = 1 if name == "limit" else 0
+    if not value.isascii() or not value.isdigit() or len(value) > 19 or not smallest <= int(value) <= _PAGE_MAX:
+        raise errors.PAGE_VALUE_INVALID.error(name=name, value=value[:40], smallest=smallest)
     return int(value)
 
 
@@ -103,11 +104,10 @@ def parse_sort(value: str) -> tuple[tuple[str, bool], ...]:
     keys = []
     for part in value.split(","):
         part = part.strip()
+        if not part:
+            continue  # `sort=` and `sort=a,` ask for nothing more
         descending = part.startswith("-")
-        name = part[1:] if descending else part.removeprefix("+")
-        if not name:
-            raise errors.SORT_FIELD_NOT_FOUND.error(field=part, alias="?")
-        keys.append((name, descending))
+        keys.append((part[1:] if descending else part.removeprefix("+"), descending))
     return tuple(keys)
 
 
@@ -115,6 +115,8 @@ def parse_include(value: str) -> tuple[tuple[str, ...], ...]:
     """``a.b,c`` → ``(("a", "b"), ("c",))``."""
     chains = []
     for part in value.split(","):
+        if not part.strip():
+            continue
         chain = tuple(name.strip() for name in part.split("."))
         if any(not name for name in chain):
             raise errors.RELATION_NOT_FOUND.error(relation=part)

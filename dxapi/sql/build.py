@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     Delete,
     Insert,
+    Numeric,
     Select,
     Update,
     and_,
@@ -29,11 +30,15 @@ from sqlalchemy import (
 
 from dxapi.plan.types import Condition, IncludePlan, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot
+from dxapi.types import FieldType
 
 
 def build_condition(condition: Condition) -> ColumnElement[bool]:
     column: ColumnElement[Any] = condition.field.column
     value = condition.value
+    if condition.field.type is FieldType.DECIMAL and condition.operator != "isNull":
+        # Bound with the column's NUMERIC(p, s) the driver would round 563.799 to 563.80 before comparing.
+        value = _exact_decimal(value)
     clause: ColumnElement[bool]
     match condition.operator:
         case "eq":
@@ -58,6 +63,12 @@ def build_condition(condition: Condition) -> ColumnElement[bool]:
         case _:
             raise AssertionError(f"operator {condition.operator} reached SQL unplanned")
     return clause
+
+
+def _exact_decimal(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return bindparam(None, list(value), type_=Numeric(asdecimal=True), expanding=True)
+    return bindparam(None, value, type_=Numeric(asdecimal=True))
 
 
 def build_read(plan: ReadPlan) -> Select[Any]:
