@@ -15,6 +15,7 @@ shape: a JSON array of ``{"code": str, "status": int, "message": str}`` with ``X
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -119,7 +120,17 @@ Params = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 def get(api: httpx.Client, path: str, params: Params = None, *, prefix: str = "/dynamic-entity") -> httpx.Response:
     """GET ``prefix + path``; never a 5xx, never internals in the body."""
-    response = api.get(prefix + path, params=params)
+    try:
+        response = api.get(prefix + path, params=params)
+    except httpx.TransportError:
+        # After a 5xx (already failed in the test that caused it) the server drops the keep-alive connection;
+        # one retry on a fresh connection keeps that from failing the next, unrelated test.
+        response = api.get(prefix + path, params=params)
+    if response.status_code >= 500:
+        # The server thread logs the traceback after answering. CPython 3.11's `ast` keeps its recursion counter
+        # per interpreter, not per thread, so pytest formatting this failure at the same moment can die with
+        # "SystemError: AST constructor recursion depth mismatch" and abort the run. Let the log finish first.
+        time.sleep(0.2)
     assert response.status_code < 500, response.text
     for word in FORBIDDEN_IN_BODY:
         assert word not in response.text, f"response leaks `{word}`: {response.text[:500]}"
@@ -294,11 +305,15 @@ def test_paging_limit_over_maximum_is_2004(api: httpx.Client, backend: Backend) 
         pytest.param("limit", "\u0661\u0662", id="non-ascii-digits"),
         pytest.param("offset", "9" * 30, id="offset-beyond-int64"),
         pytest.param("limit", "0", id="zero-limit"),
-        pytest.param("size", "10", id="page-size"),
     ],
 )
 def test_paging_invalid_value_is_2003(api: httpx.Client, name: str, value: str) -> None:
     assert_error(get(api, "/products", {f"page[{name}]": value}), 400, "2003", mentions=[f"page[{name}]"])
+
+
+@pytest.mark.parametrize("name", ["size", "number", "LIMIT"])
+def test_unknown_paging_key_is_2007(api: httpx.Client, name: str) -> None:
+    assert_error(get(api, "/products", {f"page[{name}]": "10"}), 400, "2007", mentions=[f"page[{name}]"])
 
 
 # --- filters: results ------------------------------------------------------------------------------------------
@@ -475,15 +490,95 @@ def test_filter_injection_leaves_the_table_intact(api: httpx.Client, backend: Ba
     assert db_rows(backend, "products") == before
 
 
-def test_filter_out_of_range_integer_is_no_row_or_2001(api: httpx.Client) -> None:
-    """A bound beyond the column's range (INTEGER here) must answer cleanly — no row, or a 2001 — never a 500."""
-    for value in ["2147483648", str(2**63 - 1), '{"gt":2147483648}', '{"in":[1,2147483648]}']:
-        response = get(api, "/products", {"filter[products.idProduct]": value})
-        if response.status_code == 200:
-            expected = [1] if "in" in value else []
-            assert ids(ok(response)["data"]) == expected, value
-        else:
-            assert_error(response, 400, "2001", mentions=["idProduct"])
+def unscaled(value: str) -> Any:
+    """A decimal bound as the database must compare it: exactly, not rounded to the column's scale first."""
+    return sa.bindparam(None, Decimal(value), type_=sa.Numeric())
+
+
+@pytest.mark.parametrize(
+    ("alias", "field", "value", "where"),
+    [
+        pytest.param("MixedCase", "weight", '{"gt":"0.0005"}', MIXED.c["Weight"] > unscaled("0.0005"),
+                     id="gt-below-scale"),
+        pytest.param("MixedCase", "weight", '{"lte":"0.0014"}', MIXED.c["Weight"] <= unscaled("0.0014"),
+                     id="lte-below-scale"),
+        pytest.param("MixedCase", "weight", "0.0014", NOTHING, id="eq-below-scale"),
+        pytest.param("MixedCase", "weight", '{"in":["1.2504","0.0006"]}', NOTHING, id="in-below-scale"),
+        pytest.param("products", "price", '{"gt":"99999999999.999"}', NOTHING, id="gt-rounds-beyond-precision"),
+        pytest.param("products", "price", '{"lt":"-99999999999.995"}', NOTHING, id="lt-rounds-beyond-precision"),
+        pytest.param("products", "price", "1" + "0" * 20, NOTHING, id="eq-beyond-precision"),
+    ],
+)
+def test_filter_decimal_bound_is_compared_exactly(
+    api: httpx.Client, backend: Backend, alias: str, field: str, value: str, where: Any
+) -> None:
+    """A bound with more digits than the column holds is compared as given — never rounded to the column's
+    scale first (a silently wrong answer), never a 500. Refusing it with 2001 would be acceptable too."""
+    response = get(api, f"/{alias}", {f"filter[{alias}.{field}]": value, "page[limit]": ALL})
+    if response.status_code == 400:
+        assert_error(response, 400, "2001", mentions=[f"`{field}`"])
+        return
+    assert ok(response)["data"] == db_rows(backend, alias, where)
+
+
+def test_filter_decimal_bound_between_two_cents(api: httpx.Client, backend: Backend) -> None:
+    price = db_scalar(backend, sa.select(PRODUCT.c.price).where(PRODUCT.c.id_product == 1))
+    just_below, just_above = price - Decimal("0.005"), price + Decimal("0.001")
+    for params, where in [
+        ({"filter[products.price]": format(just_above, "f")}, NOTHING),
+        ({"filter[products.price]": orjson.dumps({"gt": format(just_below, "f")}).decode()},
+         PRODUCT.c.price > unscaled(format(just_below, "f"))),
+        ({"filter[products.price]": orjson.dumps({"lt": format(just_above, "f")}).decode()},
+         PRODUCT.c.price < unscaled(format(just_above, "f"))),
+    ]:
+        expected = db_rows(backend, "products", where)
+        assert data(api, "/products", {**params, "page[limit]": ALL}) == expected, params
+        if where is not NOTHING:
+            assert 1 in ids(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        pytest.param("2147483648", NOTHING, id="eq-int32-max-plus-one"),
+        pytest.param("-2147483649", NOTHING, id="eq-int32-min-minus-one"),
+        pytest.param(str(2**63 - 1), NOTHING, id="eq-int64-max"),
+        pytest.param('{"gt":2147483648}', NOTHING, id="gt-beyond-int32"),
+        pytest.param('{"gt":-9223372036854775808}', PRODUCT.c.id_product.is_not(None), id="gt-int64-min"),
+        pytest.param('{"in":[1,2147483648]}', PRODUCT.c.id_product == 1, id="in-with-one-beyond-int32"),
+        pytest.param('{"ne":2147483648}', PRODUCT.c.id_product.is_not(None), id="ne-beyond-int32"),
+    ],
+)
+def test_filter_integer_beyond_the_column_range(api: httpx.Client, backend: Backend, value: str, where: Any) -> None:
+    """A bound beyond the column's range (INTEGER here) answers as the comparison says — or a 2001 — never a
+    500 (asyncpg refuses to bind an int32 parameter outside its range)."""
+    response = get(api, "/products", {"filter[products.idProduct]": value, "page[limit]": ALL})
+    if response.status_code == 400:
+        assert_error(response, 400, "2001", mentions=["`idProduct`"])
+        return
+    assert ok(response)["data"] == db_rows(backend, "products", where)
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        pytest.param('{"gt":"0001-01-01T00:00:00+01:00"}', PRODUCT.c.updated_at.is_not(None), id="year-1-east"),
+        pytest.param('{"lt":"9999-12-31T23:59:59-01:00"}', PRODUCT.c.updated_at.is_not(None), id="year-9999-west"),
+        pytest.param('{"gt":"0001-01-01T00:00:00"}', PRODUCT.c.updated_at.is_not(None), id="year-1-naive"),
+        pytest.param('{"lt":"9999-12-31T23:59:59.999999"}', PRODUCT.c.updated_at.is_not(None),
+                     id="year-9999-naive"),
+    ],
+)
+def test_filter_datetime_at_the_edges_of_the_calendar(
+    api: httpx.Client, backend: Backend, value: str, where: Any
+) -> None:
+    """Converting an aware bound to UTC can leave Python's datetime range; that is a 2001 or a valid answer,
+    never a 500."""
+    response = get(api, "/products", {"filter[products.updatedAt]": value, "page[limit]": ALL})
+    if response.status_code == 400:
+        assert_error(response, 400, "2001", mentions=["`updatedAt`"])
+        return
+    assert ok(response)["data"] == db_rows(backend, "products", where)
 
 
 # --- filters: errors -------------------------------------------------------------------------------------------
@@ -613,9 +708,15 @@ def test_sort_unknown_field_is_2005(api: httpx.Client, sort: str) -> None:
                  message=f"Sort field `{field}` for table alias `products` not found.")
 
 
-@pytest.mark.parametrize("sort", ["", "price,", "-"])
-def test_sort_empty_key_is_2005(api: httpx.Client, sort: str) -> None:
-    assert_error(get(api, "/products", {"sort": sort}), 400, "2005")
+def test_sort_dash_alone_is_2005(api: httpx.Client) -> None:
+    assert_error(get(api, "/products", {"sort": "-"}), 400, "2005")
+
+
+@pytest.mark.parametrize("sort", ["", "price,", ",price"])
+def test_sort_empty_segments_are_ignored(api: httpx.Client, backend: Backend, sort: str) -> None:
+    expected = "price" if "price" in sort else None
+    plain = data(api, "/products", {"sort": expected} if expected else {})
+    assert data(api, "/products", {"sort": sort}) == plain
 
 
 # --- include ---------------------------------------------------------------------------------------------------
@@ -743,9 +844,14 @@ def test_include_unknown_relation_is_1313(api: httpx.Client, alias: str, include
                  message=f"Relation `{relation}` not found. Please check the requested relation name and try again.")
 
 
-@pytest.mark.parametrize("include", ["productStocks..x", "productStocks,", ".productStocks"])
+@pytest.mark.parametrize("include", ["productStocks..x", ".productStocks"])
 def test_include_empty_chain_part_is_1313(api: httpx.Client, include: str) -> None:
     assert_error(get(api, "/products", {"include": include}), 400, "1313")
+
+
+def test_include_empty_chains_are_ignored(api: httpx.Client) -> None:
+    assert data(api, "/products", {"include": "productStocks,"}) == data(api, "/products", {"include": "productStocks"})
+    assert data(api, "/products", {"include": ""}) == data(api, "/products")
 
 
 def test_include_too_deep_is_2006(api: httpx.Client, backend: Backend) -> None:
@@ -772,7 +878,7 @@ def test_get_by_id_countries_like_appendix_a(api: httpx.Client, backend: Backend
 
 
 @pytest.mark.parametrize("value", ["999999", "abc", "0", "-1", "1.0", "+1", "1e1", "99999999999999999999",
-                                   "2147483648", "%20"])
+                                   "2147483648", "-2147483649", "%20"])
 def test_get_by_id_missing_is_1303(api: httpx.Client, value: str) -> None:
     assert_error(get(api, f"/products/{value}"), 404, "1303",
                  message="The entity `products` could not be found in the database.")
@@ -825,11 +931,15 @@ def test_get_by_id_missing_string_identifier_is_1303(api: httpx.Client, value: s
         pytest.param({"sort": "price"}, id="sort"),
         pytest.param({"page[limit]": "1"}, id="page-limit"),
         pytest.param({"page[offset]": "0"}, id="page-offset"),
-        pytest.param({"fitler[products.sku]": "1"}, id="unknown"),
     ],
 )
-def test_get_by_id_rejects_list_parameters_with_2007(api: httpx.Client, params: dict[str, str]) -> None:
-    assert_error(get(api, "/products/42", params), 400, "2007")
+def test_get_by_id_rejects_list_parameters_with_2017(api: httpx.Client, params: dict[str, str]) -> None:
+    name = next(iter(params)).split("[")[0]
+    assert_error(get(api, "/products/42", params), 400, "2017", mentions=[name, "single row"])
+
+
+def test_get_by_id_rejects_unknown_parameters_with_2007(api: httpx.Client) -> None:
+    assert_error(get(api, "/products/42", {"fitler[products.sku]": "1"}), 400, "2007")
 
 
 # --- unknown and inactive aliases ------------------------------------------------------------------------------
