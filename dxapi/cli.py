@@ -15,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import exc as sa_exc
 
 from dxapi.db import create_engine
 from dxapi.registry.model import ConfigError
 from dxapi.registry.store import (
     check_against_schema,
+    check_change,
     ensure_schema,
     export_entities,
     load_entities,
     parse_import,
+    parse_import_leniently,
     save_entities,
 )
 from dxapi.settings import Settings
@@ -65,9 +68,11 @@ async def cmd_config_import(settings: Settings, args: argparse.Namespace) -> int
         raise CommandError(f"cannot read {path}: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:
         raise CommandError(f"{path} is not valid JSON: {exc}") from None
-    configs = parse_import(document)
+    configs, problems = parse_import_leniently(document)
     engine = create_engine(settings.database_url)
     try:
+        if problems:  # report the database problems of the other entries too, then stop untouched
+            await check_change(engine, configs, settings.deny_tables, problems)
         await ensure_schema(engine)
         version = await save_entities(engine, configs, actor="cli", action="import", deny=settings.deny_tables)
     finally:
@@ -218,6 +223,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot reach the database: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except sa_exc.SQLAlchemyError as exc:
+        print(f"error: {_database_reason(exc)}", file=sys.stderr)
+        return 1
+
+
+def _database_reason(exc: sa_exc.SQLAlchemyError) -> str:
+    if isinstance(exc, sa_exc.ArgumentError):
+        return "the database URL is not valid (use sqlite:///file.db, postgresql://… or mysql://…)"
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    if "dx_" in first and ("exist" in first or "no such table" in first):
+        return "dxapi's tables are missing in this database; run `dxapi init` first"
+    return f"database error: {first}"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Fed by JSON (import file, admin form, stored ``dx_entity.definition``); feeds ``
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -382,7 +383,7 @@ def check_shape(config: EntityConfig) -> list[str]:
 
 def _check_rules(f: FieldConfig) -> list[str]:
     r = f.rules
-    given = {key for key, attr in _RULE_KEYS if getattr(r, attr) not in (None, False)}
+    given = {key for key, attr in _RULE_KEYS if key != "isRequired" and getattr(r, attr) is not None}
     if r.enum is not None:
         given.add("enum")
     if r.constraints:
@@ -392,19 +393,25 @@ def _check_rules(f: FieldConfig) -> list[str]:
     if not_allowed:
         keys = ", ".join(not_allowed)
         problems.append(f"Validation rule(s): `{keys}` is not allowed for field type `{f.type.value}`.")
+    bounds = [(key, getattr(r, key)) for key in ("min", "max") if getattr(r, key) is not None]
     if f.type in (FieldType.INTEGER, FieldType.DECIMAL, FieldType.FLOAT):
-        for key in ("min", "max"):
-            value = getattr(r, key)
-            if value is not None and not _is_number(value):
+        for key, value in bounds:
+            if not _is_number(value):
                 problems.append(f"`{key}` must be a number")
-            if f.type is FieldType.INTEGER and value is not None and not isinstance(value, int):
+            elif f.type is FieldType.INTEGER and not isinstance(value, int):
                 problems.append(f"`{key}` must be an integer")
     if f.type in (FieldType.DATE, FieldType.DATETIME):
-        for key in ("min", "max"):
-            if getattr(r, key) is not None and not isinstance(getattr(r, key), str):
-                problems.append(f"`{key}` must be an ISO 8601 string")
-    if r.min is not None and r.max is not None and type(r.min) is type(r.max) and r.min > r.max:  # type: ignore[operator]
-        problems.append("`min` must not exceed `max`")
+        parse = dt.date.fromisoformat if f.type is FieldType.DATE else dt.datetime.fromisoformat
+        for key, value in bounds:
+            try:
+                parse(value)
+            except (TypeError, ValueError):
+                problems.append(f"`{key}` must be an ISO 8601 {f.type.value} string")
+    if len(bounds) == 2 and not problems:
+        low, high = bounds[0][1], bounds[1][1]
+        comparable = (_is_number(low) and _is_number(high)) or (isinstance(low, str) and isinstance(high, str))
+        if comparable and low > high:
+            problems.append("`min` must not exceed `max`")
     if r.min_length is not None and r.max_length is not None and r.min_length > r.max_length:
         problems.append("`minLength` must not exceed `maxLength`")
     if r.scale is not None and r.precision is not None and r.scale >= r.precision:

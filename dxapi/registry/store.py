@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi.registry.model import (
@@ -96,18 +96,24 @@ def _loads_or_none(text: str) -> Any:
 
 def parse_import(document: Any) -> list[EntityConfig]:
     """Parse an installer-format document (a JSON array); raise ConfigError listing every problem."""
+    configs, problems = parse_import_leniently(document)
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
+def parse_import_leniently(document: Any) -> tuple[list[EntityConfig], list[str]]:
+    """The entries that parse, and the problems of those that do not (so both can be reported at once)."""
     if not isinstance(document, list):
-        raise ConfigError(["the configuration file must hold a JSON array of entries"])
+        return [], ["the configuration file must hold a JSON array of entries"]
     configs: list[EntityConfig] = []
     problems: list[str] = []
     for index, entry in enumerate(document):
         config, found = parse_entry(entry, f"entry[{index}]")
         problems.extend(found)
-        if config is not None:
+        if config is not None and not found:
             configs.append(config)
-    if problems:
-        raise ConfigError(problems)
-    return configs
+    return configs, problems
 
 
 async def check_against_schema(
@@ -125,20 +131,40 @@ async def save_entities(
 
     Nothing is written unless the whole resulting configuration passes every check.
     """
-    repeated = sorted({c.alias for c in changed if sum(o.alias == c.alias for o in changed) > 1})
-    if repeated:
-        raise ConfigError([f"`{alias}`: the alias appears more than once in the same change" for alias in repeated])
     async with engine.begin() as conn:
-        stored, _broken = await load_entities(conn)
-        current = {c.alias: c for c in stored}
-        merged = {**current, **{c.alias: c for c in changed}}
-        problems = await check_against_schema(conn, list(merged.values()), deny)
-        # Report problems of the entities being saved, and of stored ones that the change breaks
-        # (for example a relation now pointing at a renamed alias).
-        if problems:
-            raise ConfigError([p for found in problems.values() for p in found])
+        current = await _check_change(conn, changed, deny, earlier_problems=[])
         await conn.run_sync(lambda sync: _write_entities(sync, changed, current, actor, action))
         return await _bump_version(conn)
+
+
+async def check_change(
+    engine: AsyncEngine, changed: Sequence[EntityConfig], deny: Iterable[str] = (), earlier_problems: Sequence[str] = ()
+) -> None:
+    """Raise ConfigError with ``earlier_problems`` plus everything saving ``changed`` would refuse."""
+    async with engine.connect() as conn:
+        initialised = await conn.run_sync(lambda sync: inspect(sync).has_table(dx_entity.name))
+        if not initialised:  # nothing stored yet: check the change on its own
+            found = await check_against_schema(conn, changed, deny)
+            raise ConfigError([*earlier_problems, *(p for ps in found.values() for p in ps)])
+        await _check_change(conn, changed, deny, list(earlier_problems))
+
+
+async def _check_change(
+    conn: AsyncConnection, changed: Sequence[EntityConfig], deny: Iterable[str], earlier_problems: list[str]
+) -> dict[str, EntityConfig]:
+    problems = list(earlier_problems)
+    repeated = sorted({c.alias for c in changed if sum(o.alias == c.alias for o in changed) > 1})
+    problems += [f"`{alias}`: the alias appears more than once in the same change" for alias in repeated]
+    stored, _broken = await load_entities(conn)
+    current = {c.alias: c for c in stored}
+    merged = {**current, **{c.alias: c for c in changed}}
+    # Problems of the entities being saved, and of stored ones that the change breaks (for example a
+    # relation now pointing at an alias that was removed or renamed).
+    found = await check_against_schema(conn, list(merged.values()), deny)
+    problems += [p for alias_problems in found.values() for p in alias_problems]
+    if problems:
+        raise ConfigError(problems)
+    return current
 
 
 def _write_entities(

@@ -70,7 +70,8 @@ def restore(backend: Backend) -> Iterator[None]:
     """Put the example configuration of the shop back, whatever the test did to it."""
     yield
     backend.import_config(list(example().values()))
-    stored = {r[0]: r[1] for r in backend.sql(sa.select(dx_entity.c.table_alias, dx_entity.c.definition))}
+    rows = backend.sql(sa.select(dx_entity.c.table_alias, dx_entity.c.definition))
+    stored = {row.table_alias: row.definition for row in rows}
     for alias, original in ORIGINAL.items():
         assert orjson.loads(stored[alias]) == original["definition"]
 

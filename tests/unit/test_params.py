@@ -1,7 +1,7 @@
 """The read query grammar (``dxapi.request.params``) without a database or a configuration.
 
 Covers equality versus operator objects, case-insensitive operator keys, the ignored alias part of
-``filter[alias.field]``, every syntax error code (011, 2001, 2002, 2003, 2007, 2008, 2009, 1313, 2005), sort and
+``filter[alias.field]``, every syntax error code (011, 2001, 2002, 2003, 2007, 2008, 2009, 1313), sort and
 include parsing, and a property test: whatever the pairs, the parser answers a ``ReadRequest`` or a catalogued
 ``ApiError`` — never any other exception.
 """
@@ -122,9 +122,13 @@ def test_too_many_filters_is_2009() -> None:
 def test_page_values_are_integers() -> None:
     request = parse(("page[offset]", "20"), ("page[limit]", "5"))
     assert (request.offset, request.limit) == (20, 5)
-    assert parse(("page[limit]", "0")).limit == 0  # the plan stage rejects 0, the grammar accepts it
+    assert parse(("page[offset]", "0")).offset == 0
     assert parse(("page[offset]", "007")).offset == 7
     assert parse(("page[offset]", str(2**63 - 1))).offset == 2**63 - 1
+
+
+def test_page_limit_zero_is_2003() -> None:
+    assert codes_of(("page[limit]", "0")) == ["2003"]
 
 
 @pytest.mark.parametrize("name", ["offset", "limit"])
@@ -143,8 +147,9 @@ def test_huge_digit_string_page_value_is_2003() -> None:
 
 
 @pytest.mark.parametrize("key", ["page[size]", "page[number]", "page[]", "page[LIMIT]"])
-def test_unknown_page_key_is_2003(key: str) -> None:
-    assert codes_of((key, "1")) == ["2003"]
+def test_unknown_page_key_is_refused(key: str) -> None:
+    # An unknown `page[...]` key is an unknown parameter (2007) since the read-path fixes; it used to be 2003.
+    assert codes_of((key, "1")) == ["2007"]
 
 
 # --- unknown / repeated parameters ---------------------------------------------------------------------------
@@ -177,9 +182,19 @@ def test_sort_single_descending() -> None:
     assert parse(("sort", "-updatedAt")).sort == (("updatedAt", True),)
 
 
-@pytest.mark.parametrize("value", ["", "a,", ",a", "a,,b", "-", "+", " - "])
-def test_sort_with_empty_name_is_refused(value: str) -> None:
-    assert codes_of(("sort", value)) == ["2005"]
+@pytest.mark.parametrize(
+    ("value", "keys"),
+    [("", ()), ("a,", (("a", False),)), (",a", (("a", False),)), ("a,,b", (("a", False), ("b", False))),
+     (" , ", ())],
+)
+def test_sort_skips_empty_parts(value: str, keys: tuple[tuple[str, bool], ...]) -> None:
+    assert parse(("sort", value)).sort == keys
+
+
+def test_sort_sign_without_a_name_leaves_an_empty_name_for_the_plan() -> None:
+    # The plan stage answers 2005 for a field named ``; the grammar does not refuse it itself.
+    assert parse(("sort", "-")).sort == (("", True),)
+    assert parse(("sort", "+")).sort == (("", False),)
 
 
 # --- include -------------------------------------------------------------------------------------------------
@@ -189,9 +204,17 @@ def test_include_chains() -> None:
     assert parse(("include", " a . b , c ")).include == (("a", "b"), ("c",))
 
 
-@pytest.mark.parametrize("value", ["", "a,", ",a", "a,,b", "a..b", ".a", "a.", " . "])
+@pytest.mark.parametrize("value", ["a..b", ".a", "a.", " . ", "a,b.", "a,.b"])
 def test_include_with_empty_segment_is_1313(value: str) -> None:
     assert codes_of(("include", value)) == ["1313"]
+
+
+@pytest.mark.parametrize(
+    ("value", "chains"),
+    [("", ()), (" ", ()), ("a,", (("a",),)), (",a", (("a",),)), ("a,,b.c", (("a",), ("b", "c")))],
+)
+def test_include_skips_empty_parts(value: str, chains: tuple[tuple[str, ...], ...]) -> None:
+    assert parse(("include", value)).include == chains
 
 
 # --- property ------------------------------------------------------------------------------------------------
@@ -241,6 +264,5 @@ def test_parser_never_raises_anything_but_catalogued_api_errors(pairs: list[tupl
         assert isinstance(request, ReadRequest)
         assert len(request.filters) <= max_filters
         assert request.offset is None or 0 <= request.offset < 2**63
-        assert request.limit is None or 0 <= request.limit < 2**63
-        assert all(name for name, _ in request.sort)
+        assert request.limit is None or 1 <= request.limit < 2**63
         assert all(all(chain) for chain in request.include)
