@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -254,24 +254,26 @@ async def _run_python(
         )
         return head.encode("latin-1") + payload
 
-    async def connection(deadline: float, build: Callable[[], bytes]) -> None:
-        writer: asyncio.StreamWriter | None = None
-        reader: asyncio.StreamReader | None = None
+    async def connection(deadline: float) -> None:
+        """One keep-alive connection sending requests back to back; reconnects after a close or an error."""
         while time.perf_counter() < deadline:
             try:
-                if writer is None:
-                    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-                assert reader is not None
-                started = time.perf_counter()
-                writer.write(build())
-                await writer.drain()
-                status, closing = await asyncio.wait_for(_read_response(reader), timeout)
-                latencies.append(time.perf_counter() - started)
-                if not 200 <= status < 300:
-                    counts["non_2xx"] += 1
-                if closing:
-                    writer.close()
-                    writer = None
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            except (OSError, TimeoutError):
+                counts["errors"] += 1
+                await asyncio.sleep(0.01)  # do not spin on a refused connection
+                continue
+            try:
+                while time.perf_counter() < deadline:
+                    started = time.perf_counter()
+                    writer.write(next_request())
+                    await writer.drain()
+                    status, closing = await asyncio.wait_for(_read_response(reader), timeout)
+                    latencies.append(time.perf_counter() - started)
+                    if not 200 <= status < 300:
+                        counts["non_2xx"] += 1
+                    if closing:
+                        break
             except (
                 OSError,
                 TimeoutError,
@@ -281,15 +283,12 @@ async def _run_python(
                 _ResponseError,
             ):
                 counts["errors"] += 1
-                if writer is not None:
-                    writer.close()
-                writer = None
-        if writer is not None:
-            writer.close()
+            finally:
+                writer.close()
 
     started = time.perf_counter()
     deadline = started + duration
-    await asyncio.gather(*(connection(deadline, next_request) for _ in range(connections)))
+    await asyncio.gather(*(connection(deadline) for _ in range(connections)))
     elapsed = time.perf_counter() - started
     latencies.sort()
 

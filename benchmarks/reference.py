@@ -183,8 +183,11 @@ def validate_item(item: Any, path: str, *, creating: bool) -> tuple[dict[str, An
 def build_insert(rows: Sequence[dict[str, Any]]) -> tuple[str, list[Any]]:
     """Rows of column → value → one multi-row INSERT; an omitted column becomes DEFAULT, as in Spryker.
 
-    >>> build_insert([{"sku": "a", "name": "A"}])[0][:60]
-    'INSERT INTO shop_product (sku, name, description, fk_catego'
+    >>> sql, args = build_insert([{"sku": "A-1", "name": "A", "fk_category": 3, "price": Decimal(1)}])
+    >>> sql.split(" VALUES ")[1].split(" RETURNING ")[0]
+    '($1, $2, DEFAULT, $3, DEFAULT, $4, DEFAULT, DEFAULT, DEFAULT)'
+    >>> args
+    ['A-1', 'A', 3, Decimal('1')]
     """
     args: list[Any] = []
     tuples: list[str] = []

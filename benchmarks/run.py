@@ -51,7 +51,7 @@ PRODUCTS = 100_000
 BATCH_ROWS = 1000
 PAGE = 100
 OFFSET_PAGES = 100  # offset scenario pages through the first 100 pages, see offset_target()
-SETTLE_S = 1.0  # pause after a load run, see load_once()
+SETTLE_S = 0.5  # pause after a load run, see load_once()
 NOT_SERVED = (404, 405, 501)  # dxapi answers these for endpoints it does not have yet
 BENCH_SKU_PREFIX = "BENCH-"  # rows the POST scenario creates; deleted after each server's run
 PRODUCTS_PATH = "/dynamic-entity/products"
@@ -336,7 +336,6 @@ class Server:
     command: list[str]
     port: int
     env: dict[str, str]
-    workers: int
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     problem: str | None = None  # why this server cannot be measured, if it cannot
@@ -434,27 +433,33 @@ def process_tree(root: int) -> list[int]:
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def tree_rss(root: int) -> tuple[int, int]:
-    """(summed resident set size in bytes, number of processes) of the tree under `root`."""
-    total = count = 0
+def tree_rss(root: int) -> tuple[int, int, int]:
+    """(summed resident set size, largest single process's RSS, number of processes) of `root`'s tree."""
+    total = largest = count = 0
     for pid in process_tree(root):
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-            count += 1
+            rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
         except (OSError, IndexError, ValueError):
             continue  # exited meanwhile
-    return total, count
+        total += rss
+        largest = max(largest, rss)
+        count += 1
+    return total, largest, count
 
 
 @contextmanager
 def peak_rss(root: int, interval: float = 0.2) -> Iterator[dict[str, int]]:
-    """Sample the tree's RSS in a thread while the body runs; yields {"bytes": peak, "processes": n}."""
-    peak = {"bytes": 0, "processes": 0}
+    """Sample the tree's RSS in a thread while the body runs.
+
+    Yields {"bytes": peak of the sum, "largest": peak of one process (a worker), "processes": n}.
+    """
+    peak = {"bytes": 0, "largest": 0, "processes": 0}
     stop = threading.Event()
 
     def sample_loop() -> None:
         while True:
-            total, count = tree_rss(root)
+            total, largest, count = tree_rss(root)
+            peak["largest"] = max(peak["largest"], largest)
             if total > peak["bytes"]:
                 peak.update(bytes=total, processes=count)
             if stop.wait(interval):
@@ -483,7 +488,8 @@ class Measurement:
     non_2xx: int = 0
     requests: int = 0
     rows_per_s: float | None = None
-    rss_mb: float = 0.0
+    rss_mb: float = 0.0  # peak of the summed RSS of the server's processes
+    worker_rss_mb: float = 0.0  # peak RSS of its largest process (a worker)
     processes: int = 0
     rounds_per_s: list[float] = field(default_factory=list)  # successful req/s of each round, to see noise
 
@@ -494,6 +500,7 @@ class Round:
 
     result: Result
     rss_mb: float
+    worker_rss_mb: float
     processes: int
 
 
@@ -506,7 +513,8 @@ class ScenarioResult:
     batch: int
     reference: Measurement
     dxapi: Measurement
-    ratio: float | None = None
+    ratio: float | None = None  # dxapi/reference: median over the alternating rounds
+    ratio_of_totals: float | None = None
     meets_goal: bool | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -516,6 +524,12 @@ class Options:
     duration: float
     warmup: float
     rounds: int
+
+    @property
+    def slice_s(self) -> float:
+        """Seconds of one round: the measured time is split into alternating slices (wrk counts whole s)."""
+        return max(1.0, round(self.duration / self.rounds))
+
     connections: int | None
     headers: dict[str, str]
 
@@ -536,21 +550,14 @@ def load_once(server: Server, scenario: Scenario, target: Target, options: Optio
     connections = options.connections or scenario.connections
     with peak_rss(server.process.pid) as peak:
         result = run_load(
-            target.urls, target.method, target.body, options.duration, connections, headers=options.headers
+            target.urls, target.method, target.body, options.slice_s, connections, headers=options.headers
         )
     # wrk stops counting at the deadline but requests still in flight finish on the server: let them, so
     # they neither slow the next run down nor leave rows behind after the clean-up
     time.sleep(SETTLE_S)
     if target.method == "POST":
         asyncio.run(delete_bench_rows(url))
-    measured = Round(result, peak["bytes"] / 2**20, peak["processes"])
-    log(
-        f"  {server.label}: {result.ok_per_s:,.1f} req/s, p50 {result.p50_ms:.1f} ms, "
-        f"p99 {result.p99_ms:.1f} ms, {measured.rss_mb:.0f} MB"
-        + (f", {result.non_2xx} non-2xx" if result.non_2xx else "")
-        + (f", {result.errors} socket errors" if result.errors else "")
-    )
-    return measured
+    return Round(result, peak["bytes"] / 2**20, peak["largest"] / 2**20, peak["processes"])
 
 
 def combine(rounds: Sequence[Round], batch: int) -> Measurement:
@@ -567,6 +574,7 @@ def combine(rounds: Sequence[Round], batch: int) -> Measurement:
         requests=sum(r.result.requests for r in rounds),
         rows_per_s=ok * batch if batch > 1 else None,
         rss_mb=max(r.rss_mb for r in rounds),
+        worker_rss_mb=max(r.worker_rss_mb for r in rounds),
         processes=max(r.processes for r in rounds),
         rounds_per_s=[round(r.result.ok_per_s, 1) for r in rounds],
     )
@@ -641,6 +649,15 @@ def run_scenario(
             rounds[slot].append(load_once(servers[slot], scenario, targets[slot], options, url))
 
     measured = {slot: problems[slot] or combine(rounds[slot], scenario.batch) for slot in servers}
+    for slot in active:
+        m = measured[slot]
+        log(
+            f"  {servers[slot].label}: {m.requests_per_s:,.1f} req/s "
+            f"(rounds {' '.join(f'{r:,.0f}' for r in m.rounds_per_s)}), p50 {m.p50_ms:.1f} ms, "
+            f"p99 {m.p99_ms:.1f} ms, {m.rss_mb:.0f} MB"
+            + (f", {m.non_2xx} non-2xx" if m.non_2xx else "")
+            + (f", {m.errors} socket errors" if m.errors else "")
+        )
     result = ScenarioResult(
         scenario.name,
         scenario.description,
@@ -651,11 +668,17 @@ def run_scenario(
         measured["dxapi"],
         warnings=warnings,
     )
-    ref, dx = result.reference, result.dxapi
-    if ref.status == "ok" and dx.status == "ok" and ref.requests_per_s > 0:
-        result.ratio = dx.requests_per_s / ref.requests_per_s  # the rows/s ratio is the same: same batch
-        if scenario.goal is not None:
-            result.meets_goal = result.ratio >= scenario.goal
+    if len(active) == 2:
+        # The median of the ratios of rounds run back to back, not the ratio of the totals: this machine's
+        # speed drifts by tens of percent within seconds, and a burst of speed in one server's slice would
+        # move the totals. (rows/s ratios are the same: both servers get the same batches.)
+        pairs = zip(rounds["reference"], rounds["dxapi"], strict=True)
+        ratios = [dx.result.ok_per_s / ref.result.ok_per_s for ref, dx in pairs if ref.result.ok_per_s > 0]
+        if ratios:
+            result.ratio = statistics.median(ratios)
+            result.ratio_of_totals = result.dxapi.requests_per_s / max(result.reference.requests_per_s, 1e-9)
+            if scenario.goal is not None:
+                result.meets_goal = result.ratio >= scenario.goal
     return result
 
 
@@ -759,16 +782,16 @@ def report(results: list[ScenarioResult], meta: dict[str, Any], self_test: bool)
                 print(f"  {r.name} {label}: {m.non_2xx} non-2xx answers, {m.errors} socket errors/timeouts")
         for warning in r.warnings:
             print(f"  {r.name}: WARNING {warning}")
-    peak_dx = max((r.dxapi.rss_mb for r in results if r.dxapi.status == "ok"), default=None)
-    if peak_dx is not None:
-        per_worker = peak_dx / meta["workers"]
-        print(
-            f"peak RSS per worker: {per_worker:.0f} MB (goal <= 150 MB; the uvicorn supervisor is counted "
-            "in when workers > 1)"
-        )
+    for slot in ("reference", "dxapi"):
+        measured = [getattr(r, slot) for r in results if getattr(r, slot).status == "ok"]
+        if measured:
+            label = "ref-2" if self_test and slot == "dxapi" else slot
+            worker = max(m.worker_rss_mb for m in measured)
+            goal = "" if slot == "reference" else " (goal <= 150 MB)"
+            print(f"{label}: peak RSS of one worker process {worker:.0f} MB{goal}")
     print(
-        f"load tool: {meta['load_tool']}; {meta['rounds']} x {meta['duration_s']} s per server and scenario "
-        f"(alternating) after {meta['warmup_s']} s warm-up; {meta['workers']} worker(s) each; "
+        f"load tool: {meta['load_tool']}; {meta['duration_s']} s per server and scenario in {meta['rounds']} "
+        f"alternating slices after {meta['warmup_s']} s warm-up; {meta['workers']} worker(s) each; "
         f"{meta['cpus']} CPUs shared with the load generator"
     )
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -784,9 +807,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     names = [s.name for s in SCENARIOS]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per server and scenario")
     parser.add_argument(
-        "--rounds", type=int, default=2, help="measured runs per server and scenario, alternating (default 2)"
+        "--duration", type=float, default=10.0, help="measured seconds per server and scenario (default 10)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="slices the duration is split into, alternating between the servers (default 5)",
     )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first")
     parser.add_argument(
@@ -817,6 +845,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # raising unwinds through main()'s finally, which stops the servers this run started
+    log(f"stopped by signal {signum}")
     raise SystemExit(128 + signum)
 
 
@@ -887,7 +916,7 @@ def reference_server(label: str, url: str, args: argparse.Namespace, env: dict[s
     port = free_port()
     command = [sys.executable, "-m", "benchmarks.reference", "--dsn", url, "--port", str(port)]
     command += ["--workers", str(args.workers), "--pool-size", str(args.pool_size)]
-    return Server(label, command, port, env, args.workers, RESULTS_DIR / f"{label}.log")
+    return Server(label, command, port, env, RESULTS_DIR / f"{label}.log")
 
 
 def prepare_dxapi(url: str, args: argparse.Namespace, env: dict[str, str]) -> Server:
@@ -912,7 +941,7 @@ def prepare_dxapi(url: str, args: argparse.Namespace, env: dict[str, str]) -> Se
         "DXAPI_POOL_SIZE": str(args.pool_size),
         "DXAPI_LOG_LEVEL": env.get("DXAPI_LOG_LEVEL", "warning"),
     }
-    server = Server("dxapi", command, port, dx_env, args.workers, RESULTS_DIR / "dxapi.log")
+    server = Server("dxapi", command, port, dx_env, RESULTS_DIR / "dxapi.log")
     if executable is None:
         server.problem = "no dxapi executable found"
     else:

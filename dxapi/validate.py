@@ -126,7 +126,9 @@ def _string(config: FieldConfig, column: Column[Any], backend: str) -> Check:
     min_length = r.min_length
     pattern = re.compile(r.pattern) if r.pattern else None
     enum = frozenset(r.enum) if r.enum else None
-    formats: dict[str, Callable[[str], object]] = {"email": _EMAIL.fullmatch, "url": _URL_FORMAT.fullmatch, "uuid": _is_uuid}
+    formats: dict[str, Callable[[str], object]] = {
+        "email": _EMAIL.fullmatch, "url": _URL_FORMAT.fullmatch, "uuid": _is_uuid,
+    }
     format_check = formats[r.format] if r.format else None
     url_constraint = "url" in r.constraints
 
@@ -213,7 +215,7 @@ def _decimal(config: FieldConfig, column: Column[Any], backend: str) -> Check:
 
 
 def _fits(text: str, precision: int, scale: int) -> bool:
-    """Spryker's rule: integer digits ≤ precision − scale, fractional digits (trailing zeros dropped) ≤ scale."""
+    """Spryker's rule: integer digits ≤ precision - scale, fractional digits (trailing zeros dropped) ≤ scale."""
     whole, _, fraction = text.lstrip("-").partition(".")
     whole = whole.lstrip("0")
     fraction = fraction.rstrip("0")

@@ -267,7 +267,7 @@ def decide(
         if value is not None and not target.config.is_creatable and target is not identifier and target is not covered:
             problems.append(errors.IMMUTABLE_FIELD(path=item.path, field=target.name))
     for target in entity.fields:
-        if target is not covered and target.db_required and values.get(target.column.name) is None:
-            if not target.config.rules.is_required:  # a required field was already reported as 1307
-                problems.append(errors.NOT_NULLABLE(path=f"{item.path}.{target.name}"))
+        missing = target is not covered and target.db_required and values.get(target.column.name) is None
+        if missing and not target.config.rules.is_required:  # a required field was already reported as 1307
+            problems.append(errors.NOT_NULLABLE(path=f"{item.path}.{target.name}"))
     return Action(INSERT, values, item.key) if len(problems) == before else None
