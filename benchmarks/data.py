@@ -1,0 +1,114 @@
+"""Benchmark data: (re)create the database, load the demo shop, clean up, and sample what scenarios need.
+
+Fed by the database URL from `run`; feeds `scenarios` (ids, cursors, foreign keys) through `DataContext`.
+The rows come from `dxapi.demo`, so the benchmark reads the same shop as the test suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from benchmarks.report import log
+
+URL_ENV = "DXAPI_BENCH_DATABASE_URL"
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/dxapi_bench"
+PRODUCTS = 100_000
+PAGE = 100  # rows per page in the list scenarios
+BENCH_SKU_PREFIX = "BENCH-"  # rows the POST scenario creates; deleted after each server's run
+
+
+@dataclass(frozen=True, slots=True)
+class DataContext:
+    """What the scenarios need to know about the loaded data."""
+
+    id_max: int  # seeded products have ids 1..id_max
+    cursors: list[str]  # ISO updatedAt values with at least a full page after them
+    category_ids: list[int]
+    tax_rate_ids: list[int]
+
+
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def recreate_database(url: str) -> None:
+    name = make_url(url).database
+    if not name:
+        raise SystemExit(f"{URL_ENV} names no database")
+    # the maintenance database, because one cannot drop the database one is connected to
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+
+
+async def load_shop(url: str, products: int) -> None:
+    """Fill the shop through dxapi.demo, so both servers and the test suite see the very same rows."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from dxapi.demo import build_shop
+
+    # no sync PostgreSQL driver is installed: run the sync builder on asyncpg through run_sync
+    engine = create_async_engine(make_url(url).set(drivername="postgresql+asyncpg"))
+    try:
+        async with engine.begin() as conn:
+            counts = await conn.run_sync(build_shop, products)
+    finally:
+        await engine.dispose()
+    log(f"loaded {counts}")
+    await vacuum(url)
+
+
+async def vacuum(url: str) -> None:
+    """Fresh statistics and visibility map, so both servers meet the same plans and no dead rows."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def delete_bench_rows(url: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        status = await conn.execute("DELETE FROM shop_product WHERE sku LIKE $1", BENCH_SKU_PREFIX + "%")
+        await conn.execute("VACUUM ANALYZE shop_product")
+    finally:
+        await conn.close()
+    return int(status.split()[-1])
+
+
+async def load_context(url: str) -> DataContext:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        id_max = await conn.fetchval(
+            "SELECT max(id_product) FROM shop_product WHERE sku NOT LIKE $1", BENCH_SKU_PREFIX + "%"
+        )
+        if not id_max:
+            raise SystemExit("shop_product is empty: run without --skip-load first")
+        rows = await conn.fetch(
+            "SELECT updated_at FROM shop_product WHERE id_product <= $1 ORDER BY random() LIMIT 1000",
+            max(1, id_max - PAGE),
+        )
+        categories = await conn.fetch("SELECT id_category FROM shop_category ORDER BY id_category")
+        tax_rates = await conn.fetch("SELECT id_tax_rate FROM shop_tax_rate ORDER BY id_tax_rate")
+    finally:
+        await conn.close()
+    return DataContext(
+        id_max=id_max,
+        cursors=[row["updated_at"].isoformat() for row in rows],
+        category_ids=[row["id_category"] for row in categories],
+        tax_rate_ids=[row["id_tax_rate"] for row in tax_rates],
+    )
