@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dxapi import endpoints, errors, health
-from dxapi.db import create_engine
+from dxapi.db import create_driver_pool, create_engine, reader
 from dxapi.registry.reload import Registry
 from dxapi.responses import render_errors
 from dxapi.settings import Settings
@@ -72,17 +72,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.pool_size,
                                pool_timeout=settings.pool_timeout)
-        registry = Registry(engine, interval=settings.reload_interval, deny=settings.deny_tables)
+        registry = Registry(reader(engine), interval=settings.reload_interval, deny=settings.deny_tables)
         try:
             await registry.refresh()
         except Exception as exc:  # start anyway: readiness says why, the background check retries
             registry.last_error = f"{type(exc).__name__}: configuration could not be loaded"
             log.warning("initial configuration load failed: %s", exc)
-        app.state.runtime = endpoints.Runtime(settings, engine, registry)
+        driver_pool = await create_driver_pool(
+            settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout
+        )
+        app.state.runtime = endpoints.Runtime(settings, engine, reader(engine), registry, driver_pool)
         try:
             yield
         finally:
             await registry.close()
+            if driver_pool is not None:
+                await driver_pool.close()
             await engine.dispose()
 
     def route(path: str, endpoint: Endpoint, method: str) -> Route:

@@ -56,12 +56,41 @@ def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 
             raise ValueError("dxapi needs a SQLite file database, not an in-memory one")
         options["poolclass"] = NullPool
     else:
-        options.update(
-            pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_pre_ping=True,
-            pool_recycle=1800,
-        )
+        # No pre-ping: it would cost a round trip per request. A connection that died is detected on use,
+        # the pool is invalidated, and reads retry once (execute.read).
+        options.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_recycle=1800)
     engine = create_async_engine(target, **options)
     _install_session_settings(engine, backend)
+    return engine
+
+
+async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> Any | None:
+    """PostgreSQL only: a plain asyncpg pool for the hot read path (``execute.read``); None elsewhere.
+
+    SQLAlchemy's pool checkout costs about as much as the query itself at a few thousand requests per
+    second; asyncpg's own pool is the one a hand-written server would use.
+    """
+    target = make_url(url)
+    if target.get_backend_name() != "postgresql":
+        return None
+    import asyncpg
+
+    return await asyncpg.create_pool(
+        host=target.host, port=target.port, user=target.username, password=target.password,
+        database=target.database, min_size=0, max_size=size, timeout=timeout,
+        max_inactive_connection_lifetime=300,
+    )
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool for reads without BEGIN/ROLLBACK round trips around every SELECT.
+
+    At READ COMMITTED (the default of PostgreSQL) each statement sees its own snapshot inside a transaction
+    too, so autocommit changes nothing a reader could notice. MariaDB keeps transactions: switching
+    autocommit there costs a round trip of its own.
+    """
+    if engine.dialect.name in ("postgresql", "sqlite"):
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
 
 

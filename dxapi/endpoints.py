@@ -10,6 +10,7 @@ No business logic lives here; every stage raises a catalogued ``ApiError`` that 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -34,7 +35,9 @@ class Runtime:
 
     settings: Settings
     engine: AsyncEngine
+    reader: AsyncEngine  # same pool, without transaction round trips (db.reader)
     registry: Registry
+    driver_pool: Any | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
 
 
 def runtime(request: Request) -> Runtime:
@@ -47,7 +50,7 @@ async def read_collection(request: Request) -> Response:
     snapshot = rt.registry.current()
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     plan = build_read_plan(snapshot, request.path_params["alias"], read, rt.settings)
-    items = await execute_read(rt.engine, plan)
+    items = await execute_read(rt.reader, plan, rt.driver_pool)
     return render_json({"data": items})
 
 
@@ -58,7 +61,7 @@ async def read_item(request: Request) -> Response:
     _refuse_list_parameters(read, allowed_filters=False, where="on a single row")
     alias, identifier = request.path_params["alias"], request.path_params["id"]
     plan = build_read_plan(snapshot, alias, read, rt.settings, identifier=identifier)
-    items = await execute_read(rt.engine, plan)
+    items = await execute_read(rt.reader, plan, rt.driver_pool)
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=alias)
     return render_json({"data": items[0]})

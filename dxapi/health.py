@@ -24,7 +24,7 @@ async def ready(request: Request) -> Response:
     rt = runtime(request)
     problems: list[str] = []
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS), rt.engine.connect() as conn:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS), rt.reader.connect() as conn:
             await conn.execute(select(1))
     except Exception as exc:
         problems.append(f"database not reachable ({type(exc).__name__})")

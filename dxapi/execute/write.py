@@ -50,6 +50,7 @@ from dxapi.sql.build import (
     build_matching_keys,
     build_select_by_keys,
     build_update,
+    condition_parameters,
 )
 
 log = logging.getLogger("dxapi.execute")
@@ -382,7 +383,8 @@ async def execute_delete(
         if key is not None:
             keys = [key] if await _existing(conn, entity, [key], None) else []
         else:
-            result = await conn.execute(build_matching_keys(entity, conditions, max_rows + 1))
+            statement = build_matching_keys(entity, conditions, max_rows + 1)
+            result = await conn.execute(statement, condition_parameters(conditions))
             keys = [row[0] for row in result]
             if len(keys) > max_rows:
                 raise errors.TOO_MANY_ITEMS.error(count=f"more than {max_rows}", maximum=max_rows)

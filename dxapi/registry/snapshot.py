@@ -62,6 +62,9 @@ class EntitySnapshot:
     renderers: tuple[tuple[str, Render], ...]
     by_column: Mapping[str, FieldSnapshot]
     unique_keys: Mapping[str, tuple[str, ...]]  # constraint/index name → column names (for 1309 paths)
+    # Read statements by shape (sql.build.read_shape), filled on first use: the same request pattern never
+    # builds or compiles its SQL twice. Lives and dies with the snapshot.
+    statements: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def render_row(self, row: Sequence[Any]) -> dict[str, Any]:
         """A result row (columns in ``columns`` order) → the API object, keys in configured order."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     ColumnElement,
     Delete,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     insert,
     select,
     update,
@@ -33,53 +35,91 @@ from dxapi.registry.snapshot import EntitySnapshot
 from dxapi.types import FieldType
 
 
-def build_condition(condition: Condition) -> ColumnElement[bool]:
+def build_condition(condition: Condition, name: str) -> ColumnElement[bool]:
+    """One filter as SQL; its value(s) are bind parameters named ``name`` (``name_0``, ``name_1`` … for
+    ``in``), so statements can be cached by shape and filled by :func:`read_parameters`."""
     column: ColumnElement[Any] = condition.field.column
-    value = condition.value
-    if condition.field.type is FieldType.DECIMAL and condition.operator != "isNull":
-        # Bound with the column's NUMERIC(p, s) the driver would round 563.799 to 563.80 before comparing.
-        value = _exact_decimal(value)
+    # Bound with the column's NUMERIC(p, s) the driver would round 563.799 to 563.80 before comparing.
+    bind_type: Any = Numeric(asdecimal=True) if condition.field.type is FieldType.DECIMAL else column.type
+
+    def value(suffix: str = "") -> Any:
+        return bindparam(name + suffix, type_=bind_type)
+
     clause: ColumnElement[bool]
     match condition.operator:
         case "eq":
-            clause = column == value
+            clause = column == value()
         case "ne":
             # NULL is "not equal" to any value for an API user; SQL's three-valued logic would drop it.
-            clause = (column != value) | column.is_(None)
+            clause = (column != value()) | column.is_(None)
         case "in":
-            clause = column.in_(value)
+            values = [value(f"_{i}") for i in range(len(condition.value))]
+            clause = column.in_(values) if values else false()  # IN () is no valid SQL anywhere
         case "gt":
-            clause = column > value
+            clause = column > value()
         case "gte":
-            clause = column >= value
+            clause = column >= value()
         case "lt":
-            clause = column < value
+            clause = column < value()
         case "lte":
-            clause = column <= value
+            clause = column <= value()
         case "like":
-            clause = column.like(value)
+            clause = column.like(value())
         case "isNull":
-            clause = column.is_(None) if value else column.is_not(None)
+            clause = column.is_(None) if condition.value else column.is_not(None)
         case _:
             raise AssertionError(f"operator {condition.operator} reached SQL unplanned")
     return clause
 
 
-def _exact_decimal(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return bindparam(None, list(value), type_=Numeric(asdecimal=True), expanding=True)
-    return bindparam(None, value, type_=Numeric(asdecimal=True))
+def read_shape(plan: ReadPlan) -> tuple[Any, ...]:
+    """Everything that decides the SQL text of :func:`build_read`, and nothing else (values are bound).
+
+    Two plans with equal shapes share one statement: the cache key of the compiled-statement cache.
+    """
+    conditions = tuple(
+        (c.field.name, c.operator, len(c.value) if c.operator == "in" else c.value if c.operator == "isNull" else 0)
+        for c in plan.conditions
+    )
+    return (plan.single, conditions, tuple((k.field.name, k.descending) for k in plan.order))
+
+
+def condition_parameters(conditions: Sequence[Condition]) -> dict[str, Any]:
+    """The bind values of conditions built with names ``p0``, ``p1`` … by :func:`build_condition`."""
+    values: dict[str, Any] = {}
+    for i, condition in enumerate(conditions):
+        if condition.operator == "in":
+            values.update({f"p{i}_{j}": item for j, item in enumerate(condition.value)})
+        elif condition.operator != "isNull":
+            values[f"p{i}"] = condition.value
+    return values
+
+
+def read_parameters(plan: ReadPlan) -> dict[str, Any]:
+    """The bind values of :func:`build_read` for this plan."""
+    values = condition_parameters(plan.conditions)
+    if plan.single:
+        values["limit"] = 2
+    else:
+        values["limit"] = plan.limit
+        values["offset"] = plan.offset
+    return values
 
 
 def build_read(plan: ReadPlan) -> Select[Any]:
     entity = plan.entity
     statement = select(*entity.columns)
     if plan.conditions:
-        statement = statement.where(and_(*(build_condition(c) for c in plan.conditions)))
+        statement = statement.where(and_(*(build_condition(c, f"p{i}") for i, c in enumerate(plan.conditions))))
     if plan.single:
-        return statement.limit(2)  # two, so a non-unique identifier cannot silently answer one of several
+        # Two rows, so a non-unique identifier cannot silently answer one of several (read_parameters).
+        return statement.limit(bindparam("limit", type_=BigInteger()))
     order = [key.field.column.desc() if key.descending else key.field.column.asc() for key in plan.order]
-    return statement.order_by(*order).limit(plan.limit).offset(plan.offset)
+    return (
+        statement.order_by(*order)
+        .limit(bindparam("limit", type_=BigInteger()))
+        .offset(bindparam("offset", type_=BigInteger()))
+    )
 
 
 def build_children(include: IncludePlan, parent_keys: Sequence[Any]) -> Select[Any]:
@@ -123,5 +163,6 @@ def build_delete(entity: EntitySnapshot, keys: Sequence[Any]) -> Delete:
 
 
 def build_matching_keys(entity: EntitySnapshot, conditions: Sequence[Condition], limit: int) -> Select[Any]:
-    statement = select(entity.identifier.column).where(and_(*(build_condition(c) for c in conditions)))
-    return statement.order_by(entity.identifier.column).limit(limit)
+    """Identifiers of the rows matching ``conditions`` (bind values from :func:`condition_parameters`)."""
+    where = and_(*(build_condition(c, f"p{i}") for i, c in enumerate(conditions)))
+    return select(entity.identifier.column).where(where).order_by(entity.identifier.column).limit(limit)

@@ -23,7 +23,7 @@ from dxapi.registry.model import EntityConfig, parse_entry
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot, build_snapshot
 from dxapi.request.params import ReadRequest, parse_read_request
 from dxapi.settings import Settings
-from dxapi.sql.build import build_children, build_read
+from dxapi.sql.build import build_children, build_read, read_parameters, read_shape
 
 HOSTILE = "x'; DROP TABLE t; --"
 
@@ -176,8 +176,9 @@ def _flat(values: Any) -> Iterator[Any]:
         yield values
 
 
-def _param_values(compiled: Compiled) -> list[Any]:
-    return list(_flat(list(compiled.params.values())))
+def _param_values(compiled: Compiled, values: dict[str, Any] | None = None) -> list[Any]:
+    """Every bound value as the driver receives it (read statements take theirs from read_parameters)."""
+    return list(_flat(list(compiled.construct_params(values).values())))
 
 
 # --- bound values only ---------------------------------------------------------------------------------------
@@ -193,10 +194,9 @@ def test_values_are_never_inline(snapshot: Snapshot, dialect_key: str, operator:
     compiled = _compile(build_read(plan), dialect_key)
     text = str(compiled)
     assert "DROP" not in text and HOSTILE not in text
-    assert any(isinstance(v, str) and HOSTILE in v for v in _param_values(compiled)), compiled.params
+    assert any(isinstance(v, str) and HOSTILE in v for v in _param_values(compiled, read_parameters(plan)))
     # Also after expanding IN lists into individual parameters, as the driver sees it.
-    expanded = build_read(plan).compile(dialect=_dialect(dialect_key), compile_kwargs={"render_postcompile": True})
-    assert HOSTILE not in str(expanded)
+    assert set(read_parameters(plan)) <= set(compiled.params)
 
 
 def test_values_from_a_parsed_request_are_bound(snapshot: Snapshot, dialect_key: str) -> None:
@@ -209,7 +209,7 @@ def test_values_from_a_parsed_request_are_bound(snapshot: Snapshot, dialect_key:
     compiled = _compile(build_read(plan), dialect_key)
     text = str(compiled)
     assert HOSTILE not in text and "10.50" not in text and "99" not in text
-    values = _param_values(compiled)
+    values = _param_values(compiled, read_parameters(plan))
     assert HOSTILE in values
     assert 1 in values and 3 in values
 
@@ -218,7 +218,7 @@ def test_hostile_identifier_from_a_single_read_is_bound(snapshot: Snapshot, dial
     plan = _plan(snapshot, "MixedCase", identifier=HOSTILE)
     compiled = _compile(build_read(plan), dialect_key)
     assert HOSTILE not in str(compiled)
-    assert HOSTILE in _param_values(compiled)
+    assert HOSTILE in _param_values(compiled, read_parameters(plan))
 
 
 # --- identifier quoting --------------------------------------------------------------------------------------
@@ -307,16 +307,18 @@ def test_limit_and_offset_are_bound(snapshot: Snapshot, dialect_key: str) -> Non
     text = str(compiled)
     assert "37" not in text and "1234" not in text
     assert "LIMIT" in text
-    values = _param_values(compiled)
+    values = _param_values(compiled, read_parameters(plan))
     assert 37 in values and 1234 in values
 
 
 def test_single_read_fetches_two_rows_and_does_not_order(snapshot: Snapshot, dialect_key: str) -> None:
-    compiled = _compile(build_read(_plan(snapshot, "items", identifier="42")), dialect_key)
+    plan = _plan(snapshot, "items", identifier="42")
+    compiled = _compile(build_read(plan), dialect_key)
     text = str(compiled)
     assert "ORDER BY" not in text
     assert "LIMIT" in text
-    assert 42 in _param_values(compiled) and 2 in _param_values(compiled)
+    values = _param_values(compiled, read_parameters(plan))
+    assert 42 in values and 2 in values
 
 
 def test_children_query_binds_parent_keys_and_orders_by_key_then_identifier(
@@ -338,7 +340,7 @@ SHAPES: list[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = 
     ((("filter[i.name]", "a"),), (("filter[i.name]", HOSTILE),)),
     ((("filter[i.price]", '{"gte": 1, "lt": 2}'), ("page[limit]", "10")),
      (("filter[i.price]", '{"gte": "99.99", "lt": 1000}'), ("page[limit]", "500"))),
-    ((("filter[i.idItem]", '{"in": [1]}'),), (("filter[i.idItem]", '{"in": [1, 2, 3, 4, 5, 6]}'),)),
+    ((("filter[i.idItem]", '{"in": [1, 2]}'),), (("filter[i.idItem]", '{"in": [5, 6]}'),)),
     ((("filter[i.fkGroup]", '{"ne": 1}'), ("page[offset]", "0")),
      (("filter[i.fkGroup]", '{"ne": 2}'), ("page[offset]", "99999"))),
     ((("filter[i.name]", '{"like": "a%"}'), ("sort", "-price")),
@@ -350,13 +352,21 @@ SHAPES: list[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = 
 def test_same_shape_compiles_to_identical_sql(
     snapshot: Snapshot, dialect_key: str, first: tuple[tuple[str, str], ...], second: tuple[tuple[str, str], ...]
 ) -> None:
-    a = build_read(_plan(snapshot, "items", *first))
-    b = build_read(_plan(snapshot, "items", *second))
+    plan_a, plan_b = _plan(snapshot, "items", *first), _plan(snapshot, "items", *second)
+    a, b = build_read(plan_a), build_read(plan_b)
     compiled_a, compiled_b = _compile(a, dialect_key), _compile(b, dialect_key)
     assert str(compiled_a) == str(compiled_b)
-    assert compiled_a.params != compiled_b.params
+    assert read_shape(plan_a) == read_shape(plan_b)  # the key of dxapi's statement cache
+    assert read_parameters(plan_a) != read_parameters(plan_b)
     key_a, key_b = a._generate_cache_key(), b._generate_cache_key()
     assert key_a is not None and key_a == key_b
+
+
+def test_in_lists_of_different_lengths_have_different_shapes(snapshot: Snapshot) -> None:
+    one = _plan(snapshot, "items", ("filter[i.idItem]", '{"in": [1]}'))
+    six = _plan(snapshot, "items", ("filter[i.idItem]", '{"in": [1, 2, 3, 4, 5, 6]}'))
+    assert read_shape(one) != read_shape(six)
+    assert read_parameters(six) == {**{f"p0_{j}": j + 1 for j in range(6)}, "limit": 100, "offset": 0}
 
 
 def test_single_reads_share_one_statement(snapshot: Snapshot, dialect_key: str) -> None:
