@@ -87,9 +87,9 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
     At READ COMMITTED (the default of PostgreSQL) each statement sees its own snapshot inside a transaction
     too, so autocommit changes nothing a reader could notice. MariaDB keeps transactions: switching
-    autocommit there costs a round trip of its own.
+    autocommit there costs a round trip of its own, and SQLite sends its own BEGIN (see below).
     """
-    if engine.dialect.name in ("postgresql", "sqlite"):
+    if engine.dialect.name == "postgresql":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
 
@@ -99,11 +99,20 @@ def _install_session_settings(engine: AsyncEngine, backend: str) -> None:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # The driver's own transaction handling starts transactions late (at the first write) and not
+            # at all for SAVEPOINT, so a released savepoint would commit: SQLAlchemy's documented recipe
+            # switches it off and sends BEGIN itself (below).
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; commits skip an fsync
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
 
     elif backend == "mysql":
 

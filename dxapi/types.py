@@ -53,6 +53,11 @@ def _render_decimal(value: Any) -> Any:
     return str(value)
 
 
+def _render_float(value: Any) -> Any:
+    # MariaDB hands DOUBLE back as Decimal; JSON wants a number.
+    return float(value) if isinstance(value, Decimal) else value
+
+
 def _render_boolean(value: Any) -> Any:
     return None if value is None else bool(value)
 
@@ -79,7 +84,7 @@ RENDERERS: dict[FieldType, Render | None] = {
     FieldType.STRING: None,
     FieldType.BOOLEAN: _render_boolean,
     FieldType.DECIMAL: _render_decimal,
-    FieldType.FLOAT: None,
+    FieldType.FLOAT: _render_float,
     FieldType.DATE: _render_date,
     FieldType.DATETIME: None,
     FieldType.JSON: _render_json,

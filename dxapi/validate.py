@@ -45,8 +45,8 @@ class Invalid(Exception):
 
 
 def integer_range(column_type: sqltypes.TypeEngine[Any], backend: str) -> tuple[int, int]:
-    """The values a column can hold: SQLite integers are always 64-bit, elsewhere the declared width."""
-    if backend == "sqlite" or isinstance(column_type, sqltypes.BigInteger):
+    """The values a column can hold: its declared width; a plain SQLite INTEGER is 64-bit (the rowid)."""
+    if isinstance(column_type, sqltypes.BigInteger):
         bits = 64
     elif isinstance(column_type, mysql.TINYINT):
         bits = 8
@@ -55,7 +55,7 @@ def integer_range(column_type: sqltypes.TypeEngine[Any], backend: str) -> tuple[
     elif isinstance(column_type, mysql.MEDIUMINT):
         bits = 24
     else:
-        bits = 32
+        bits = 64 if backend == "sqlite" else 32
     if getattr(column_type, "unsigned", False):
         return 0, 2**bits - 1
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -255,6 +255,9 @@ def _date(config: FieldConfig, column: Column[Any], backend: str) -> Check:
 
 def _datetime(config: FieldConfig, column: Column[Any], backend: str) -> Check:
     aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
+    # MariaDB's DATETIME keeps whole seconds unless declared DATETIME(fsp): it would cut the rest silently.
+    digits = (getattr(column.type, "fsp", None) or 0) if backend == "mysql" else 6
+    step = 10 ** (6 - digits)
 
     def normalise(moment: dt.datetime) -> dt.datetime:
         if aware and moment.tzinfo is None:
@@ -270,9 +273,9 @@ def _datetime(config: FieldConfig, column: Column[Any], backend: str) -> Check:
             raise Invalid("type")
         try:
             moment = normalise(dt.datetime.fromisoformat(value))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise Invalid("value") from None
-        if not _in_bounds(moment, low, high):
+        if moment.microsecond % step or not _in_bounds(moment, low, high):
             raise Invalid("value")
         return moment
 

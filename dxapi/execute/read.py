@@ -81,6 +81,12 @@ async def _read(engine: AsyncEngine, pool: Any | None, plan: ReadPlan) -> list[d
 
 
 def _render(plan: ReadPlan, rows: Any) -> list[dict[str, Any]]:
+    if plan.single:
+        # A case-insensitive collation (MariaDB) finds `K1` for `k1`; an identifier names exactly one row,
+        # the way writes look rows up.
+        key = plan.conditions[-1].value
+        at = plan.entity.columns.index(plan.entity.identifier.column)
+        rows = [row for row in rows if row[at] == key]
     if plan.single and len(rows) > 1:
         log.error("identifier of `%s` is not unique; refusing to pick one row", plan.entity.alias)
         raise errors.INTERNAL_ERROR.error()

@@ -133,15 +133,14 @@ async def _per_item(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
         except (_Refused, sa_exc.DBAPIError) as exc:
             if isinstance(exc, sa_exc.DBAPIError):
                 _reraise_if_global(exc)
-            for item in valid:  # each root item with its children in its own transaction
-                async with engine.connect() as conn:
-                    transaction = await conn.begin()
-                    outcome = await _try_item(conn, plan, item, savepoint=False)
+            # Each root item with its children on its own: a savepoint each, so a failing item is undone
+            # alone; one commit at the end, so a crash half-way leaves nothing the client was not told of.
+            async with engine.begin() as conn:
+                for item in valid:
+                    outcome = await _try_item(conn, plan, item, savepoint=True)
                     if isinstance(outcome, dict):
-                        await transaction.commit()
                         saved[item.index] = outcome
                     else:
-                        await transaction.rollback()
                         found.setdefault(item.index, []).extend(outcome)
     return WriteOutcome(
         [saved[i] for i in sorted(saved)], [e for index in sorted(found) for e in found[index]]
@@ -269,11 +268,17 @@ async def _insert(
     conn: AsyncConnection, entity: EntitySnapshot, actions: list[Action | None], raw_rows: list[Any],
     items: Sequence[ItemPlan],
 ) -> None:
-    groups: dict[tuple[str, ...], list[int]] = {}
+    # Runs of consecutive items sending the same columns share one multi-row INSERT; keeping runs in
+    # request order keeps generated identifiers in request order too.
+    runs: list[tuple[tuple[str, ...], list[int]]] = []
     for position, action in enumerate(actions):
         if action is not None and action.kind == INSERT:
-            groups.setdefault(tuple(action.values), []).append(position)
-    for positions in groups.values():
+            columns = tuple(action.values)
+            if runs and runs[-1][0] == columns:
+                runs[-1][1].append(position)
+            else:
+                runs.append((columns, [position]))
+    for _columns, positions in runs:
         params = [actions[p].values for p in positions]  # type: ignore[union-attr]
         result = await _run(conn, build_insert(entity), params, entity, [items[p] for p in positions])
         for position, row in zip(positions, result.all(), strict=True):

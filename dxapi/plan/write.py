@@ -166,6 +166,7 @@ class _Planner:
 
     def _url_identifier(self, entity: EntitySnapshot, item: ItemPlan, url_key: str, problems: list[ErrorItem]) -> None:
         identifier = entity.identifier
+        item.by_id = True
         try:
             key = identifier.parse(url_key)
         except ValueError:
@@ -175,7 +176,6 @@ class _Planner:
         if body_key is not None and body_key != key:
             problems.append(errors.IDENTIFIER_MISMATCH(path=item.path))
         item.key = key
-        item.by_id = True
 
     def _stateless_rules(
         self,
@@ -194,17 +194,16 @@ class _Planner:
                 elif not target.config.is_creatable:
                     problems.append(errors.IMMUTABLE_FIELD(path=item.path, field=target.name))
         elif self.method == PATCH:
-            if item.key is None:
+            if item.key is None and not item.by_id:
                 problems.append(errors.MISSING_IDENTIFIER(path=item.path))
             for name, value in item.given.items():
                 target = entity.by_column[name]
-                if value is None:
-                    if not target.column.nullable:
-                        problems.append(errors.NOT_NULLABLE(path=f"{item.path}.{target.name}"))
-                    continue
                 exempt = target is identifier and not item.by_id
                 if not target.config.is_editable and not exempt:
+                    # A null is a modification too: a read-only field can never be cleared by a client.
                     problems.append(errors.IMMUTABLE_FIELD(path=item.path, field=target.name))
+                elif value is None and not target.column.nullable:
+                    problems.append(errors.NOT_NULLABLE(path=f"{item.path}.{target.name}"))
         if self.method in (POST, PUT):
             for target in entity.fields:
                 if target is covered or target is identifier or raw.get(target.name) is not None:
@@ -248,7 +247,7 @@ def decide(
             if target is identifier or target is covered:
                 continue
             value = values.get(name)
-            if value is not None and not target.config.is_editable:
+            if name in values and not target.config.is_editable:
                 problems.append(errors.IMMUTABLE_FIELD(path=item.path, field=target.name))
             elif target.config.is_editable and name not in values:
                 values[name] = None  # PUT replaces: an omitted editable field is reset
@@ -262,9 +261,13 @@ def decide(
             problems.append(errors.NOT_CREATABLE_IDENTIFIER(path=item.path, identifier=shown))
             return None
         values[identifier.column.name] = item.key
-    for name, value in values.items():
+    for name, value in list(values.items()):
         target = entity.by_column[name]
-        if value is not None and not target.config.is_creatable and target is not identifier and target is not covered:
+        if target.config.is_creatable or target is identifier or target is covered:
+            continue
+        if value is None:
+            del values[name]  # null for a field the client may not set: the database default applies
+        else:
             problems.append(errors.IMMUTABLE_FIELD(path=item.path, field=target.name))
     for target in entity.fields:
         missing = target is not covered and target.db_required and values.get(target.column.name) is None

@@ -174,6 +174,10 @@ def _build_field(config: FieldConfig, column: Column[Any], backend: str) -> Fiel
     parse = PARSERS[config.type]
     if config.type is FieldType.INTEGER:
         parse = integer_within(*integer_range(column.type, backend))
+    if config.type is FieldType.FLOAT and isinstance(column.type, sqltypes.Float):
+        # MariaDB reflects DOUBLE as asdecimal=True, and SQLAlchemy would round 3.9e-122 to Decimal("0E-10").
+        # The reflected Table belongs to this snapshot alone, so adjusting its type is safe.
+        column.type.asdecimal = False
     if config.type is FieldType.DATETIME:
         aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
         parse = datetime_for_column(parse, aware)

@@ -12,6 +12,7 @@ hook refuse duplicate keys instead of silently keeping the last one.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -48,12 +49,33 @@ _DECODER = json.JSONDecoder(
 )
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json(data: bytes) -> Any:
     try:
-        document = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        document = _DECODER.decode(text)
+        # `"\ud800"` is valid JSON but no storable text; only bodies with such escapes need the walk.
+        if _SURROGATE_ESCAPE.search(text) and not _encodable(document):
+            raise _Malformed("lone surrogate")
     except (ValueError, _Malformed, RecursionError):
         raise errors.INVALID_BODY.error() from None
     return document
+
+
+def _encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    return True
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:

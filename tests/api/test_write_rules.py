@@ -537,8 +537,14 @@ def test_string_identifier_lookup_agrees_with_get(wt: WriteEnv) -> None:
     else:
         expect_error(response, 404, "1303")
     response = wt.put(KEYED, [{"code": "k1", "title": "put"}])
-    success(response, 200)
-    assert wt.count(KEYED_TABLE) == (1 if found else 2)
+    if response.status_code == 400:
+        # An identifier is matched exactly, but MariaDB's case-insensitive unique key holds `K1` = `k1`.
+        assert wt.backend.name == "mysql"
+        expect_error(response, 400, "1309")
+        assert wt.count(KEYED_TABLE) == 1
+    else:
+        success(response, 200)
+        assert wt.count(KEYED_TABLE) == (1 if found else 2)
 
 
 # --- response shapes ---------------------------------------------------------------------------------------------
@@ -835,7 +841,8 @@ def test_lone_surrogate_in_a_value_is_a_4xx(wt: WriteEnv, field: str) -> None:
     other = "notes" if field == "name" else "name"
     raw = b'{"data":[{"code":"A1","%s":"n","%s":"x\\ud800y"}]}' % (other.encode(), field.encode())
     response = wt.send("POST", f"/{PARENTS}", raw=raw)
-    expect_error(response, 400, "1306", f"`{PARENTS}[0]`", f"`{field}`")
+    # Valid JSON, but no storable text: the body is refused as a whole.
+    expect_error(response, 400, "1301")
     refused(wt, before)
 
 
