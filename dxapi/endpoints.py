@@ -95,7 +95,7 @@ async def _write(request: Request, method: str) -> Response:
         snapshot, entity, method, write.items, url_key=url_key, transactional=write.transactional,
         max_depth=rt.settings.max_include_depth,
     )
-    outcome = await execute_write(rt.engine, plan)
+    outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None)
     status = 201 if method == POST else 200
     if plan.single:
         return render_json({"data": outcome.saved[0]}, status)

@@ -135,9 +135,9 @@ def build_children(include: IncludePlan, parent_keys: Sequence[Any]) -> Select[A
 
 # --- writes -------------------------------------------------------------------------------------------------
 
-def build_insert(entity: EntitySnapshot) -> Insert:
-    """Multi-row capable INSERT returning every configured column, rows in parameter order."""
-    return insert(entity.table).returning(*entity.columns, sort_by_parameter_order=True)
+def build_insert(entity: EntitySnapshot, *, ordered: bool = True) -> Insert:
+    """Multi-row capable INSERT returning every configured column; ``ordered``: rows in parameter order."""
+    return insert(entity.table).returning(*entity.columns, sort_by_parameter_order=ordered)
 
 
 def build_update(entity: EntitySnapshot, columns: Sequence[str]) -> Update:
