@@ -6,6 +6,7 @@ JSON error array; an unexpected exception is logged with its traceback and answe
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout
         )
         app.state.runtime = endpoints.Runtime(settings, engine, reader(engine), registry, driver_pool)
+        # Everything built so far lives as long as the process; keep the collector from rescanning it.
+        gc.freeze()
         try:
             yield
         finally:
