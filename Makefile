@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
 
-.PHONY: help demo test lint bench serve clean
+.PHONY: help demo test lint bench serve docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,9 @@ bench: $(STAMP)  ## PostgreSQL benchmark: dxapi against the thin reference serve
 
 serve: $(STAMP)  ## serve DXAPI_DATABASE_URL on 127.0.0.1:8000
 	$(BIN)/dxapi serve
+
+docs: $(STAMP)  ## regenerate the tables of docs/errors.md and docs/settings.md from the code
+	$(BIN)/python docs/regenerate.py
 
 clean:  ## remove the virtualenv and generated files
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data

@@ -18,9 +18,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dxapi import endpoints, errors, health
+from dxapi.auth.oauth import TokenService
+from dxapi.auth.principals import Authenticator
+from dxapi.auth.tokens import load_keys
 from dxapi.db import create_driver_pool, create_engine, reader
 from dxapi.registry.reload import Registry
-from dxapi.responses import render_errors
+from dxapi.responses import render_errors, render_json
 from dxapi.settings import Settings
 
 log = logging.getLogger("dxapi")
@@ -68,6 +71,7 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     prefix = settings.api_prefix.rstrip("/")
+    keys = load_keys(settings)  # a bad key configuration stops the start, before any request
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -82,7 +86,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         driver_pool = await create_driver_pool(
             settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout
         )
-        app.state.runtime = endpoints.Runtime(settings, engine, reader(engine), registry, driver_pool)
+        app.state.runtime = endpoints.Runtime(
+            settings, engine, reader(engine), registry, driver_pool,
+            Authenticator(reader(engine), keys, settings), TokenService(engine, keys, settings),
+        )
         # Everything built so far lives as long as the process; keep the collector from rescanning it.
         gc.freeze()
         try:
@@ -96,7 +103,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     def route(path: str, endpoint: Endpoint, method: str) -> Route:
         return Route(path, _guarded(endpoint), methods=[method])
 
+    async def token(request: Request) -> Response:
+        return await endpoints.runtime(request).tokens.handle(request)
+
+    async def jwks(request: Request) -> Response:
+        return render_json({"keys": list(keys.public_jwks)})
+
     routes = [
+        Route("/token", token, methods=["POST"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         route(prefix + "/{alias}", endpoints.read_collection, "GET"),

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
+import secrets
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dxapi.auth import principals
+from dxapi.auth.tokens import KeyConfigurationError, ensure_secret_file, load_keys
 from dxapi.db import create_engine
 from dxapi.registry.model import ConfigError
 from dxapi.registry.store import (
@@ -32,6 +37,7 @@ from dxapi.registry.store import (
 from dxapi.settings import Settings
 
 DEMO_DIR = Path("demo-data")
+DEMO_ADMIN = "admin@example.com"
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "shop-config.json"
 
 
@@ -57,6 +63,65 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await engine.dispose()
     print("dxapi tables are ready")
+    if settings.environment != "production":
+        created = ensure_secret_file(settings)
+        if created is not None:
+            print(f"generated a token signing secret in {created} (set DXAPI_JWT_SECRET in production)")
+    return 0
+
+
+async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
+    engine = create_engine(settings.database_url)
+    try:
+        return await work(engine)
+    finally:
+        await engine.dispose()
+
+
+async def cmd_user(settings: Settings, args: argparse.Namespace) -> int:
+    action = args.user_command
+    if action == "add":
+        await _with_engine(settings, lambda e: principals.add_user(e, args.email, args.password, args.role))
+        print(f"user {args.email.lower()} added with role {args.role}")
+        return 0
+    values: dict[str, Any] = {"is_active": False} if action == "disable" else {"password": args.password}
+    if action == "passwd" and len(args.password) < 12:
+        raise CommandError("the password must be at least 12 characters long")
+    if not await _with_engine(settings, lambda e: principals.set_user(e, args.email, **values)):
+        raise CommandError(f"no user {args.email}")
+    print(f"user {args.email.lower()} {'disabled' if action == 'disable' else 'password changed'}")
+    return 0
+
+
+async def cmd_client(settings: Settings, args: argparse.Namespace) -> int:
+    action = args.client_command
+    if action == "add":
+        scopes = principals.parse_scopes(args.scopes)
+        client_id, secret = await _with_engine(settings, lambda e: principals.add_client(e, args.name, scopes))
+        print(f"client_id={client_id}\nclient_secret={secret}\n(the secret is shown only now)")
+        return 0
+    if action == "disable":
+        if not await _with_engine(settings, lambda e: principals.set_client(e, args.client_id, is_active=False)):
+            raise CommandError(f"no client {args.client_id}")
+        print(f"client {args.client_id} disabled")
+        return 0
+    secret = await _with_engine(settings, lambda e: principals.rotate_client_secret(e, args.client_id))
+    if secret is None:
+        raise CommandError(f"no client {args.client_id}")
+    print(f"client_secret={secret}\n(the secret is shown only now; the old one no longer works)")
+    return 0
+
+
+async def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
+    if args.apikey_command == "add":
+        scopes = principals.parse_scopes(args.scopes)
+        expires = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=args.days) if args.days else None
+        prefix, key = await _with_engine(settings, lambda e: principals.add_api_key(e, args.name, scopes, expires))
+        print(f"api_key={key}\nid={prefix}\n(the key is shown only now)")
+        return 0
+    if not await _with_engine(settings, lambda e: principals.revoke_api_key(e, args.id)):
+        raise CommandError(f"no active API key {args.id}")
+    print(f"API key {args.id} revoked")
     return 0
 
 
@@ -112,8 +177,8 @@ async def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _build_demo(settings: Settings) -> str:
-    """Build the shop database and import the example configuration; return its URL."""
+async def _build_demo(settings: Settings) -> tuple[str, str, str, str]:
+    """Build the shop database, configure it and create demo credentials; return the URL and them."""
     from sqlalchemy import create_engine as create_sync_engine
 
     from dxapi.demo import create_shop
@@ -129,21 +194,34 @@ async def _build_demo(settings: Settings) -> str:
         await ensure_schema(engine)
         configs = parse_import(orjson.loads(EXAMPLE_CONFIG.read_bytes()))
         await save_entities(engine, configs, actor="demo", action="import")
+        password = secrets.token_urlsafe(12)
+        await principals.add_user(engine, DEMO_ADMIN, password, "admin")
+        client_id, client_secret = await principals.add_client(
+            engine, "demo connector", frozenset({"*:read", "*:write", "*:delete"})
+        )
     finally:
         await engine.dispose()
     print(f"demo shop built in {database}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
-    return url
+    return url, password, client_id, client_secret
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    url = asyncio.run(_build_demo(settings))
-    base = f"http://{settings.host}:{settings.port}{settings.api_prefix}"
+    settings = settings.model_copy(update={"jwt_secret_file": str(DEMO_DIR / "jwt-secret")})
+    url, password, client_id, client_secret = asyncio.run(_build_demo(settings))
+    ensure_secret_file(settings)
+    root = f"http://{settings.host}:{settings.port}"
+    base = f"{root}{settings.api_prefix}"
     print(
-        "\nServing the demo shop. Try:\n"
-        f"  curl -g '{base}/products?page[limit]=2&include=productStocks'\n"
-        f"  curl -g '{base}/countries?filter[countries.iso2Code]={{\"in\":[\"DE\",\"AT\"]}}"
-        "&include=countryTaxRates'\n"
-        f"  curl '{base}/products/42'\n"
+        f"\nServing the demo shop on {root} (new credentials each run, shown only now):\n"
+        f"  back-office user  {DEMO_ADMIN} / {password}\n"
+        f"  OAuth client      {client_id} / {client_secret}\n\n"
+        "Get a token, then call the API with it:\n"
+        f"  TOKEN=$(curl -s {root}/token -d grant_type=client_credentials "
+        f"-d client_id={client_id} -d client_secret={client_secret} | python3 -c "
+        "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
+        f"  curl -g -H \"Authorization: Bearer $TOKEN\" '{base}/products?page[limit]=2&include=productStocks'\n"
+        f"  curl -g -H \"Authorization: Bearer $TOKEN\" "
+        f"'{base}/countries?filter[countries.iso2Code]={{\"in\":[\"DE\",\"AT\"]}}&include=countryTaxRates'\n"
     )
     return _serve(settings.model_copy(update={"database_url": url}), workers=1)
 
@@ -156,8 +234,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, workers: int) -> int:
     import uvicorn
 
+    try:
+        load_keys(settings)  # refuse to start on a bad key configuration, with one line instead of a trace
+    except (KeyConfigurationError, OSError, ValueError) as exc:
+        raise CommandError(f"cannot sign tokens: {exc}") from None
     # Worker processes build their own Settings from the environment: hand the effective values down.
     os.environ["DXAPI_DATABASE_URL"] = settings.database_url
+    os.environ["DXAPI_JWT_SECRET_FILE"] = settings.jwt_secret_file
     uvicorn.run(
         "dxapi.app:create_app",
         factory=True,
@@ -205,6 +288,37 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands.add_parser("check", help="validate every configuration against the live schema").set_defaults(
         run=_async(cmd_config_check)
     )
+
+    user = commands.add_parser("user", help="back-office users (password grant, admin page)")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", help="add a user")
+    add.add_argument("email")
+    add.add_argument("--password", required=True)
+    add.add_argument("--role", choices=sorted(principals.ROLES), default="viewer")
+    disable = user_commands.add_parser("disable", help="disable a user (tokens stop working within seconds)")
+    disable.add_argument("email")
+    passwd = user_commands.add_parser("passwd", help="set a new password")
+    passwd.add_argument("email")
+    passwd.add_argument("--password", required=True)
+    user.set_defaults(run=_async(cmd_user))
+
+    client = commands.add_parser("client", help="OAuth clients (client_credentials grant)")
+    client_commands = client.add_subparsers(dest="client_command", required=True)
+    add = client_commands.add_parser("add", help="add a client; prints client_id and secret once")
+    add.add_argument("name")
+    add.add_argument("--scopes", required=True, help='e.g. "products:read tax-rates:write *:read"')
+    for name, text in (("disable", "disable a client"), ("rotate-secret", "issue a new secret")):
+        client_commands.add_parser(name, help=text).add_argument("client_id")
+    client.set_defaults(run=_async(cmd_client))
+
+    apikey = commands.add_parser("apikey", help="API keys (X-Api-Key header)")
+    apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True)
+    add = apikey_commands.add_parser("add", help="add a key; prints it once")
+    add.add_argument("name")
+    add.add_argument("--scopes", required=True)
+    add.add_argument("--days", type=int, help="expire after this many days")
+    apikey_commands.add_parser("revoke", help="revoke a key by its id").add_argument("id")
+    apikey.set_defaults(run=_async(cmd_apikey))
     return parser
 
 

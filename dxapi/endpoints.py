@@ -1,6 +1,6 @@
 """HTTP endpoints of the generated API: each reads as the pipeline it runs.
 
-    request → snapshot (once) → parse → plan → execute → render
+    request → auth → snapshot (once) → parse → plan (+ scopes) → execute → render
 
 Writes resolve the alias before reading the body, so an unknown alias is a 404 whatever was sent.
 
@@ -9,6 +9,7 @@ No business logic lives here; every stage raises a catalogued ``ApiError`` that 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dxapi import errors
+from dxapi.auth.oauth import TokenService
+from dxapi.auth.principals import DELETE, READ, WRITE, Authenticator, Principal, require
 from dxapi.execute.read import execute_read
 from dxapi.execute.write import execute_delete, execute_write
 from dxapi.plan.build import build_read_plan, resolve_entity
-from dxapi.plan.write import PATCH, POST, PUT, build_write_plan
+from dxapi.plan.types import IncludePlan
+from dxapi.plan.write import PATCH, POST, PUT, ItemPlan, build_write_plan
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
 from dxapi.request.body import is_transactional, parse_write_request, read_body
@@ -38,6 +42,8 @@ class Runtime:
     reader: AsyncEngine  # same pool, without transaction round trips (db.reader)
     registry: Registry
     driver_pool: Any | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
+    auth: Authenticator
+    tokens: TokenService
 
 
 def runtime(request: Request) -> Runtime:
@@ -45,22 +51,38 @@ def runtime(request: Request) -> Runtime:
     return found
 
 
+async def authenticate(request: Request, rt: Runtime) -> Principal:
+    return await rt.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def _include_aliases(includes: tuple[IncludePlan, ...]) -> list[str]:
+    return [a for i in includes for a in (i.entity.alias, *_include_aliases(i.includes))]
+
+
+def _child_aliases(items: Iterable[ItemPlan]) -> list[str]:
+    return [a for item in items for c in item.children for a in (c.entity.alias, *_child_aliases(c.items))]
+
+
 async def read_collection(request: Request) -> Response:
     rt = runtime(request)
+    principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     plan = build_read_plan(snapshot, request.path_params["alias"], read, rt.settings)
+    require(principal, [plan.entity.alias, *_include_aliases(plan.includes)], READ)
     items = await execute_read(rt.reader, plan, rt.driver_pool)
     return render_json({"data": items})
 
 
 async def read_item(request: Request) -> Response:
     rt = runtime(request)
+    principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     _refuse_list_parameters(read, allowed_filters=False, where="on a single row")
     alias, identifier = request.path_params["alias"], request.path_params["id"]
     plan = build_read_plan(snapshot, alias, read, rt.settings, identifier=identifier)
+    require(principal, [alias, *_include_aliases(plan.includes)], READ)
     items = await execute_read(rt.reader, plan, rt.driver_pool)
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=alias)
@@ -81,8 +103,10 @@ async def upsert(request: Request) -> Response:
 
 async def _write(request: Request, method: str) -> Response:
     rt = runtime(request)
+    principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = resolve_entity(snapshot, request.path_params["alias"])
+    require(principal, [entity.alias], WRITE)
     url_key: str | None = request.path_params.get("id")
     body = await read_body(request, rt.settings.max_body_bytes)
     write = parse_write_request(
@@ -95,6 +119,7 @@ async def _write(request: Request, method: str) -> Response:
         snapshot, entity, method, write.items, url_key=url_key, transactional=write.transactional,
         max_depth=rt.settings.max_include_depth,
     )
+    require(principal, _child_aliases(plan.items), WRITE)  # a nested child without scope refuses it all
     outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None)
     status = 201 if method == POST else 200
     if plan.single:
@@ -108,7 +133,9 @@ async def _write(request: Request, method: str) -> Response:
 
 async def delete_item(request: Request) -> Response:
     rt = runtime(request)
+    principal = await authenticate(request, rt)
     entity = _deletable(rt.registry.current(), request.path_params["alias"])
+    require(principal, [entity.alias], DELETE)
     try:
         key = entity.identifier.parse(request.path_params["id"])
     except ValueError:
@@ -121,7 +148,9 @@ async def delete_collection(request: Request) -> Response:
     rt = runtime(request)
     snapshot = rt.registry.current()
     alias = request.path_params["alias"]
+    principal = await authenticate(request, rt)
     entity = _deletable(snapshot, alias)
+    require(principal, [alias], DELETE)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     _refuse_list_parameters(read, allowed_filters=True, where="on DELETE", include=True)
     if not read.filters:

@@ -249,6 +249,20 @@ WRITE_CONFLICT = _spec(
     "A deadlock or serialization failure that persisted after one automatic retry.",
 )
 
+# --- authentication and authorization (Spryker's 001, dxapi 4xxx) ------------------------------------------
+INVALID_TOKEN = _spec(
+    "001", 401, "Invalid access token.",
+    "A bearer token or API key that is malformed, expired, wrongly signed, revoked or of the wrong kind.",
+)
+AUTHENTICATION_REQUIRED = _spec(
+    "4001", 401, "Authentication required: send `Authorization: Bearer <token>` or `X-Api-Key`.",
+    "No credentials on a protected path.",
+)
+INSUFFICIENT_SCOPE = _spec(
+    "4003", 403, "Not allowed: the credentials lack the scope `{alias}:{action}`.",
+    "Valid credentials without the scope the request needs (checked for included and nested entities too).",
+)
+
 # --- dxapi: server side (5xxx) ------------------------------------------------------------------------------
 INTERNAL_ERROR = _spec(
     "5001", 500, "Internal server error. The incident has been logged.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -40,12 +40,53 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(
         3.0, gt=0, description="Seconds a request waits for a free connection before answering 503."
     )
+    environment: str = Field(
+        "development",
+        description="`production` refuses to start unless a signing key is configured explicitly "
+        "(`DXAPI_JWT_SECRET` or `DXAPI_JWT_PRIVATE_KEY_FILE`).",
+    )
+    jwt_algorithm: str = Field("HS256", description="The one JWT algorithm accepted: HS256, RS256 or EdDSA.")
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 signing secret (at least 32 bytes). Unset: the file `DXAPI_JWT_SECRET_FILE`."
+    )
+    jwt_secret_file: str = Field(
+        ".dxapi/jwt-secret", description="Where `dxapi init` stores a generated HS256 secret (development)."
+    )
+    jwt_previous_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated HS256 secrets still accepted for verification during a key rotation.",
+    )
+    jwt_private_key_file: str | None = Field(
+        None, description="PEM private key for RS256/EdDSA signing; its public key is served at "
+        "`/.well-known/jwks.json`.",
+    )
+    jwt_public_key_files: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated PEM public keys still accepted for verification during a key rotation.",
+    )
+    jwt_issuer: str = Field("dxapi", description="`iss` of issued tokens, required on every token.")
+    jwt_audience: str = Field("dxapi", description="`aud` of issued tokens, required on every token.")
+    jwt_leeway: int = Field(30, ge=0, le=300, description="Seconds of clock skew tolerated on `exp`/`nbf`/`iat`.")
+    access_token_ttl: int = Field(3600, ge=60, description="Lifetime of access tokens, in seconds.")
+    refresh_token_ttl: int = Field(30 * 86400, ge=60, description="Lifetime of refresh tokens, in seconds.")
+    password_grant: bool = Field(
+        True, description="Accept `grant_type=password` for back-office users (Spryker compatible)."
+    )
+    token_attempts_per_minute: int = Field(
+        10, ge=1, description="`/token` attempts per minute per client or user, per worker (then 429)."
+    )
+    token_attempts_per_address: int = Field(
+        30, ge=1, description="`/token` attempts per minute per source address, per worker (then 429)."
+    )
+    principal_cache_seconds: float = Field(
+        2.0, ge=0, le=5, description="How long a worker trusts that a client, user or key is still active."
+    )
     host: str = Field("127.0.0.1", description="Address `dxapi serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `dxapi serve` listens on.")
     workers: int = Field(1, ge=1, description="Worker processes started by `dxapi serve`.")
     log_level: str = Field("info", description="Log level of the server (`debug`, `info`, `warning`, …).")
 
-    @field_validator("deny_tables", mode="before")
+    @field_validator("deny_tables", "jwt_previous_secrets", "jwt_public_key_files", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -29,9 +29,11 @@ import orjson
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from dxapi.app import create_app
+from dxapi.auth.principals import add_client
 from dxapi.db import create_engine
 from dxapi.demo import build_shop
 from dxapi.registry.store import ensure_schema, parse_import, save_entities
@@ -40,6 +42,7 @@ from dxapi.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 SHOP_CONFIG = ROOT / "examples" / "shop-config.json"
 PRODUCTS = 300
+ALL_SCOPES = frozenset({"*:read", "*:write", "*:delete"})
 
 SERVER_URLS = {
     "postgresql": os.environ.get("DXAPI_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -166,6 +169,17 @@ class Backend:
         raise AssertionError(f"server did not load configuration version {version} within {timeout}s")
 
 
+def fetch_token(base_url: str, client_id: str, client_secret: str, scope: str | None = None) -> str:
+    """An access token by the client-credentials grant, as a connector gets one."""
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+    if scope is not None:
+        form["scope"] = scope
+    response = httpx.post(f"{base_url}/token", data=form, timeout=30)
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -207,7 +221,8 @@ async def _drop_database(backend: str, url: str) -> None:
         await admin.dispose()
 
 
-async def _prepare(url: str) -> None:
+async def _prepare(url: str) -> tuple[str, str]:
+    """Build and configure the database; return (client_id, secret) of a client allowed everything."""
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -219,6 +234,7 @@ async def _prepare(url: str) -> None:
         await ensure_schema(engine)
         entries = shop_config() + AWKWARD_CONFIG
         await save_entities(engine, parse_import(entries), actor="test", action="import")
+        return await add_client(engine, "test suite", ALL_SCOPES)
     finally:
         await engine.dispose()
 
@@ -261,11 +277,13 @@ def backend(request: pytest.FixtureRequest, loop: asyncio.AbstractEventLoop,
     else:
         pytest.fail(f"unknown backend `{name}` in DXAPI_TEST_BACKENDS (use sqlite, postgresql, mysql)")
     try:
-        loop.run_until_complete(_prepare(url))
+        client_id, client_secret = loop.run_until_complete(_prepare(url))
         settings = Settings(database_url=url, reload_interval=0.05, default_page_limit=100,
-                            max_page_limit=500)
+                            max_page_limit=500, jwt_secret=SecretStr(secrets.token_urlsafe(48)),
+                            token_attempts_per_minute=1000, token_attempts_per_address=1000)
         server, thread, base_url = _start_server(settings)
-        with httpx.Client(base_url=base_url, timeout=30) as client:
+        token = fetch_token(base_url, client_id, client_secret)
+        with httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
             yield Backend(name, url, settings, base_url, client, loop.run_until_complete)
         server.should_exit = True
         thread.join(timeout=10)

@@ -67,3 +67,59 @@ dx_audit = Table(
     Column("before", Text, nullable=True),
     Column("after", Text, nullable=True),
 )
+
+
+# --- principals (auth) ----------------------------------------------------------------------------------------
+# Secrets are never stored: passwords, client secrets and API keys as argon2id hashes, refresh tokens as
+# SHA-256 digests (they are 256-bit random values, so a fast hash is enough to make a stolen table useless).
+
+dx_user = Table(
+    "dx_user", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(255), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("email", name="uq_dx_user_email"),
+)
+
+dx_client = Table(
+    "dx_client", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("secret_hash", String(255), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("client_id", name="uq_dx_client_client_id"),
+)
+
+dx_api_key = Table(
+    "dx_api_key", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown in lists and used to find the row; not secret
+    Column("key_hash", String(255), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("expires_at", DateTime, nullable=True),
+    Column("revoked_at", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("prefix", name="uq_dx_api_key_prefix"),
+)
+
+dx_refresh_token = Table(
+    "dx_refresh_token", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_digest", String(64), nullable=False),
+    Column("family", String(64), nullable=False),
+    Column("subject", String(80), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("used_at", DateTime, nullable=True),
+    Column("revoked_at", DateTime, nullable=True),
+    UniqueConstraint("token_digest", name="uq_dx_refresh_token_digest"),
+)

@@ -234,7 +234,8 @@ def test_body_over_the_size_limit_is_413(seeded: WriteEnv) -> None:
     filler = json.dumps("x" * (limit + 1024 * 1024)).encode()
     body = b'{"data":[{"code":"BIG","name":"big","notes":' + filler + b"}]}"
     before = seeded.dump()
-    with httpx.Client(base_url=seeded.backend.base_url, timeout=30) as client:  # may be closed by the server
+    # may be closed by the server
+    with httpx.Client(base_url=seeded.backend.base_url, timeout=30, headers=seeded.api.headers) as client:
         try:
             response = client.post(f"/dynamic-entity/{PARENTS}", content=body,
                                    headers={"Content-Type": "application/json"})
@@ -256,7 +257,7 @@ def test_streamed_body_over_the_size_limit_is_413(seeded: WriteEnv) -> None:
         yield b"}"
 
     before = seeded.dump()
-    with httpx.Client(base_url=seeded.backend.base_url, timeout=30) as client:
+    with httpx.Client(base_url=seeded.backend.base_url, timeout=30, headers=seeded.api.headers) as client:
         try:
             response = client.post(f"/dynamic-entity/{PARENTS}", content=chunks(),
                                    headers={"Content-Type": "application/json"})

@@ -889,7 +889,9 @@ def test_declared_body_size_over_the_limit_is_413_before_reading(wt: WriteEnv) -
     """`Content-Length` over 32 MiB is refused at once, without waiting for (or reading) the body."""
     before = wt.dump()
     port = httpx.URL(wt.backend.base_url).port
+    authorization = wt.api.headers["authorization"]
     request = (f"POST /dynamic-entity/{PARENTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+               f"Authorization: {authorization}\r\n"
                f"Content-Length: {33 * 1024 * 1024}\r\nConnection: close\r\n\r\n").encode() + b'{"data":['
     with socket.create_connection(("127.0.0.1", port or 80), timeout=10) as sock:
         sock.sendall(request)

@@ -1,0 +1,39 @@
+"""Secret hashing: argon2id for passwords, client secrets and API keys; SHA-256 for refresh tokens.
+
+Only hashes are stored. Verification runs in constant time (argon2's own comparison) and a verification for
+an unknown name still hashes once, so "no such user" and "wrong password" take the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+# OWASP's minimum for argon2id: 19 MiB memory, 2 iterations, 1 lane.
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+def hash_secret(secret: str) -> str:
+    return _HASHER.hash(secret)
+
+
+def verify_secret(stored_hash: str | None, secret: str) -> bool:
+    """True when ``secret`` matches; an absent hash still costs one verification (no timing oracle)."""
+    try:
+        return _HASHER.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def digest(token: str) -> str:
+    """SHA-256 of a high-entropy random token (refresh tokens, cache keys for API keys)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret(prefix: str, size: int = 32) -> str:
+    """A random credential such as ``dxk_…``; the prefix tells humans and secret scanners what it is."""
+    return f"{prefix}_{secrets.token_urlsafe(size)}"

@@ -1,0 +1,262 @@
+"""Principals: who is calling, what they may do, and whether they still may.
+
+A request is authenticated by a bearer token (``tokens``) or an ``X-Api-Key`` header; either way it becomes a
+:class:`Principal` with scopes such as ``products:read`` or ``*:write``. Scopes are checked in the plan stage
+for the root entity and every entity reached through ``include`` or nested writes.
+
+Revocation: a token stays valid until it expires, so each worker re-checks that the subject behind it (user,
+client, API key) is still active, at most every ``DXAPI_PRINCIPAL_CACHE_SECONDS`` (≤ 5 s) per subject.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dxapi import errors
+from dxapi.auth.passwords import digest, hash_secret, new_secret, verify_secret
+from dxapi.auth.tokens import InvalidToken, SigningKeys
+from dxapi.registry.tables import dx_api_key, dx_client, dx_user
+from dxapi.settings import Settings
+
+READ, WRITE, DELETE = "read", "write", "delete"
+ACTIONS = (READ, WRITE, DELETE)
+ROLES = {"admin": "*:read *:write *:delete", "editor": "*:read *:write", "viewer": "*:read"}
+API_KEY_PREFIX = "dxk"
+CLIENT_ID_PREFIX = "dxc"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str  # "client:<client_id>", "user:<id>" or "apikey:<prefix>"
+    scopes: frozenset[str]
+
+    def allows(self, alias: str, action: str) -> bool:
+        return f"{alias}:{action}" in self.scopes or f"*:{action}" in self.scopes
+
+
+def require(principal: Principal, aliases: Iterable[str], action: str) -> None:
+    """Refuse the whole request (403) if any entity it touches is outside the principal's scopes."""
+    for alias in dict.fromkeys(aliases):
+        if not principal.allows(alias, action):
+            raise errors.INSUFFICIENT_SCOPE.error(alias=alias, action=action)
+
+
+def parse_scopes(text: str) -> frozenset[str]:
+    """``"products:read *:write"`` → the set; raises ValueError on anything else."""
+    scopes = frozenset(text.replace(",", " ").split())
+    for scope in scopes:
+        alias, colon, action = scope.rpartition(":")
+        if not colon or action not in ACTIONS or not alias or not (alias == "*" or _alias_like(alias)):
+            raise ValueError(f"`{scope}` is not a scope; use alias:read, alias:write, alias:delete or *:read …")
+    return scopes
+
+
+def _alias_like(text: str) -> bool:
+    return all(c.isalnum() or c in "_-" for c in text)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+class Authenticator:
+    """Turns request credentials into a Principal; one per worker."""
+
+    def __init__(self, engine: AsyncEngine, keys: SigningKeys, settings: Settings) -> None:
+        self._engine = engine
+        self._keys = keys
+        self._settings = settings
+        self._active: dict[str, tuple[float, bool]] = {}  # subject → (checked at, active)
+        self._api_keys: dict[str, tuple[float, Principal | None]] = {}  # digest of key → (checked at, who)
+
+    async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise invalid_token()
+            try:
+                claims = self._keys.verify(token.strip(), self._settings)
+            except InvalidToken:
+                raise invalid_token() from None
+            if not await self._still_active(claims.subject):
+                raise invalid_token()
+            return Principal(claims.subject, claims.scopes)
+        if api_key is not None:
+            return await self._api_key(api_key)
+        raise errors.ApiError([errors.AUTHENTICATION_REQUIRED()], {"WWW-Authenticate": 'Bearer realm="dxapi"'})
+
+    async def _still_active(self, subject: str) -> bool:
+        now = time.monotonic()
+        cached = self._active.get(subject)
+        if cached is not None and now - cached[0] < self._settings.principal_cache_seconds:
+            return cached[1]
+        active = await subject_is_active(self._engine, subject)
+        if len(self._active) > 10_000:
+            self._active.clear()
+        self._active[subject] = (now, active)
+        return active
+
+    async def _api_key(self, key: str) -> Principal:
+        now = time.monotonic()
+        cache_key = digest(key)
+        cached = self._api_keys.get(cache_key)
+        if cached is not None and now - cached[0] < self._settings.principal_cache_seconds:
+            found = cached[1]
+        else:
+            # argon2 costs tens of milliseconds on purpose: verified once per key and cache period.
+            found = await verify_api_key(self._engine, key)
+            if len(self._api_keys) > 10_000:
+                self._api_keys.clear()
+            self._api_keys[cache_key] = (now, found)
+        if found is None:
+            raise invalid_token()
+        return found
+
+
+def invalid_token() -> errors.ApiError:
+    return errors.ApiError([errors.INVALID_TOKEN()], {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+# --- store: users, clients, API keys --------------------------------------------------------------------------
+
+async def subject_is_active(engine: AsyncEngine, subject: str) -> bool:
+    kind, _, ref = subject.partition(":")
+    async with engine.connect() as conn:
+        if kind == "client":
+            row = (await conn.execute(select(dx_client.c.is_active).where(dx_client.c.client_id == ref))).first()
+            return bool(row and row[0])
+        if kind == "user" and ref.isdigit():
+            row = (await conn.execute(select(dx_user.c.is_active).where(dx_user.c.id == int(ref)))).first()
+            return bool(row and row[0])
+    return False
+
+
+async def add_user(engine: AsyncEngine, email: str, password: str, role: str) -> int:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if len(password) < 12:
+        raise ValueError("the password must be at least 12 characters long")
+    now = _now()
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            insert(dx_user).values(email=email.lower(), password_hash=hash_secret(password), role=role,
+                                   is_active=True, created_at=now, updated_at=now)
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def set_user(engine: AsyncEngine, email: str, **values: Any) -> bool:
+    if "password" in values:
+        values["password_hash"] = hash_secret(values.pop("password"))
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(dx_user).where(dx_user.c.email == email.lower()).values(updated_at=_now(), **values)
+        )
+        return bool(result.rowcount)
+
+
+async def check_password(engine: AsyncEngine, email: str, password: str) -> tuple[int, str] | None:
+    """(user id, role) for the right password of an active user; None otherwise, in the same time."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(dx_user.c.id, dx_user.c.password_hash, dx_user.c.role, dx_user.c.is_active)
+                .where(dx_user.c.email == email.lower())
+            )
+        ).first()
+    ok = verify_secret(row.password_hash if row else None, password)
+    if row is None or not ok or not row.is_active:
+        return None
+    return int(row.id), str(row.role)
+
+
+async def add_client(engine: AsyncEngine, name: str, scopes: frozenset[str]) -> tuple[str, str]:
+    """Create an OAuth client; return (client_id, client_secret) — the secret is never shown again."""
+    client_id = new_secret(CLIENT_ID_PREFIX, 12)
+    secret = new_secret("dxs")
+    now = _now()
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(dx_client).values(client_id=client_id, name=name, secret_hash=hash_secret(secret),
+                                     scopes=" ".join(sorted(scopes)), is_active=True, created_at=now,
+                                     updated_at=now)
+        )
+    return client_id, secret
+
+
+async def set_client(engine: AsyncEngine, client_id: str, **values: Any) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(dx_client).where(dx_client.c.client_id == client_id).values(updated_at=_now(), **values)
+        )
+        return bool(result.rowcount)
+
+
+async def rotate_client_secret(engine: AsyncEngine, client_id: str) -> str | None:
+    secret = new_secret("dxs")
+    return secret if await set_client(engine, client_id, secret_hash=hash_secret(secret)) else None
+
+
+async def check_client(engine: AsyncEngine, client_id: str, secret: str) -> frozenset[str] | None:
+    """The scopes of an active client whose secret matches; None otherwise, in the same time."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(dx_client.c.secret_hash, dx_client.c.scopes, dx_client.c.is_active)
+                .where(dx_client.c.client_id == client_id)
+            )
+        ).first()
+    ok = verify_secret(row.secret_hash if row else None, secret)
+    if row is None or not ok or not row.is_active:
+        return None
+    return frozenset(str(row.scopes).split())
+
+
+async def add_api_key(
+    engine: AsyncEngine, name: str, scopes: frozenset[str], expires_at: dt.datetime | None
+) -> tuple[str, str]:
+    """Create an API key; return (prefix, key) — the key is never shown again."""
+    key = new_secret(API_KEY_PREFIX)
+    prefix = key[len(API_KEY_PREFIX) + 1:][:12]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(dx_api_key).values(name=name, prefix=prefix, key_hash=hash_secret(key),
+                                      scopes=" ".join(sorted(scopes)), expires_at=expires_at, created_at=_now())
+        )
+    return prefix, key
+
+
+async def revoke_api_key(engine: AsyncEngine, prefix: str) -> bool:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(dx_api_key).where(dx_api_key.c.prefix == prefix, dx_api_key.c.revoked_at.is_(None))
+            .values(revoked_at=_now())
+        )
+        return bool(result.rowcount)
+
+
+async def verify_api_key(engine: AsyncEngine, key: str) -> Principal | None:
+    body = key.removeprefix(f"{API_KEY_PREFIX}_")
+    if body == key or len(key) > 200:
+        verify_secret(None, key)
+        return None
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(dx_api_key.c.key_hash, dx_api_key.c.scopes, dx_api_key.c.expires_at,
+                       dx_api_key.c.revoked_at).where(dx_api_key.c.prefix == body[:12])
+            )
+        ).first()
+    ok = verify_secret(row.key_hash if row else None, key)
+    if row is None or not ok or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= _now():
+        return None
+    return Principal(f"apikey:{body[:12]}", frozenset(str(row.scopes).split()))
