@@ -10,12 +10,14 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from dxapi import endpoints, errors, health
 from dxapi.auth.oauth import TokenService
@@ -27,6 +29,13 @@ from dxapi.responses import render_errors, render_json
 from dxapi.settings import Settings
 
 log = logging.getLogger("dxapi")
+
+STATIC = Path(__file__).resolve().parent / "static"
+# The docs page runs only its own script and styles; names from the database are inserted as text.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -109,8 +118,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def jwks(request: Request) -> Response:
         return render_json({"keys": list(keys.public_jwks)})
 
+    async def docs_page(request: Request) -> Response:
+        return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
+
     routes = [
         Route("/token", token, methods=["POST"]),
+        route(prefix + "/openapi.json", endpoints.openapi_document, "GET"),
+        Route(prefix + "/docs", docs_page, methods=["GET"]),
+        Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),

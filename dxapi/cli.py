@@ -70,6 +70,15 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
+    from dxapi.openapi import build_openapi
+    from dxapi.registry.snapshot import load_snapshot
+
+    snapshot = await _with_engine(settings, lambda e: load_snapshot(e, settings.deny_tables))
+    sys.stdout.buffer.write(orjson.dumps(build_openapi(snapshot, settings), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
 async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
     engine = create_engine(settings.database_url)
     try:
@@ -287,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.set_defaults(run=_async(cmd_config_export))
     config_commands.add_parser("check", help="validate every configuration against the live schema").set_defaults(
         run=_async(cmd_config_check)
+    )
+
+    commands.add_parser("openapi", help="print the OpenAPI document of the active configuration").set_defaults(
+        run=_async(cmd_openapi)
     )
 
     user = commands.add_parser("user", help="back-office users (password grant, admin page)")

@@ -10,9 +10,10 @@ No business logic lives here; every stage raises a catalogued ``ApiError`` that 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +23,7 @@ from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import DELETE, READ, WRITE, Authenticator, Principal, require
 from dxapi.execute.read import execute_read
 from dxapi.execute.write import execute_delete, execute_write
+from dxapi.openapi import build_openapi
 from dxapi.plan.build import build_read_plan, resolve_entity
 from dxapi.plan.types import IncludePlan
 from dxapi.plan.write import PATCH, POST, PUT, ItemPlan, build_write_plan
@@ -44,6 +46,7 @@ class Runtime:
     driver_pool: Any | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
     auth: Authenticator
     tokens: TokenService
+    openapi: dict[int, bytes] = field(default_factory=dict)  # rendered document per snapshot version
 
 
 def runtime(request: Request) -> Runtime:
@@ -61,6 +64,17 @@ def _include_aliases(includes: tuple[IncludePlan, ...]) -> list[str]:
 
 def _child_aliases(items: Iterable[ItemPlan]) -> list[str]:
     return [a for item in items for c in item.children for a in (c.entity.alias, *_child_aliases(c.items))]
+
+
+async def openapi_document(request: Request) -> Response:
+    rt = runtime(request)
+    await authenticate(request, rt)  # the document lists every entity: not for anonymous callers
+    snapshot = rt.registry.current()
+    body = rt.openapi.get(snapshot.version)
+    if body is None:
+        rt.openapi.clear()
+        body = rt.openapi[snapshot.version] = orjson.dumps(build_openapi(snapshot, rt.settings))
+    return Response(body, media_type="application/json", headers=BASE_HEADERS)
 
 
 async def read_collection(request: Request) -> Response:
