@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings, engine, reader(engine), registry, driver_pool,
             Authenticator(reader(engine), keys, settings), TokenService(engine, keys, settings),
         )
+        registry.start()
         # Everything built so far lives as long as the process; keep the collector from rescanning it.
         gc.freeze()
         try:

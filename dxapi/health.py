@@ -36,6 +36,7 @@ async def ready(request: Request) -> Response:
     document = {
         "status": "unavailable" if problems else "ok",
         "snapshotVersion": snapshot.version,
+        "listening": rt.registry.listening,
         "problems": problems,
         "unavailableEntities": {alias: list(found) for alias, found in snapshot.unavailable.items()},
     }

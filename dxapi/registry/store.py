@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, inspect, select, update
+from sqlalchemy import Connection, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi.registry.model import (
@@ -25,6 +25,8 @@ from dxapi.registry.model import (
 )
 from dxapi.registry.tables import dx_audit, dx_config_version, dx_entity, dx_relation, metadata
 from dxapi.schema.reflect import reflect_tables
+
+NOTIFY_CHANNEL = "dxapi_config"
 
 
 def _now() -> dt.datetime:
@@ -209,12 +211,16 @@ def _write_entities(
 
 
 async def _bump_version(conn: AsyncConnection) -> int:
+    """Bump the version in the caller's transaction; on PostgreSQL also NOTIFY, delivered at commit."""
     await conn.execute(
         update(dx_config_version)
         .where(dx_config_version.c.id == 1)
         .values(version=dx_config_version.c.version + 1, changed_at=_now())
     )
-    return await read_version(conn)
+    version = await read_version(conn)
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(version))))
+    return version
 
 
 async def export_entities(engine: AsyncEngine) -> list[dict[str, Any]]:
