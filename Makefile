@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
 
-.PHONY: help demo test lint bench serve docs clean
+.PHONY: help demo test lint bench serve docs chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,7 +20,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## build the embedded SQLite shop and serve it on 127.0.0.1:8000
 	$(BIN)/dxapi demo
 
-test: $(STAMP)  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
+chromium:  ## Debian's Chromium and ChromeDriver for the admin browser tests (installed when missing; needs root)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+test: $(STAMP) chromium  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)  ## ruff and mypy

@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from dxapi import endpoints, errors, health
+from dxapi.admin.routes import routes as admin_routes
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import load_keys
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route(prefix + "/docs", docs_page, methods=["GET"]),
         Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        *admin_routes(),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         route(prefix + "/{alias}", endpoints.read_collection, "GET"),

@@ -123,3 +123,15 @@ dx_refresh_token = Table(
     Column("revoked_at", DateTime, nullable=True),
     UniqueConstraint("token_digest", name="uq_dx_refresh_token_digest"),
 )
+
+# Back-office sessions: the cookie carries a random id; only its digest is stored, with the CSRF token.
+dx_session = Table(
+    "dx_session", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id_digest", String(64), nullable=False),
+    Column("user_id", Integer, ForeignKey("dx_user.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("seen_at", DateTime, nullable=False),
+    UniqueConstraint("id_digest", name="uq_dx_session_id_digest"),
+)

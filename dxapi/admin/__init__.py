@@ -1,0 +1,1 @@
+"""The back office: server-rendered pages under ``/admin`` to configure endpoints, principals and audit."""

@@ -1,0 +1,181 @@
+"""Admin forms ↔ configuration: suggestions for a new entity, and the edit grid parsed into an EntityConfig.
+
+Fed by reflected tables and submitted forms; feeds ``store.save_entities``, which validates exactly as an
+import does. Parsing never trusts the form: unknown columns are ignored, numbers are parsed strictly, and
+whatever cannot be parsed is reported next to its row instead of being guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table
+
+from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig
+from dxapi.schema.typemap import compatible_types, string_length
+from dxapi.types import FieldType
+
+
+@dataclass(frozen=True, slots=True)
+class GridProblems:
+    by_column: dict[str, list[str]]
+    general: list[str]
+
+
+def suggest_alias(table_name: str) -> str:
+    """``spy_tax_rate`` → ``tax-rates``, ``shop_product`` → ``products``, ``order`` → ``orders``."""
+    words = [w for w in re.split(r"[^a-zA-Z0-9]+", table_name.lower()) if w]
+    if len(words) > 1 and len(words[0]) <= 4:
+        words = words[1:]  # a short first word is a module prefix (spy_, pyz_, shop_)
+    words = words or ["entity"]
+    words[-1] = pluralize(words[-1])
+    return "-".join(words)
+
+
+def pluralize(word: str) -> str:
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    return word + "s"
+
+
+def suggest_visible_name(column: str) -> str:
+    """``id_tax_rate`` → ``idTaxRate``: the camelCase most JSON clients expect."""
+    parts = [p for p in re.split(r"[^a-zA-Z0-9]+", column) if p]
+    if not parts:
+        return "field"
+    text = parts[0][:1].lower() + parts[0][1:] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+    return text if text[0].isalnum() or text[0] == "_" else f"f{text}"
+
+
+def suggest_entity(table: Table, alias: str) -> EntityConfig:
+    """An inactive configuration with every column, types guessed, keys read-only, NOT NULL as required."""
+    primary = [c.name for c in table.primary_key.columns]
+    identifier = primary[0] if primary else next(iter(table.columns)).name
+    fields = []
+    for column in table.columns:
+        fitting = compatible_types(column.type)
+        if not fitting:
+            continue  # binary and other unsupported columns are not offered
+        generated = column.primary_key
+        required = not column.nullable and column.server_default is None and not generated
+        fields.append(
+            FieldConfig(
+                field_name=column.name,
+                visible_name=suggest_visible_name(column.name),
+                type=fitting[0],
+                is_creatable=not generated,
+                is_editable=not generated,
+                rules=FieldRules(is_required=required, max_length=string_length(column.type)),
+            )
+        )
+    return EntityConfig(alias=alias, table_name=table.name, is_active=False, identifier=identifier,
+                        is_deletable=False, fields=tuple(fields))
+
+
+def _number(text: str, kind: type, column: str, key: str, problems: dict[str, list[str]]) -> Any:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        problems.setdefault(column, []).append(f"{key}: `{text}` is not a {kind.__name__}")
+        return None
+
+
+def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityConfig, GridProblems]:
+    """The submitted edit grid → a configuration (relations kept), and what could not be read."""
+    problems: dict[str, list[str]] = {}
+    fields = []
+    index = 0
+    while f"f-{index}-column" in form:
+        prefix = f"f-{index}-"
+        index += 1
+        column = form[prefix + "column"]
+
+        def text(key: str, prefix: str = prefix) -> str:
+            return form.get(prefix + key, "").strip()
+
+        def flag(key: str, prefix: str = prefix) -> bool:
+            return form.get(prefix + key) == "on"
+
+        try:
+            field_type = FieldType(text("type"))
+        except ValueError:
+            problems.setdefault(column, []).append(f"unknown type `{text('type')}`")
+            continue
+        numeric = float if field_type in (FieldType.FLOAT, FieldType.DECIMAL) else int
+        low: Any
+        high: Any
+        if field_type in (FieldType.DATE, FieldType.DATETIME):
+            low, high = text("min") or None, text("max") or None
+        else:
+            low = _number(text("min"), numeric, column, "min", problems)
+            high = _number(text("max"), numeric, column, "max", problems)
+        enum_text = text("enum")
+        enum: tuple[Any, ...] | None = None
+        if enum_text:
+            values = [v.strip() for v in enum_text.split(",") if v.strip()]
+            enum = tuple(int(v) if field_type is FieldType.INTEGER and re.fullmatch(r"-?\d+", v) else v
+                         for v in values)
+        fields.append(
+            FieldConfig(
+                field_name=column,
+                visible_name=text("name") or column,
+                type=field_type,
+                is_creatable=flag("creatable"),
+                is_editable=flag("editable"),
+                is_enabled=flag("enabled"),
+                description=text("description") or None,
+                rules=FieldRules(
+                    is_required=flag("required"),
+                    min=low,
+                    max=high,
+                    min_length=_number(text("min_length"), int, column, "min length", problems),
+                    max_length=_number(text("max_length"), int, column, "max length", problems),
+                    precision=_number(text("precision"), int, column, "precision", problems),
+                    scale=_number(text("scale"), int, column, "scale", problems),
+                    pattern=text("pattern") or None,
+                    enum=enum,
+                ),
+            )
+        )
+    config = EntityConfig(
+        alias=form.get("alias", current.alias).strip(),
+        table_name=current.table_name,
+        is_active=form.get("is_active") == "on",
+        identifier=form.get("identifier", current.identifier),
+        is_deletable=form.get("is_deletable") == "on",
+        fields=tuple(fields),
+        relations=current.relations,
+    )
+    return config, GridProblems(problems, [])
+
+
+def assign_problems(problems: list[str], config: EntityConfig) -> GridProblems:
+    """Put each message from the configuration checks next to the row it names (``field `col```)."""
+    by_column: dict[str, list[str]] = {}
+    general = []
+    columns = {f.field_name for f in config.fields}
+    for problem in problems:
+        found = re.search(r"field `([^`]+)`", problem)
+        if found and found.group(1) in columns:
+            by_column.setdefault(found.group(1), []).append(problem.split(f"field `{found.group(1)}`: ", 1)[-1])
+        else:
+            general.append(problem)
+    return GridProblems(by_column, general)
+
+
+def relation_from_form(form: Mapping[str, str]) -> RelationConfig:
+    return RelationConfig(
+        name=form.get("name", "").strip(),
+        child_alias=form.get("child", "").strip(),
+        is_editable=form.get("editable") == "on",
+        parent_field=form.get("parent_field", "").strip(),
+        child_field=form.get("child_field", "").strip(),
+    )
