@@ -272,6 +272,10 @@ DATABASE_UNAVAILABLE = _spec(
     "5002", 503, "The database is not reachable. Please retry later.",
     "The database is down or the connection pool is exhausted; sent with `Retry-After`.",
 )
+SCHEMA_CHANGED = _spec(
+    "5004", 503, "The database schema changed under this endpoint; its configuration is being checked. Retry soon.",
+    "A configured table or column disappeared since the configuration was loaded (sent with `Retry-After`).",
+)
 ENTITY_UNAVAILABLE = _spec(
     "5003", 503, "The entity `{alias}` is temporarily unavailable: its configuration does not match the "
     "database schema.",

@@ -25,6 +25,7 @@ RETRY_AFTER_SECONDS = "2"
 
 UNIQUE, FOREIGN_KEY, REFERENCED, NOT_NULL, VALUE = "unique", "foreign_key", "referenced", "not_null", "value"
 CONFLICT, UNAVAILABLE, UNKNOWN = "conflict", "unavailable", "unknown"
+SCHEMA = "schema"  # a table or column the snapshot knows is gone: the next reload will notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +39,12 @@ class DbProblem:
 _PG_KINDS = {
     "23505": UNIQUE, "23503": FOREIGN_KEY, "23502": NOT_NULL, "23514": VALUE, "22001": VALUE, "22003": VALUE,
     "22P02": VALUE, "22007": VALUE, "22008": VALUE, "22021": VALUE, "40001": CONFLICT, "40P01": CONFLICT,
-    "55P03": CONFLICT,
+    "55P03": CONFLICT, "42P01": SCHEMA, "42703": SCHEMA,
 }
 _MYSQL_KINDS = {
     1062: UNIQUE, 1452: FOREIGN_KEY, 1451: REFERENCED, 1048: NOT_NULL, 1364: NOT_NULL, 1406: VALUE, 1264: VALUE,
     1366: VALUE, 1292: VALUE, 3819: VALUE, 1265: VALUE, 1213: CONFLICT, 1205: CONFLICT,
-    2002: UNAVAILABLE, 2003: UNAVAILABLE, 2006: UNAVAILABLE, 2013: UNAVAILABLE,
+    2002: UNAVAILABLE, 2003: UNAVAILABLE, 2006: UNAVAILABLE, 2013: UNAVAILABLE, 1146: SCHEMA, 1054: SCHEMA,
 }
 _PG_KEY_COLUMNS = re.compile(r"Key \((.+?)\)=")
 _QUOTED = re.compile(r"`([^`]+)`")
@@ -113,6 +114,8 @@ def _classify_sqlite(message: str, exc: sa_exc.DBAPIError) -> DbProblem:
         return DbProblem(VALUE)
     if "database is locked" in message or "database is busy" in message:
         return DbProblem(CONFLICT)
+    if message.startswith(("no such table", "no such column")):
+        return DbProblem(SCHEMA)
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not isinstance(
         exc, sa_exc.IntegrityError
     ):
@@ -122,6 +125,11 @@ def _classify_sqlite(message: str, exc: sa_exc.DBAPIError) -> DbProblem:
 
 def unavailable() -> errors.ApiError:
     return errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def schema_changed() -> errors.ApiError:
+    log.warning("a configured table or column is gone; answering 503 until the configuration reloads")
+    return errors.ApiError([errors.SCHEMA_CHANGED()], {"Retry-After": "1"})
 
 
 @asynccontextmanager
@@ -140,6 +148,8 @@ async def database_errors() -> AsyncIterator[None]:
         if problem.kind == CONFLICT:
             log.warning("write conflict: %s", exc.orig)
             raise errors.WRITE_CONFLICT.error() from None
+        if problem.kind == SCHEMA:
+            raise schema_changed() from None
         log.exception("unexpected database error")
         raise errors.INTERNAL_ERROR.error() from None
     except OSError as exc:  # the driver could not even open a socket

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.execute.dberrors import database_errors, unavailable
+from dxapi.execute.dberrors import database_errors, schema_changed, unavailable
 from dxapi.plan.types import IncludePlan, ReadPlan
 from dxapi.sql.build import build_children, build_read, read_parameters, read_shape
 
@@ -126,6 +126,8 @@ async def _fetch_from_pool(pool: Any, sql: str, args: list[Any]) -> Any:
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
         # asyncpg's pool drops a closed connection by itself; the caller retries once on a fresh one.
         raise _StaleConnection() from exc
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+        raise schema_changed() from None
     except asyncpg.PostgresError:
         log.exception("unexpected database error on a read")
         raise errors.INTERNAL_ERROR.error() from None

@@ -33,6 +33,7 @@ from dxapi.execute.dberrors import (
     FOREIGN_KEY,
     NOT_NULL,
     REFERENCED,
+    SCHEMA,
     UNAVAILABLE,
     UNIQUE,
     VALUE,
@@ -177,7 +178,7 @@ def _reraise_if_global(exc: sa_exc.DBAPIError) -> None:
     kind = classify(exc).kind
     if kind == CONFLICT:
         raise _Retry() from exc
-    if kind == UNAVAILABLE:
+    if kind in (UNAVAILABLE, SCHEMA):
         raise exc
 
 
@@ -362,7 +363,7 @@ async def _run(
         return await conn.execute(statement, params if len(params) > 1 else params[0])
     except sa_exc.DBAPIError as exc:
         problem = classify(exc)
-        if len(items) == 1 and problem.kind not in (CONFLICT, UNAVAILABLE):
+        if len(items) == 1 and problem.kind not in (CONFLICT, UNAVAILABLE, SCHEMA):
             raise _Refused([_translate(problem, entity, items[0].path)]) from None
         raise
 
