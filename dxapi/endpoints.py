@@ -81,9 +81,12 @@ async def read_collection(request: Request) -> Response:
     rt = runtime(request)
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
+    alias = request.path_params["alias"]
+    # Scope first: a caller who may not read an entity learns nothing about its fields from the errors.
+    require(principal, [resolve_entity(snapshot, alias).alias], READ)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
-    plan = build_read_plan(snapshot, request.path_params["alias"], read, rt.settings)
-    require(principal, [plan.entity.alias, *_include_aliases(plan.includes)], READ)
+    plan = build_read_plan(snapshot, alias, read, rt.settings)
+    require(principal, _include_aliases(plan.includes), READ)
     items = await execute_read(rt.reader, plan, rt.driver_pool)
     return render_json({"data": items})
 
@@ -92,11 +95,12 @@ async def read_item(request: Request) -> Response:
     rt = runtime(request)
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
+    require(principal, [resolve_entity(snapshot, request.path_params["alias"]).alias], READ)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     _refuse_list_parameters(read, allowed_filters=False, where="on a single row")
     alias, identifier = request.path_params["alias"], request.path_params["id"]
     plan = build_read_plan(snapshot, alias, read, rt.settings, identifier=identifier)
-    require(principal, [alias, *_include_aliases(plan.includes)], READ)
+    require(principal, _include_aliases(plan.includes), READ)
     items = await execute_read(rt.reader, plan, rt.driver_pool)
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=alias)

@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dxapi import errors
 from dxapi.auth.passwords import digest
-from dxapi.auth.principals import ROLES, check_client, check_password, subject_is_active
+from dxapi.auth.principals import ROLES, check_client, check_password, narrow, subject_status
+from dxapi.dberrors import database_errors
 from dxapi.registry.tables import dx_refresh_token
 from dxapi.settings import Settings
 
@@ -102,10 +104,11 @@ def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str
 
 
 def granted_scopes(allowed: frozenset[str], requested: str | None) -> frozenset[str]:
+    """The requested scopes if every one is covered (``products:read`` by ``*:read`` too), else invalid_scope."""
     if requested is None or not requested.strip():
         return allowed
     wanted = frozenset(requested.split())
-    if not wanted <= allowed:
+    if narrow(wanted, allowed) != wanted:
         raise OAuthError("invalid_scope")
     return wanted
 
@@ -124,15 +127,18 @@ class TokenService:
             address = request.client.host if request.client else "unknown"
             self._throttle(self.by_address, f"address:{address}")
             grant = form.get("grant_type")
-            if grant == "client_credentials":
-                return await self._client_credentials(request, form)
-            if grant == "password" and self.settings.password_grant:
-                return await self._password(form)
-            if grant == "refresh_token":
-                return await self._refresh(form)
+            async with database_errors():
+                if grant == "client_credentials":
+                    return await self._client_credentials(request, form)
+                if grant == "password" and self.settings.password_grant:
+                    return await self._password(form)
+                if grant == "refresh_token":
+                    return await self._refresh(form)
             raise OAuthError("unsupported_grant_type" if grant else "invalid_request")
         except OAuthError as exc:
             return oauth_response({"error": exc.error}, exc.status, exc.headers)
+        except errors.ApiError as exc:  # the database is down: OAuth's word for it, with Retry-After
+            return oauth_response({"error": "temporarily_unavailable"}, exc.status, exc.headers)
 
     def _throttle(self, throttle: Throttle, key: str) -> None:
         wait = throttle.hit(key)
@@ -188,10 +194,13 @@ class TokenService:
                 await conn.execute(update(dx_refresh_token).where(dx_refresh_token.c.id == row.id).values(used_at=now))
         if reused or row.revoked_at is not None or row.expires_at <= now:
             raise OAuthError("invalid_grant")
-        if not await subject_is_active(self.engine, row.subject):
+        status = await subject_status(self.engine, row.subject)
+        if not status.active:
             raise OAuthError("invalid_grant")
-        scopes = granted_scopes(frozenset(str(row.scopes).split()), form.get("scope"))
-        refresh = await self._new_refresh(row.subject, frozenset(str(row.scopes).split()), row.family)
+        # What the subject may hold now: a role lowered since the login is not carried forward.
+        held = narrow(str(row.scopes).split(), status.allowed)
+        scopes = granted_scopes(held, form.get("scope"))
+        refresh = await self._new_refresh(row.subject, held, row.family)
         return self._answer(row.subject, scopes, refresh)
 
     async def _new_refresh(self, subject: str, scopes: frozenset[str], family: str) -> str:

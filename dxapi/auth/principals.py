@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dxapi import errors
 from dxapi.auth.passwords import digest, hash_secret, new_secret, verify_secret
 from dxapi.auth.tokens import InvalidToken, SigningKeys
-from dxapi.registry.tables import dx_api_key, dx_client, dx_user
+from dxapi.dberrors import database_errors
+from dxapi.registry.tables import dx_api_key, dx_client, dx_refresh_token, dx_user
 from dxapi.settings import Settings
 
 READ, WRITE, DELETE = "read", "write", "delete"
@@ -39,6 +40,25 @@ class Principal:
 
     def allows(self, alias: str, action: str) -> bool:
         return f"{alias}:{action}" in self.scopes or f"*:{action}" in self.scopes
+
+
+def covered(scope: str, allowed: frozenset[str]) -> bool:
+    """``products:read`` is covered by ``products:read`` or ``*:read``; ``*:read`` only by ``*:read``."""
+    return scope in allowed or f"*:{scope.rpartition(':')[2]}" in allowed
+
+
+def narrow(scopes: Iterable[str], allowed: frozenset[str]) -> frozenset[str]:
+    return frozenset(s for s in scopes if covered(s, allowed))
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectStatus:
+    active: bool
+    allowed: frozenset[str]  # what the subject may hold now (role, client scopes)
+    revoked_before_ms: int  # tokens issued earlier are refused (0: none)
+
+
+INACTIVE = SubjectStatus(False, frozenset(), 0)
 
 
 def require(principal: Principal, aliases: Iterable[str], action: str) -> None:
@@ -73,7 +93,7 @@ class Authenticator:
         self._engine = engine
         self._keys = keys
         self._settings = settings
-        self._active: dict[str, tuple[float, bool]] = {}  # subject → (checked at, active)
+        self._status: dict[str, tuple[float, SubjectStatus]] = {}  # subject → (checked at, status)
         self._api_keys: dict[str, tuple[float, Principal | None]] = {}  # digest of key → (checked at, who)
 
     async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
@@ -85,23 +105,27 @@ class Authenticator:
                 claims = self._keys.verify(token.strip(), self._settings)
             except InvalidToken:
                 raise invalid_token() from None
-            if not await self._still_active(claims.subject):
+            async with database_errors():  # a database that is down answers 503, as everywhere else
+                status = await self._status_of(claims.subject)
+            if not status.active or claims.issued_ms < status.revoked_before_ms:
                 raise invalid_token()
-            return Principal(claims.subject, claims.scopes)
+            # Scopes taken away since the token was issued are gone now, not at its expiry.
+            return Principal(claims.subject, narrow(claims.scopes, status.allowed))
         if api_key is not None:
-            return await self._api_key(api_key)
+            async with database_errors():
+                return await self._api_key(api_key)
         raise errors.ApiError([errors.AUTHENTICATION_REQUIRED()], {"WWW-Authenticate": 'Bearer realm="dxapi"'})
 
-    async def _still_active(self, subject: str) -> bool:
+    async def _status_of(self, subject: str) -> SubjectStatus:
         now = time.monotonic()
-        cached = self._active.get(subject)
+        cached = self._status.get(subject)
         if cached is not None and now - cached[0] < self._settings.principal_cache_seconds:
             return cached[1]
-        active = await subject_is_active(self._engine, subject)
-        if len(self._active) > 10_000:
-            self._active.clear()
-        self._active[subject] = (now, active)
-        return active
+        status = await subject_status(self._engine, subject)
+        if len(self._status) > 10_000:
+            self._status.clear()
+        self._status[subject] = (now, status)
+        return status
 
     async def _api_key(self, key: str) -> Principal:
         now = time.monotonic()
@@ -126,16 +150,33 @@ def invalid_token() -> errors.ApiError:
 
 # --- store: users, clients, API keys --------------------------------------------------------------------------
 
-async def subject_is_active(engine: AsyncEngine, subject: str) -> bool:
+async def subject_status(engine: AsyncEngine, subject: str) -> SubjectStatus:
     kind, _, ref = subject.partition(":")
     async with engine.connect() as conn:
         if kind == "client":
-            row = (await conn.execute(select(dx_client.c.is_active).where(dx_client.c.client_id == ref))).first()
-            return bool(row and row[0])
+            row = (
+                await conn.execute(
+                    select(dx_client.c.is_active, dx_client.c.scopes, dx_client.c.revoked_before)
+                    .where(dx_client.c.client_id == ref)
+                )
+            ).first()
+            if row is not None:
+                return SubjectStatus(bool(row.is_active), frozenset(str(row.scopes).split()), row.revoked_before or 0)
         if kind == "user" and ref.isdigit():
-            row = (await conn.execute(select(dx_user.c.is_active).where(dx_user.c.id == int(ref)))).first()
-            return bool(row and row[0])
-    return False
+            row = (
+                await conn.execute(
+                    select(dx_user.c.is_active, dx_user.c.role, dx_user.c.revoked_before)
+                    .where(dx_user.c.id == int(ref))
+                )
+            ).first()
+            if row is not None:
+                allowed = frozenset(ROLES.get(str(row.role), "").split())
+                return SubjectStatus(bool(row.is_active), allowed, row.revoked_before or 0)
+    return INACTIVE
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 async def add_user(engine: AsyncEngine, email: str, password: str, role: str) -> int:
@@ -153,12 +194,21 @@ async def add_user(engine: AsyncEngine, email: str, password: str, role: str) ->
 
 
 async def set_user(engine: AsyncEngine, email: str, **values: Any) -> bool:
+    """Change a user; a new password, role or status also ends every token and refresh token issued before."""
     if "password" in values:
         values["password_hash"] = hash_secret(values.pop("password"))
     async with engine.begin() as conn:
         result = await conn.execute(
-            update(dx_user).where(dx_user.c.email == email.lower()).values(updated_at=_now(), **values)
+            update(dx_user).where(dx_user.c.email == email.lower())
+            .values(updated_at=_now(), revoked_before=_now_ms(), **values)
         )
+        found = (await conn.execute(select(dx_user.c.id).where(dx_user.c.email == email.lower()))).first()
+        if found is not None:
+            await conn.execute(
+                update(dx_refresh_token)
+                .where(dx_refresh_token.c.subject == f"user:{found.id}", dx_refresh_token.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
         return bool(result.rowcount)
 
 
@@ -200,8 +250,10 @@ async def set_client(engine: AsyncEngine, client_id: str, **values: Any) -> bool
 
 
 async def rotate_client_secret(engine: AsyncEngine, client_id: str) -> str | None:
+    """A new secret; tokens issued with the old one stop working too (a leaked secret may have made them)."""
     secret = new_secret("dxs")
-    return secret if await set_client(engine, client_id, secret_hash=hash_secret(secret)) else None
+    changed = await set_client(engine, client_id, secret_hash=hash_secret(secret), revoked_before=_now_ms())
+    return secret if changed else None
 
 
 async def check_client(engine: AsyncEngine, client_id: str, secret: str) -> frozenset[str] | None:

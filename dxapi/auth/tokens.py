@@ -46,6 +46,7 @@ class Claims:
     subject: str
     scopes: frozenset[str]
     expires_at: int
+    issued_ms: int  # when, to the millisecond: a rotation refuses tokens issued before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +58,12 @@ class SigningKeys:
     public_jwks: tuple[dict[str, Any], ...]
 
     def issue(self, subject: str, scopes: frozenset[str], settings: Settings) -> tuple[str, int]:
-        now = int(time.time())
+        moment = time.time()
+        now = int(moment)
         claims = {
             "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": subject, "iat": now, "nbf": now,
             "exp": now + settings.access_token_ttl, "jti": secrets.token_urlsafe(12),
-            "scope": " ".join(sorted(scopes)),
+            "scope": " ".join(sorted(scopes)), "iat_ms": int(moment * 1000),
         }
         headers = {"kid": self.kid, "typ": TOKEN_TYPE}
         token = jwt.encode(claims, self.signing_key, algorithm=self.algorithm, headers=headers)
@@ -99,7 +101,10 @@ class SigningKeys:
         subject, scope = claims["sub"], claims.get("scope", "")
         if not isinstance(subject, str) or not isinstance(scope, str):
             raise InvalidToken()
-        return Claims(subject, frozenset(scope.split()), claims["exp"])
+        issued_ms = claims.get("iat_ms", claims["iat"] * 1000)
+        if type(issued_ms) is not int:
+            raise InvalidToken()
+        return Claims(subject, frozenset(scope.split()), claims["exp"], issued_ms)
 
 
 def _kid(material: bytes) -> str:

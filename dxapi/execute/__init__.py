@@ -1,1 +1,1 @@
-"""Execution: run plans against the database (``read``, ``write``), translating driver errors (``dberrors``)."""
+"""Execution: run plans against the database (``read``, ``write``); driver errors are translated by ``dxapi.dberrors``."""

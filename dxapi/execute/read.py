@@ -1,7 +1,7 @@
 """Executing reads: run the statements of a read plan on one connection and shape rows into API objects.
 
 Fed by plans (``plan``) and statements (``sql``); feeds ``responses``. Database failures are translated by
-``execute.dberrors``.
+``dberrors``.
 
 The root query of a request is the hot path of every integration. Its statement is built and compiled once
 per request *shape* (``sql.build.read_shape``) and kept in the entity's snapshot; on PostgreSQL the compiled
@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.execute.dberrors import database_errors, schema_changed, unavailable
+from dxapi.dberrors import database_errors, schema_changed, unavailable
 from dxapi.plan.types import IncludePlan, ReadPlan
 from dxapi.sql.build import build_children, build_read, read_parameters, read_shape
 

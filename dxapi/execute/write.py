@@ -27,8 +27,7 @@ from sqlalchemy import sql as sa_sql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.errors import ErrorItem
-from dxapi.execute.dberrors import (
+from dxapi.dberrors import (
     CONFLICT,
     FOREIGN_KEY,
     NOT_NULL,
@@ -41,6 +40,7 @@ from dxapi.execute.dberrors import (
     classify,
     database_errors,
 )
+from dxapi.errors import ErrorItem
 from dxapi.plan.types import Condition
 from dxapi.plan.write import INSERT, PATCH, POST, PUT, Action, ItemPlan, WritePlan, decide
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot

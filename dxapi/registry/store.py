@@ -160,10 +160,15 @@ async def _check_change(
     stored, _broken = await load_entities(conn)
     current = {c.alias: c for c in stored}
     merged = {**current, **{c.alias: c for c in changed}}
-    # Problems of the entities being saved, and of stored ones that the change breaks (for example a
-    # relation now pointing at an alias that was removed or renamed).
-    found = await check_against_schema(conn, list(merged.values()), deny)
-    problems += [p for alias_problems in found.values() for p in alias_problems]
+    # Refused: problems of the entities being saved, and new problems of stored ones that the change
+    # breaks (a relation now pointing at a renamed alias). A stored entity that was broken already (a column
+    # dropped by hand) must not block unrelated saves; it stays broken and is reported elsewhere.
+    after = await check_against_schema(conn, list(merged.values()), deny)
+    before = await check_against_schema(conn, stored, deny) if after else {}
+    changed_aliases = {c.alias for c in changed}
+    for alias, alias_problems in after.items():
+        known = set(before.get(alias, ())) if alias not in changed_aliases else set()
+        problems += [p for p in alias_problems if p not in known]
     if problems:
         raise ConfigError(problems)
     return current

@@ -80,6 +80,8 @@ dx_user = Table(
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
+    # Tokens issued before this instant are refused (password, role or status changed): epoch milliseconds.
+    Column("revoked_before", BigInteger, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("email", name="uq_dx_user_email"),
@@ -93,6 +95,7 @@ dx_client = Table(
     Column("secret_hash", String(255), nullable=False),
     Column("scopes", Text, nullable=False),
     Column("is_active", Boolean, nullable=False, default=True),
+    Column("revoked_before", BigInteger, nullable=True),  # secret rotated: older tokens are refused
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("client_id", name="uq_dx_client_client_id"),

@@ -1,4 +1,4 @@
-"""Driver exceptions → what went wrong, in one place, for all three backends.
+"""Driver exceptions → what went wrong, in one place, for all three backends (shared by every stage).
 
 ``classify`` turns a SQLAlchemy ``DBAPIError`` into a :class:`DbProblem` (unique, foreign key, not null, bad
 value, conflict, unavailable, unknown) with the columns or table involved where the driver says so.

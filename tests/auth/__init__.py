@@ -1,0 +1,1 @@
+"""Security suite: authentication, scopes, OAuth grants, revocation, key rotation and secret storage."""

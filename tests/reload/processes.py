@@ -1,0 +1,137 @@
+"""Real ``dxapi serve`` processes and throw-away databases for the process-level reload tests.
+
+Fed by ``tests.conftest`` (server URLs, database creation, the demo shop); feeds every module of this folder.
+A ``ServerProcess`` is the command an operator runs — ``python -m dxapi.cli --database-url URL serve …`` — in
+a subprocess with its own port and log file; it is stopped by its PID only. ``Database`` is a fresh database
+per test (a temp file for SQLite, ``dxapi_test_<random>`` on the servers) holding the demo shop, configured
+from ``examples/shop-config.json`` plus the awkward tables of the shared harness, and an OAuth client allowed
+everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import _create_database, _drop_database, _free_port, _prepare, fetch_token
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "reload"  # git-ignored: measured delays and schemathesis reports
+API = "/dynamic-entity"
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Database:
+    backend: str
+    url: str
+    client_id: str
+    client_secret: str
+
+
+@contextlib.contextmanager
+def throwaway_database(backend: str, loop: asyncio.AbstractEventLoop, directory: Path) -> Iterator[Database]:
+    """A fresh database with the demo shop and its configuration; dropped (server backends) afterwards."""
+    url = f"sqlite:///{directory / 'shop.db'}" if backend == "sqlite" else loop.run_until_complete(
+        _create_database(backend)
+    )
+    try:
+        client_id, client_secret = loop.run_until_complete(_prepare(url))
+        yield Database(backend, url, client_id, client_secret)
+    finally:
+        if backend != "sqlite":
+            loop.run_until_complete(_drop_database(backend, url))
+
+
+class ServerProcess:
+    """One ``dxapi serve --workers 1`` subprocess; its output goes to ``log_path``."""
+
+    def __init__(self, name: str, database_url: str, jwt_secret: str, log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"server-{name}.log"
+        # Only what the test decides: no DXAPI_* from the caller's shell (DXAPI_RELOAD_INTERVAL stays default).
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DXAPI_")}
+        environment.update({"DXAPI_JWT_SECRET": jwt_secret, "DXAPI_LOG_LEVEL": "warning", **(env or {})})
+        command = [sys.executable, "-m", "dxapi.cli", "--database-url", database_url, "serve",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                                            cwd=log_dir)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Until ``/health/ready`` says 200; fails with the server's log if it exits or never gets there."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                response = httpx.get(f"{self.base_url}/health/ready", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:300]}"
+            except httpx.TransportError as exc:
+                last = type(exc).__name__
+            time.sleep(0.05)
+        raise AssertionError(f"server {self.name} not ready within {timeout}s ({last}):\n{self.log_tail()}")
+
+    def token(self, database: Database) -> str:
+        return fetch_token(self.base_url, database.client_id, database.client_secret)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), SIGKILL if it lingers; always by this process's own PID."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running(servers: Sequence[ServerProcess]) -> Iterator[Sequence[ServerProcess]]:
+    """Wait until every server is ready; stop them all afterwards, whatever happened."""
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile (q in 0..1): with 20 samples p99 is the largest one."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), -(-len(ordered) * q // 1)))
+    return ordered[int(rank) - 1]
+
+
+def error_code(response: httpx.Response) -> Any:
+    """The ``code`` of the first item of a dxapi error array (None when the body is something else)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body[0].get("code") if isinstance(body, list) and body and isinstance(body[0], dict) else None
