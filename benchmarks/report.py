@@ -146,6 +146,8 @@ def report(results: list[ScenarioResult], meta: dict[str, Any], self_test: bool)
         f"alternating slices after {meta['warmup_s']} s warm-up; {meta['workers']} worker(s) each; "
         f"{meta['cpus']} CPUs shared with the load generator"
     )
+    if "dxapi_auth" in meta:
+        print(f"dxapi credentials: {meta['dxapi_auth']}")
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
     path.write_bytes(orjson.dumps({**meta, "scenarios": [asdict(r) for r in results]}, option=orjson.OPT_INDENT_2))

@@ -1,11 +1,14 @@
 """`make bench`: dxapi against the thin reference server, same PostgreSQL data, same run (DESIGN.md §8).
 
 Steps: (re)create the database and load the demo shop through `dxapi.demo` (100,000 products); run
-`dxapi init` and `dxapi config import examples/shop-config.json`; start `benchmarks.reference` and
-`dxapi serve` with the same worker count and pool size; then for every scenario check that both servers
-answer the same JSON, warm each up, load them in alternating slices for the same total time while sampling
-their memory, and finally print a table and write it as JSON to benchmarks/results/latest.json (`report`).
-Only processes started here are stopped (by process group), also on Ctrl-C, SIGTERM or an error.
+`dxapi init`, `dxapi config import examples/shop-config.json` and `dxapi client add` (a client for this run,
+`auth`); start `benchmarks.reference` and `dxapi serve` (with a random token signing secret in its
+environment) with the same worker count and pool size; fetch an access token from dxapi's `/token`; then for
+every scenario check that both servers answer the same JSON, warm each up, load them in alternating slices
+for the same total time while sampling their memory, and finally print a table and write it as JSON to
+benchmarks/results/latest.json (`report`). Every dxapi request carries `Authorization: Bearer …`; the
+reference gets no credentials. Only processes started here are stopped (by process group), also on Ctrl-C,
+SIGTERM or an error; the run's client is disabled at the end.
 
     python -m benchmarks.run [--workers N] [--duration S] [--only SCENARIO] [--skip-load] [--self-test]
 
@@ -31,9 +34,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
+from benchmarks.auth import AUTH_HEADERS, SCOPES, AuthError, BearerToken, new_signing_secret, parse_client
 from benchmarks.data import (
     DEFAULT_URL,
     PRODUCTS,
@@ -51,6 +56,7 @@ from benchmarks.servers import ROOT, Server, fetch, free_port, peak_rss
 
 CONFIG_FILE = ROOT / "examples" / "shop-config.json"
 SETTLE_S = 0.5  # pause after a load run, see load_once()
+SAMPLE_S = 30.0  # the longest a sample request may take (servers.fetch's timeout)
 NOT_SERVED = (404, 405, 501)  # dxapi answers these for endpoints it does not have yet
 
 
@@ -76,7 +82,13 @@ class Options:
         return max(1.0, round(self.duration / self.rounds))
 
     connections: int | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # --header: sent to both servers
+    auth: dict[str, BearerToken]  # slot ("dxapi") → its bearer tokens; the reference has none
+
+    def headers_for(self, slot: str, valid_for: float) -> dict[str, str]:
+        """What one load run of `valid_for` seconds sends to the server in `slot`: --header plus its token."""
+        token = self.auth.get(slot)
+        return self.headers if token is None else {**self.headers, **token.headers(valid_for)}
 
 
 def sample(target: Target, sample_id: int, unique: str, headers: dict[str, str]) -> tuple[int, Any]:
@@ -89,14 +101,13 @@ def sample(target: Target, sample_id: int, unique: str, headers: dict[str, str])
         return status, raw[:200].decode(errors="replace")
 
 
-def load_once(server: Server, scenario: Scenario, target: Target, options: Options, url: str) -> Round:
+def load_once(slot: str, server: Server, scenario: Scenario, target: Target, options: Options, url: str) -> Round:
     """One measured run of `target` on `server`, its memory sampled; the rows it created removed after."""
     assert server.process is not None
     connections = options.connections or scenario.connections
+    headers = options.headers_for(slot, options.slice_s + SETTLE_S)  # before sampling: may call /token
     with peak_rss(server.process.pid) as peak:
-        result = run_load(
-            target.urls, target.method, target.body, options.slice_s, connections, headers=options.headers
-        )
+        result = run_load(target.urls, target.method, target.body, options.slice_s, connections, headers=headers)
     # wrk stops counting at the deadline but requests still in flight finish on the server: let them, so
     # they neither slow the next run down nor leave rows behind after the clean-up
     time.sleep(SETTLE_S)
@@ -138,14 +149,14 @@ def check_samples(
     # the reference first, then the same {uniq}: both PATCHes write the same values to the same row. Only
     # new rows need their own skus.
     unique = "S" + secrets.token_hex(4).upper()
-    ref_status, ref_body = sample(ref_target, sample_id, unique, options.headers)
+    ref_status, ref_body = sample(ref_target, sample_id, unique, options.headers_for("reference", SAMPLE_S))
     if not 200 <= ref_status < 300:
         ref_problem = Measurement("error", f"sample request answered {ref_status}: {ref_body!s:.200}")
     if dxapi.problem:
         return ref_problem, Measurement("n/a", dxapi.problem), warnings
     if ref_target.method == "POST":
         unique = "S" + secrets.token_hex(4).upper()
-    dx_status, dx_body = sample(dx_target, sample_id, unique, options.headers)
+    dx_status, dx_body = sample(dx_target, sample_id, unique, options.headers_for("dxapi", SAMPLE_S))
     if dx_status in NOT_SERVED:
         dx_problem = Measurement("n/a", f"dxapi answers {dx_status}")
     elif not 200 <= dx_status < 300:
@@ -182,7 +193,8 @@ def run_scenario(
     if options.warmup > 0:
         for slot in active:
             target = targets[slot]
-            run_load(target.urls, target.method, target.body, options.warmup, connections, headers=options.headers)
+            headers = options.headers_for(slot, options.warmup + SETTLE_S)
+            run_load(target.urls, target.method, target.body, options.warmup, connections, headers=headers)
             time.sleep(SETTLE_S)
             if target.method == "POST":
                 asyncio.run(delete_bench_rows(url))
@@ -191,7 +203,7 @@ def run_scenario(
         # A B, B A, A B …: drift of the machine (other load, cache state, autovacuum) hits both alike
         order = active if number % 2 == 0 else active[::-1]
         for slot in order:
-            rounds[slot].append(load_once(servers[slot], scenario, targets[slot], options, url))
+            rounds[slot].append(load_once(slot, servers[slot], scenario, targets[slot], options, url))
 
     measured = {slot: problems[slot] or combine(rounds[slot], scenario.batch) for slot in servers}
     for slot in active:
@@ -233,13 +245,14 @@ def dxapi_command() -> str | None:
     return str(candidate) if candidate.exists() else shutil.which("dxapi")
 
 
-def run_cli(command: Sequence[str], env: dict[str, str]) -> str | None:
-    """Run a dxapi CLI command; None if it worked, else a one-line reason."""
+def run_cli(command: Sequence[str], env: dict[str, str]) -> tuple[str | None, str]:
+    """Run a dxapi CLI command → (None if it worked, else a one-line reason; its standard output)."""
     completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     if completed.returncode == 0:
-        return None
+        return None, completed.stdout
     output = (completed.stderr.strip() or completed.stdout.strip()).splitlines()
-    return f"`{' '.join(command[-3:])}` failed ({completed.returncode}): {output[-1] if output else ''}"
+    shown = " ".join(command[3:])  # without `dxapi --database-url URL`: the URL may hold a password
+    return f"`{shown}` failed ({completed.returncode}): {output[-1] if output else ''}", completed.stdout
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -272,7 +285,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="extra request header for both servers, e.g. dxapi credentials (repeatable)",
+        help="extra request header for both servers (repeatable); with Authorization or X-Api-Key among "
+        "them the harness creates no client and sends no token of its own",
     )
     parser.add_argument(
         "--self-test",
@@ -310,7 +324,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     reference = reference_server("reference", url, args, env)
-    dxapi = reference_server("ref-2", url, args, env) if args.self_test else prepare_dxapi(url, args, env)
+    client: tuple[str, str] | None = None
+    if args.self_test:
+        dxapi = reference_server("ref-2", url, args, env)
+    else:
+        own_credentials = any(name.lower() in AUTH_HEADERS for name in headers)
+        dxapi, client = prepare_dxapi(url, args, env, create_client=not own_credentials)
+    auth: dict[str, BearerToken] = {}
 
     servers = [s for s in (reference, dxapi) if s.problem is None]
     load_tool = "python" if os.environ.get("DXAPI_BENCH_LOAD") == "python" or not find_wrk() else "wrk"
@@ -327,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "self_test": args.self_test,
         "dxapi_problem": dxapi.problem,
+        "dxapi_auth": auth_mode(args.self_test, client, headers),
     }
     try:
         for server in servers:
@@ -336,17 +357,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"{server.label} is not usable: {server.problem}")
         if reference.problem:
             raise SystemExit(f"the reference server does not start: {reference.problem}")
-        options = Options(args.duration, args.warmup, args.rounds, args.connections, headers)
+        if client is not None and dxapi.problem is None:
+            auth["dxapi"] = BearerToken(dxapi.base, *client)
+            try:
+                auth["dxapi"].refresh()
+                log(f"dxapi: bearer token for client {client[0]} (valid {auth['dxapi'].lifetime_s:.0f} s)")
+            except (AuthError, OSError) as exc:
+                dxapi.problem = f"no access token: {exc}"
+                log(f"dxapi is not usable: {dxapi.problem}")
+        options = Options(args.duration, args.warmup, args.rounds, args.connections, headers, auth)
         results = [run_scenario(s, reference, dxapi, ctx, url, options) for s in scenarios]
     except KeyboardInterrupt:
         log("interrupted")
         return 130
+    except AuthError as exc:
+        raise SystemExit(f"dxapi access token: {exc}") from None
     finally:
         for server in servers:
             server.stop()
         # rows of requests still in flight when a POST run was cut off: leave the data as it was loaded
-        asyncio.run(delete_bench_rows(url))
+        try:
+            asyncio.run(delete_bench_rows(url))
+        except (OSError, asyncpg.PostgresError) as exc:  # the database went away: say so, clean up the rest
+            log(f"could not delete the benchmark rows: {exc}")
+        if client is not None:
+            disable_client(url, client[0])
     meta["dxapi_problem"] = dxapi.problem
+    if "dxapi" in auth:
+        meta["dxapi_tokens_fetched"] = auth["dxapi"].fetched
     report(results, meta, args.self_test)
     return 0
 
@@ -358,8 +396,23 @@ def reference_server(label: str, url: str, args: argparse.Namespace, env: dict[s
     return Server(label, command, port, env, RESULTS_DIR / f"{label}.log")
 
 
-def prepare_dxapi(url: str, args: argparse.Namespace, env: dict[str, str]) -> Server:
-    """`dxapi init` + `config import` and the serve command; `problem` says why dxapi cannot run, if so."""
+def auth_mode(self_test: bool, client: tuple[str, str] | None, headers: dict[str, str]) -> str:
+    if self_test:
+        return "none (self-test)"
+    if client is not None:
+        return "bearer token (client credentials of a client created for the run)"
+    given = sorted(name for name in headers if name.lower() in AUTH_HEADERS)
+    return f"--header {', '.join(given)}" if given else "none"
+
+
+def prepare_dxapi(
+    url: str, args: argparse.Namespace, env: dict[str, str], create_client: bool
+) -> tuple[Server, tuple[str, str] | None]:
+    """`dxapi init`, `config import`, `client add` and the serve command → (server, (client_id, secret)).
+
+    The server's `problem` says why dxapi cannot run, if so. Its token signing secret is random per run and
+    lives only in the environment of the dxapi processes (`dxapi init` then writes no `.dxapi/jwt-secret`).
+    """
     executable = dxapi_command()
     port = free_port()
     command = [
@@ -379,19 +432,43 @@ def prepare_dxapi(url: str, args: argparse.Namespace, env: dict[str, str]) -> Se
         # same pool and log verbosity as the reference, so neither pays for something the other skips
         "DXAPI_POOL_SIZE": str(args.pool_size),
         "DXAPI_LOG_LEVEL": env.get("DXAPI_LOG_LEVEL", "warning"),
+        # HS256 with a fresh secret: tokens of earlier runs are worthless, nothing lands in the repository
+        "DXAPI_JWT_ALGORITHM": "HS256",
+        "DXAPI_JWT_SECRET": new_signing_secret(),
     }
+    dx_env.pop("DXAPI_JWT_PRIVATE_KEY_FILE", None)
+    dx_env.pop("DXAPI_JWT_PREVIOUS_SECRETS", None)
     server = Server("dxapi", command, port, dx_env, RESULTS_DIR / "dxapi.log")
+    client = None
     if executable is None:
         server.problem = "no dxapi executable found"
     else:
-        for step in (["init"], ["config", "import", str(CONFIG_FILE)]):
-            problem = run_cli([executable, "--database-url", url, *step], dx_env)
+        steps = [["init"], ["config", "import", str(CONFIG_FILE)]]
+        if create_client:
+            name = f"benchmark {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S}"
+            steps.append(["client", "add", name, "--scopes", SCOPES])
+        for step in steps:
+            problem, output = run_cli([executable, "--database-url", url, *step], dx_env)
             if problem:
                 server.problem = problem
                 break
+            if step[0] == "client":
+                client = parse_client(output)
+                if client is None:
+                    server.problem = "`dxapi client add` printed no client_id/client_secret"
     if server.problem:
         log(f"dxapi will not be measured: {server.problem}")
-    return server
+    return server, client
+
+
+def disable_client(url: str, client_id: str) -> None:
+    """Disable the run's client: its secret dies with the run (clients cannot be deleted from the CLI)."""
+    executable = dxapi_command()
+    if executable is None:
+        return
+    problem, _ = run_cli([executable, "--database-url", url, "client", "disable", client_id], dict(os.environ))
+    if problem:
+        log(f"could not disable client {client_id}: {problem}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def fetch(
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         sent = dict(headers or {})
-        if body is not None:
+        if body is not None and not any(name.lower() == "content-type" for name in sent):
             sent["Content-Type"] = "application/json"
         conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body, headers=sent)
         response = conn.getresponse()

@@ -83,7 +83,10 @@ def _stable(headers: httpx.Headers) -> list[tuple[str, str]]:
 def test_client_authentication_timing_does_not_tell_unknown_from_wrong(
     backend: Backend, reader_client: tuple[str, str]
 ) -> None:
-    """CWE-204: an unknown client id costs the same argon2 verification as a wrong secret (medians within 50 %)."""
+    """CWE-204: an unknown client id costs the same argon2 verification as a wrong secret.
+
+    The fastest of several attempts is compared (within 50 %): it is the intrinsic cost, while medians move
+    with whatever else the machine is doing."""
     client_id, secret = reader_client
     known: list[float] = []
     unknown: list[float] = []
@@ -93,8 +96,8 @@ def test_client_authentication_timing_does_not_tell_unknown_from_wrong(
             response = client_token(backend.base_url, target, secret + "wrong")
             samples.append(time.perf_counter() - start)
             assert response.status_code == 401
-    medians = statistics.median(known), statistics.median(unknown)
-    assert max(medians) < min(medians) * 1.5, f"median wrong secret {medians[0]:.4f}s, unknown {medians[1]:.4f}s"
+    fastest = min(known), min(unknown)
+    assert max(fastest) < min(fastest) * 1.5, f"fastest wrong secret {fastest[0]:.4f}s, unknown {fastest[1]:.4f}s"
 
 
 @on_one_backend()
