@@ -93,21 +93,29 @@ def _item_schema(entity: EntitySnapshot) -> dict[str, Any]:
 
 
 def _input_schema(entity: EntitySnapshot, snapshot: Snapshot, mode: str) -> dict[str, Any]:
-    """``create`` (POST): creatable fields, required ones required; ``update``: editable fields + identifier."""
+    """``create`` (POST items): creatable fields; ``update`` (PATCH items): editable fields and the identifier,
+    which is required; ``replace`` (PUT items): like update, with the required fields required."""
     properties: dict[str, Any] = {}
     required = []
     for field in entity.fields:
-        allowed = field.config.is_creatable if mode == "create" else (
-            field.config.is_editable or field is entity.identifier
-        )
+        if mode == "create":
+            allowed = field.config.is_creatable
+        elif mode == "update-one":  # /{id} names the row; a non-editable identifier in the body is refused
+            allowed = field.config.is_editable
+        else:
+            allowed = field.config.is_editable or field is entity.identifier
         if not allowed:
             continue
-        properties[field.name] = _nullable(_value_schema(field, for_input=True))
-        if mode == "create" and field.config.rules.is_required:
+        value = _value_schema(field, for_input=True)
+        properties[field.name] = _nullable(value) if field.column.nullable else value
+        if mode in ("create", "replace") and field.config.rules.is_required and field is not entity.identifier:
             required.append(field.name)
+    if mode == "update":
+        required.append(entity.identifier.name)
+    relation_mode = "update" if mode == "update-one" else mode
     for name, relation in entity.relations.items():
         if relation.is_editable and relation.child_alias in snapshot.entities:
-            ref = f"#/components/schemas/{relation.child_alias}-{mode}"
+            ref = f"#/components/schemas/{relation.child_alias}-{relation_mode}"
             properties[name] = {"type": "array", "items": {"$ref": ref}}
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
@@ -171,6 +179,8 @@ def build_openapi(snapshot: Snapshot, settings: Settings) -> dict[str, Any]:
         schemas[alias] = _item_schema(entity)
         schemas[f"{alias}-create"] = _input_schema(entity, snapshot, "create")
         schemas[f"{alias}-update"] = _input_schema(entity, snapshot, "update")
+        schemas[f"{alias}-replace"] = _input_schema(entity, snapshot, "replace")
+        schemas[f"{alias}-update-one"] = _input_schema(entity, snapshot, "update-one")
         many = {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": item_ref}}}
         one = {"type": "object", "required": ["data"], "properties": {"data": item_ref}}
         partial = {
@@ -180,6 +190,8 @@ def build_openapi(snapshot: Snapshot, settings: Settings) -> dict[str, Any]:
         failed = {"oneOf": [ERROR_REF, partial]}
         create = {"$ref": f"#/components/schemas/{alias}-create"}
         change = {"$ref": f"#/components/schemas/{alias}-update"}
+        replace = {"$ref": f"#/components/schemas/{alias}-replace"}
+        one_change = {"$ref": f"#/components/schemas/{alias}-update-one"}
 
         def batch(items: dict[str, Any]) -> dict[str, Any]:
             data = {"type": "array", "minItems": 1, "maxItems": settings.max_batch_items, "items": items}
@@ -207,7 +219,7 @@ def build_openapi(snapshot: Snapshot, settings: Settings) -> dict[str, Any]:
                       "responses": _responses("200", {"anyOf": [many, partial]}, "Saved rows", failed)},
             "put": {"tags": tag, "operationId": f"upsert-{alias}", "summary": f"Upsert {alias} (batch)",
                     "parameters": [transactional],
-                    "requestBody": batch(change),
+                    "requestBody": batch(replace),
                     "responses": _responses("200", {"anyOf": [many, partial]}, "Saved rows", failed)},
         }
         single: dict[str, Any] = {
@@ -216,11 +228,11 @@ def build_openapi(snapshot: Snapshot, settings: Settings) -> dict[str, Any]:
                     "parameters": include, "responses": _responses("200", one, "The row")},
             "patch": {"tags": tag, "operationId": f"update-one-{alias}", "summary": f"Update one of {alias}",
                       "requestBody": _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                                            "properties": {"data": change}}),
+                                            "properties": {"data": one_change}}),
                       "responses": _responses("200", one, "The saved row")},
             "put": {"tags": tag, "operationId": f"upsert-one-{alias}", "summary": f"Upsert one of {alias}",
                     "requestBody": _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                                          "properties": {"data": change}}),
+                                          "properties": {"data": replace}}),
                     "responses": _responses("200", one, "The saved row")},
         }
         if entity.config.is_deletable:

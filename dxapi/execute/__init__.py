@@ -1,1 +1,2 @@
-"""Execution: run plans against the database (``read``, ``write``); driver errors are translated by ``dxapi.dberrors``."""
+"""Execution: run plans against the database (``read``, ``write``); driver errors are translated by
+``dxapi.dberrors``."""
