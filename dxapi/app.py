@@ -123,24 +123,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def docs_page(request: Request) -> Response:
         return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
 
+    # The hot data reads first: Starlette tries routes in order. Only the three fixed names under the prefix
+    # (which aliases may not take, see registry.model.RESERVED_ALIASES) must come before `{alias}`.
     routes = [
-        Route("/token", token, methods=["POST"]),
         route(prefix + "/openapi.json", endpoints.openapi_document, "GET"),
         Route(prefix + "/docs", docs_page, methods=["GET"]),
         Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
-        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-        *admin_routes(),
-        Route("/health/live", health.live, methods=["GET"]),
-        Route("/health/ready", health.ready, methods=["GET"]),
         route(prefix + "/{alias}", endpoints.read_collection, "GET"),
+        route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
         route(prefix + "/{alias}", endpoints.create, "POST"),
         route(prefix + "/{alias}", endpoints.update, "PATCH"),
         route(prefix + "/{alias}", endpoints.upsert, "PUT"),
         route(prefix + "/{alias}", endpoints.delete_collection, "DELETE"),
-        route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
         route(prefix + "/{alias}/{id}", endpoints.update, "PATCH"),
         route(prefix + "/{alias}/{id}", endpoints.upsert, "PUT"),
         route(prefix + "/{alias}/{id}", endpoints.delete_item, "DELETE"),
+        Route("/token", token, methods=["POST"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/health/live", health.live, methods=["GET"]),
+        Route("/health/ready", health.ready, methods=["GET"]),
+        *admin_routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -25,6 +25,8 @@ from dxapi.schema.typemap import compatible_types, string_length
 from dxapi.types import FieldType
 
 ALIAS_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
+# Fixed paths under the API prefix (the docs page and its files) that an alias would shadow.
+RESERVED_ALIASES = frozenset({"docs", "static"})
 # Visible names appear in `filter[x.name]`, `sort=-name` and `include=a.b`: no dots, brackets, commas, and
 # no leading dash.
 VISIBLE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
@@ -349,6 +351,8 @@ def check_shape(config: EntityConfig) -> list[str]:
         problems.append(
             f"{where}: Resource name `{config.alias}` is not valid. Allowed characters: a-z, A-Z, 0-9, _ and -"
         )
+    if config.alias.lower() in RESERVED_ALIASES:
+        problems.append(f"{where}: the alias `{config.alias}` is reserved for dxapi's own pages")
     seen_columns: set[str] = set()
     seen_names: set[str] = set()
     for f in config.fields:

@@ -34,12 +34,29 @@ def _now() -> dt.datetime:
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create dxapi's own tables and the version row when missing (idempotent)."""
+    """Create dxapi's own tables and the version row when missing, and add columns that newer versions
+    introduced to tables created by older ones (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_add_missing_columns)
         exists = (await conn.execute(select(dx_config_version.c.id))).first()
         if exists is None:
             await conn.execute(insert(dx_config_version).values(id=1, version=1, changed_at=_now()))
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    inspector = inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                assert column.nullable, f"{table.name}.{column.name}: new columns must be nullable"
+                kind = column.type.compile(dialect=conn.dialect)
+                # Names and types come from dxapi's own table definitions above, never from input.
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {kind}"
+                )
 
 
 async def read_version(conn: AsyncConnection) -> int:
