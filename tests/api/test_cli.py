@@ -428,3 +428,16 @@ def test_database_url_option_overrides_the_environment(sqlite_target: Target) ->
     # Without the option the environment is used.
     from_env = run("config", "check", env_url=sqlite_target.url, cwd=sqlite_target.cwd)
     assert (from_env.code, from_env.out) == (0, "5 entities checked, no problems\n")
+
+
+def test_init_adds_columns_that_newer_versions_introduced(tmp_path: Path) -> None:
+    """A database set up by an older dxapi gets the new columns on `dxapi init` (upgrade in place)."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert run("init", url=url, cwd=tmp_path).code == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE dx_client DROP COLUMN revoked_before")
+    assert run("init", url=url, cwd=tmp_path).code == 0
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("dx_client")}
+    engine.dispose()
+    assert "revoked_before" in columns
