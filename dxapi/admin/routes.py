@@ -44,7 +44,9 @@ TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    # `same-origin`, not `no-referrer`: with no-referrer a browser posts forms with `Origin: null`, and the
+    # origin check (sessions.same_origin) could not tell the page's own forms from a foreign site's.
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
@@ -207,6 +209,10 @@ async def entity_create(request: Request, user: AdminUser) -> Response:
     async with _engine(request).connect() as conn:
         tables = await conn.run_sync(lambda sync: reflect_tables(sync, [table_name]))
     alias = form.get("alias", "").strip() or forms.suggest_alias(table_name)
+    configs, _ = await _entities(request)
+    if any(c.alias.lower() == alias.lower() for c in configs):  # saving is an upsert: never replace here
+        return render(request, "create.html", user, status=400, tables=await _free_tables(request),
+                      error=f"The alias `{alias}` is taken; choose another one.")
     config = forms.suggest_entity(tables[table_name], alias)
     try:
         await _save(request, user, [config], "create")
