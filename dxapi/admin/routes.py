@@ -120,8 +120,11 @@ async def login(request: Request) -> Response:
     form = await request.form()
     email, password = _text(form.get("email")).strip().lower(), _text(form.get("password"))
     address = request.client.host if request.client else "unknown"
-    if _LOGIN_BY_EMAIL.hit(email) or _LOGIN_BY_ADDRESS.hit(address):
-        return render(request, "login.html", None, status=429, error="Too many attempts; wait a minute.")
+    wait = _LOGIN_BY_EMAIL.hit(email) or _LOGIN_BY_ADDRESS.hit(address)
+    if wait:
+        response = render(request, "login.html", None, status=429, error="Too many attempts; wait a minute.")
+        response.headers["Retry-After"] = str(wait)
+        return response
     found = await principals.check_password(_engine(request), email, password)
     if found is None:
         return render(request, "login.html", None, status=401, error="Wrong email or password.")
@@ -297,7 +300,10 @@ async def relation_remove(request: Request, user: AdminUser) -> Response:
     kept = tuple(r for r in current.relations if r.name != request.path_params["name"])
     changed = EntityConfig(current.alias, current.table_name, current.is_active, current.identifier,
                            current.is_deletable, current.fields, kept)
-    await _save(request, user, [changed], "update")
+    try:
+        await _save(request, user, [changed], "update")
+    except ConfigError as exc:
+        return render(request, "error.html", user, status=400, message="; ".join(exc.problems))
     return RedirectResponse(f"/admin/entities/{current.alias}?saved=1", status_code=303, headers=HEADERS)
 
 
