@@ -151,6 +151,16 @@ async def _entities(request: Request) -> tuple[list[EntityConfig], dict[str, lis
         return await load_entities(conn)
 
 
+async def _named(request: Request) -> EntityConfig | None:
+    """The stored entity the path names (``/admin/entities/{alias}…``), or None."""
+    configs, _ = await _entities(request)
+    return next((c for c in configs if c.alias == request.path_params["alias"]), None)
+
+
+def _missing(request: Request, user: AdminUser) -> Response:
+    return render(request, "error.html", user, status=404, message="No such entity.")
+
+
 async def _changes(request: Request) -> dict[str, Any]:
     async with _engine(request).connect() as conn:
         rows = await conn.execute(select(dx_audit.c.table_alias, dx_audit.c.at).order_by(dx_audit.c.id))
@@ -167,12 +177,10 @@ async def entity_list(request: Request, user: AdminUser) -> Response:
 
 @page("editor")
 async def entity_toggle(request: Request, user: AdminUser) -> Response:
-    configs, _ = await _entities(request)
-    config = next((c for c in configs if c.alias == request.path_params["alias"]), None)
+    config = await _named(request)
     if config is None:
-        return render(request, "error.html", user, status=404, message="No such entity.")
-    changed = EntityConfig(config.alias, config.table_name, not config.is_active, config.identifier,
-                           config.is_deletable, config.fields, config.relations)
+        return _missing(request, user)
+    changed = dataclasses.replace(config, is_active=not config.is_active)
     try:
         await _save(request, user, [changed], "activate" if changed.is_active else "deactivate")
     except ConfigError as exc:
@@ -246,10 +254,9 @@ async def _edit_context(request: Request, config: EntityConfig) -> dict[str, Any
 
 @page()
 async def entity_edit_page(request: Request, user: AdminUser) -> Response:
-    configs, _ = await _entities(request)
-    config = next((c for c in configs if c.alias == request.path_params["alias"]), None)
+    config = await _named(request)
     if config is None:
-        return render(request, "error.html", user, status=404, message="No such entity.")
+        return _missing(request, user)
     saved = request.query_params.get("saved") == "1"
     return render(request, "edit.html", user, saved=saved, problems=forms.GridProblems({}, []),
                   **await _edit_context(request, config))
@@ -257,10 +264,9 @@ async def entity_edit_page(request: Request, user: AdminUser) -> Response:
 
 @page("editor")
 async def entity_save(request: Request, user: AdminUser) -> Response:
-    configs, _ = await _entities(request)
-    current = next((c for c in configs if c.alias == request.path_params["alias"]), None)
+    current = await _named(request)
     if current is None:
-        return render(request, "error.html", user, status=404, message="No such entity.")
+        return _missing(request, user)
     config, problems = forms.parse_grid(_form(request), current)
     if not problems.by_column and config.alias != current.alias:
         problems.general.append("Renaming an entity is not possible here; export, edit and import instead.")
@@ -276,13 +282,11 @@ async def entity_save(request: Request, user: AdminUser) -> Response:
 
 @page("editor")
 async def relation_add(request: Request, user: AdminUser) -> Response:
-    configs, _ = await _entities(request)
-    current = next((c for c in configs if c.alias == request.path_params["alias"]), None)
+    current = await _named(request)
     if current is None:
-        return render(request, "error.html", user, status=404, message="No such entity.")
+        return _missing(request, user)
     relation = forms.relation_from_form(_form(request))
-    changed = EntityConfig(current.alias, current.table_name, current.is_active, current.identifier,
-                           current.is_deletable, current.fields, (*current.relations, relation))
+    changed = dataclasses.replace(current, relations=(*current.relations, relation))
     try:
         await _save(request, user, [changed], "update")
     except ConfigError as exc:
@@ -293,13 +297,11 @@ async def relation_add(request: Request, user: AdminUser) -> Response:
 
 @page("editor")
 async def relation_remove(request: Request, user: AdminUser) -> Response:
-    configs, _ = await _entities(request)
-    current = next((c for c in configs if c.alias == request.path_params["alias"]), None)
+    current = await _named(request)
     if current is None:
-        return render(request, "error.html", user, status=404, message="No such entity.")
+        return _missing(request, user)
     kept = tuple(r for r in current.relations if r.name != request.path_params["name"])
-    changed = EntityConfig(current.alias, current.table_name, current.is_active, current.identifier,
-                           current.is_deletable, current.fields, kept)
+    changed = dataclasses.replace(current, relations=kept)
     try:
         await _save(request, user, [changed], "update")
     except ConfigError as exc:
