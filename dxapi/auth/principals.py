@@ -284,6 +284,8 @@ async def add_api_key(
 ) -> tuple[str, str]:
     """Create an API key; return (prefix, key) — the key is never shown again."""
     key = new_secret(API_KEY_PREFIX)
+    while not key[len(API_KEY_PREFIX) + 1].isalnum():  # the id is typed on command lines: no leading `-`
+        key = new_secret(API_KEY_PREFIX)
     prefix = key[len(API_KEY_PREFIX) + 1:][:12]
     async with engine.begin() as conn:
         await conn.execute(
