@@ -147,6 +147,18 @@ class Backend:
         rows: list[sa.Row[Any]] = self.run(go())
         return rows
 
+    def with_engine(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(engine)`` on the test's event loop with a throw-away engine on this database."""
+
+        async def go() -> Any:
+            engine = create_engine(self.url)
+            try:
+                return await work(engine)
+            finally:
+                await engine.dispose()
+
+        return self.run(go())
+
     def import_config(self, entries: list[dict[str, Any]]) -> int:
         async def go() -> int:
             engine = create_engine(self.url)

@@ -316,6 +316,13 @@ async def _rows(request: Request, statement: Any) -> list[Any]:
         return list((await conn.execute(statement)).all())
 
 
+CLIENT_LIST = select(dx_client.c.client_id, dx_client.c.name, dx_client.c.scopes, dx_client.c.is_active).order_by(
+    dx_client.c.name
+)
+KEY_LIST = select(dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes, dx_api_key.c.expires_at,
+                  dx_api_key.c.revoked_at).order_by(dx_api_key.c.id)
+
+
 @page("admin")
 async def users_page(request: Request, user: AdminUser) -> Response:
     rows = await _rows(request, select(dx_user.c.id, dx_user.c.email, dx_user.c.role, dx_user.c.is_active)
@@ -344,8 +351,7 @@ async def users_disable(request: Request, user: AdminUser) -> Response:
 
 @page("admin")
 async def clients_page(request: Request, user: AdminUser) -> Response:
-    rows = await _rows(request, select(dx_client.c.client_id, dx_client.c.name, dx_client.c.scopes,
-                                       dx_client.c.is_active).order_by(dx_client.c.name))
+    rows = await _rows(request, CLIENT_LIST)
     return render(request, "clients.html", user, clients=rows)
 
 
@@ -357,8 +363,7 @@ async def clients_add(request: Request, user: AdminUser) -> Response:
     except ValueError as exc:
         return render(request, "error.html", user, status=400, message=str(exc))
     client_id, secret = await principals.add_client(_engine(request), form.get("name", "client"), scopes)
-    rows = await _rows(request, select(dx_client.c.client_id, dx_client.c.name, dx_client.c.scopes,
-                                       dx_client.c.is_active).order_by(dx_client.c.name))
+    rows = await _rows(request, CLIENT_LIST)
     return render(request, "clients.html", user, clients=rows, new_id=client_id, new_secret=secret)
 
 
@@ -370,8 +375,7 @@ async def clients_disable(request: Request, user: AdminUser) -> Response:
 
 @page("admin")
 async def keys_page(request: Request, user: AdminUser) -> Response:
-    rows = await _rows(request, select(dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes,
-                                       dx_api_key.c.expires_at, dx_api_key.c.revoked_at).order_by(dx_api_key.c.id))
+    rows = await _rows(request, KEY_LIST)
     return render(request, "keys.html", user, keys=rows)
 
 
@@ -385,8 +389,7 @@ async def keys_add(request: Request, user: AdminUser) -> Response:
         return render(request, "error.html", user, status=400, message=str(exc))
     expires = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=days) if days else None
     _prefix, key = await principals.add_api_key(_engine(request), form.get("name", "key"), scopes, expires)
-    rows = await _rows(request, select(dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes,
-                                       dx_api_key.c.expires_at, dx_api_key.c.revoked_at).order_by(dx_api_key.c.id))
+    rows = await _rows(request, KEY_LIST)
     return render(request, "keys.html", user, keys=rows, new_key=key)
 
 

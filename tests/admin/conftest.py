@@ -47,7 +47,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.admin.sessions import COOKIE
 from dxapi.auth import principals
-from dxapi.db import create_engine
 from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
 from tests.conftest import BACKENDS, ROOT, Backend
 
@@ -75,15 +74,7 @@ def on_admin_backends() -> pytest.MarkDecorator:
 
 def on_db(backend: Backend, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run ``work(engine)`` on the test's event loop with a throw-away engine on the backend's database."""
-
-    async def go() -> T:
-        engine = create_engine(backend.url)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    result: T = backend.run(go())
+    result: T = backend.with_engine(work)
     return result
 
 

@@ -26,7 +26,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.auth import principals
 from dxapi.auth.tokens import load_keys
-from dxapi.db import create_engine
 from dxapi.settings import Settings
 from tests.conftest import BACKENDS, Backend, _start_server
 
@@ -46,15 +45,7 @@ def on_one_backend() -> pytest.MarkDecorator:
 
 def store(backend: Backend, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run ``work(engine)`` on the test's event loop with a throw-away engine on the backend's database."""
-
-    async def go() -> T:
-        engine = create_engine(backend.url)
-        try:
-            return await work(engine)
-        finally:
-            await engine.dispose()
-
-    result: T = backend.run(go())
+    result: T = backend.with_engine(work)
     return result
 
 
