@@ -27,7 +27,7 @@ from dxapi.db import create_engine
 from dxapi.demo import build_shop, create_shop
 from dxapi.registry.store import ensure_schema, parse_import, save_entities
 from dxapi.registry.tables import dx_audit, dx_config_version, dx_entity, dx_relation
-from tests.conftest import BACKENDS, SERVER_URLS
+from tests.conftest import BACKENDS, SERVER_URLS, _create_database, _drop_database, shop_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "shop-config.json"
@@ -35,11 +35,6 @@ _SCRIPT = Path(sys.executable).parent / "dxapi"
 DXAPI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dxapi.cli"]
 
 TARGETS = ["sqlite"] + (["postgresql"] if "postgresql" in BACKENDS else [])
-
-
-def example() -> list[dict[str, Any]]:
-    document: list[dict[str, Any]] = orjson.loads(EXAMPLE.read_bytes())
-    return document
 
 
 @dataclass
@@ -119,7 +114,7 @@ class Target:
             engine = create_engine(self.url)
             try:
                 await ensure_schema(engine)
-                await save_entities(engine, parse_import(example()), actor="test", action="import")
+                await save_entities(engine, parse_import(shop_config()), actor="test", action="import")
             finally:
                 await engine.dispose()
 
@@ -146,16 +141,8 @@ class Target:
 
 
 async def _create_pg_database() -> str:
-    server = make_url(SERVER_URLS["postgresql"])
-    name = f"dxapi_cli_{secrets.token_hex(4)}"
-    admin = create_engine(server)
-    try:
-        async with admin.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    finally:
-        await admin.dispose()
-    url = server.set(database=name).render_as_string(hide_password=False)
+    """A throw-away PostgreSQL database (the harness's own helper) with a small shop in it."""
+    url = await _create_database("postgresql")
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
@@ -163,16 +150,6 @@ async def _create_pg_database() -> str:
     finally:
         await engine.dispose()
     return url
-
-
-async def _drop_pg_database(url: str) -> None:
-    admin = create_engine(SERVER_URLS["postgresql"])
-    try:
-        async with admin.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(sa.text(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)"))
-    finally:
-        await admin.dispose()
 
 
 def _sqlite_shop(directory: Path) -> str:
@@ -199,7 +176,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     try:
         yield Target("postgresql", url, tmp_path)
     finally:
-        asyncio.run(_drop_pg_database(url))
+        asyncio.run(_drop_database("postgresql", url))
 
 
 def write_json(path: Path, document: Any) -> Path:
@@ -252,7 +229,7 @@ def test_export_round_trips(target: Target) -> None:
     exported, to_file = both["stdout"], both["file"]
     assert exported.code == 0 and exported.err == ""
     # The export is the normalised example: entries by alias, every default written out.
-    assert orjson.loads(exported.out) == sorted(example(), key=lambda e: e["tableAlias"])
+    assert orjson.loads(exported.out) == sorted(shop_config(), key=lambda e: e["tableAlias"])
     assert (to_file.code, to_file.out) == (0, "")
     assert (target.cwd / "export.json").read_text() == exported.out
     reimported = target.dxapi("config", "import", str(target.cwd / "export.json"))
@@ -281,7 +258,7 @@ def test_check_reports_one_line_per_problem_after_columns_are_dropped(target: Ta
 # --- failures ------------------------------------------------------------------------------------------------
 
 def _bad_document() -> list[dict[str, Any]]:
-    entries = {e["tableAlias"]: e for e in example()}
+    entries = {e["tableAlias"]: e for e in shop_config()}
     countries = entries["countries"]
     countries["definition"]["fields"][3]["fieldName"] = "country_name"  # no such column
     stocks = entries["stocks"]
@@ -321,7 +298,7 @@ def test_bad_import_on_an_unconfigured_database_writes_no_configuration(sqlite_t
 
 
 def test_schema_problems_report_every_entry(sqlite_target: Target) -> None:
-    document = example()
+    document = shop_config()
     document[0]["definition"]["fields"][0]["isEditible"] = True
     document[2]["isActive"] = "yes"
     document[4]["tableAlias"] = "stock items"
@@ -339,7 +316,7 @@ def test_schema_problems_report_every_entry(sqlite_target: Target) -> None:
 
 def test_schema_and_database_problems_are_reported_together(sqlite_target: Target) -> None:
     # "reports every problem": a malformed entry must not hide a missing column in another one.
-    document = example()
+    document = shop_config()
     document[0]["definition"]["fields"][0]["isEditible"] = True
     document[1]["definition"]["fields"][2]["fieldName"] = "no_such_column"
     result = sqlite_target.dxapi("config", "import", str(write_json(sqlite_target.cwd / "bad.json", document)))
@@ -349,7 +326,7 @@ def test_schema_and_database_problems_are_reported_together(sqlite_target: Targe
 
 
 def test_same_new_alias_twice_is_refused_cleanly(sqlite_target: Target) -> None:
-    stocks = next(e for e in example() if e["tableAlias"] == "stocks")
+    stocks = next(e for e in shop_config() if e["tableAlias"] == "stocks")
     path = write_json(sqlite_target.cwd / "twice.json", [stocks, stocks])
     line = assert_one_line_failure(sqlite_target.dxapi("config", "import", str(path)))
     assert "stocks" in line
