@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
@@ -127,8 +128,16 @@ def unavailable() -> errors.ApiError:
     return errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS})
 
 
+# Who to tell when a request meets a table or column that is gone: set by ``Registry.current`` in the task of
+# the request it serves, so the registry reflects the tables again at once instead of at the next version move.
+schema_watcher: ContextVar[Callable[[], None] | None] = ContextVar("dxapi_schema_watcher", default=None)
+
+
 def schema_changed() -> errors.ApiError:
     log.warning("a configured table or column is gone; answering 503 until the configuration reloads")
+    watcher = schema_watcher.get()
+    if watcher is not None:
+        watcher()
     return errors.ApiError([errors.SCHEMA_CHANGED()], {"Retry-After": "1"})
 
 

@@ -1,16 +1,26 @@
 """Health endpoints: ``/health/live`` (the process answers) and ``/health/ready`` (a snapshot is loaded and
 the database answers), for load balancers and orchestrators.
+
+Readiness answers everyone with the status, the loaded ``snapshotVersion`` and counts; it names no entity,
+table or column to a caller without credentials. An operator — any valid bearer token or API key — also gets
+the problems and, for the entities its scopes cover (read, write or delete), why each one is unavailable.
+Invalid credentials are no reason to fail a probe: they get the anonymous answer, and so do credentials that
+cannot be checked while the database is down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dxapi.endpoints import runtime
+from dxapi import errors
+from dxapi.auth.principals import ACTIONS, Principal
+from dxapi.endpoints import Runtime, runtime
 from dxapi.responses import render_json
 
 READY_TIMEOUT_SECONDS = 2.0
@@ -22,22 +32,42 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     rt = runtime(request)
+    operator = await _operator(request, rt)
     problems: list[str] = []
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), rt.reader.connect() as conn:
             await conn.execute(select(1))
     except Exception as exc:
         problems.append(f"database not reachable ({type(exc).__name__})")
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await rt.registry.settle()  # a request just met a vanished column: report what it found
     if not rt.registry.loaded:
         problems.append("configuration not loaded yet")
     if rt.registry.last_error:
         problems.append(rt.registry.last_error)
     snapshot = rt.registry.current()
-    document = {
+    document: dict[str, Any] = {
         "status": "unavailable" if problems else "ok",
         "snapshotVersion": snapshot.version,
-        "listening": rt.registry.listening,
-        "problems": problems,
-        "unavailableEntities": {alias: list(found) for alias, found in snapshot.unavailable.items()},
+        "unavailableEntityCount": len(snapshot.unavailable),
+        "problemCount": len(problems),
     }
+    if operator is not None:
+        document["listening"] = rt.registry.listening
+        document["problems"] = problems
+        document["unavailableEntities"] = {
+            alias: list(found) for alias, found in snapshot.unavailable.items()
+            if any(operator.allows(alias, action) for action in ACTIONS)
+        }
     return render_json(document, 503 if problems else 200)
+
+
+async def _operator(request: Request, rt: Runtime) -> Principal | None:
+    authorization, api_key = request.headers.get("authorization"), request.headers.get("x-api-key")
+    if not authorization and not api_key:
+        return None
+    try:
+        return await rt.auth.authenticate(authorization, api_key)
+    except errors.ApiError:  # invalid credentials, or the database is down: answer as to a probe
+        return None

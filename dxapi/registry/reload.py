@@ -1,7 +1,7 @@
 """Keeping each worker's snapshot current without restarts.
 
-A request calls :meth:`Registry.current` and uses that one snapshot to the end; ``current`` is a plain
-attribute read, nothing on the hot path. In the background each worker
+A request calls :meth:`Registry.current` and uses that one snapshot to the end; ``current`` is an attribute
+read (and one context-variable set, see below), nothing else on the hot path. In the background each worker
 
 * checks ``dx_config_version`` every ``interval`` seconds (one cheap query; never two checks at a time), and
 * on PostgreSQL also LISTENs on ``dxapi_config``: ``store.save_entities`` sends a NOTIFY in the transaction
@@ -11,17 +11,28 @@ attribute read, nothing on the hot path. In the background each worker
 A wake-up waits a few milliseconds so that a burst of changes becomes one rebuild. Only when the version
 moved is the snapshot rebuilt (off the request path) and swapped in with a single assignment. A failed check
 or rebuild keeps the previous snapshot and is kept in ``last_error`` for the readiness endpoint.
+
+A table or column can also vanish behind dxapi's back, without a version move. The first request that meets
+it (503 ``5004``) tells the registry through ``dberrors.schema_watcher``, and the registry rebuilds from a
+fresh reflection at once: the entity turns unavailable (``5003``) for every later request and for readiness,
+which waits for that rebuild (``settle``). An entity found that way is reflected again after 1 s, 2 s, 4 s …
+(at most ``DRIFT_RECHECK_MAX_SECONDS`` apart) until it fits again, so it also comes back without a version
+move. Each snapshot asks for one such rebuild at most, and after one that found nothing new the next waits
+``DRIFT_RECHECK_SECONDS``: a failure the reflection cannot see never turns into a rebuild per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dxapi.dberrors import schema_watcher
 from dxapi.registry.snapshot import EMPTY, Snapshot, load_snapshot
 from dxapi.registry.store import NOTIFY_CHANNEL, read_version
 
@@ -29,6 +40,8 @@ log = logging.getLogger("dxapi.reload")
 
 DEBOUNCE_SECONDS = 0.03
 LISTEN_PING_SECONDS = 5.0
+DRIFT_RECHECK_SECONDS = 1.0
+DRIFT_RECHECK_MAX_SECONDS = 30.0
 
 
 class Registry:
@@ -37,6 +50,13 @@ class Registry:
         self._interval = interval
         self._deny = tuple(deny)
         self._snapshot: Snapshot = EMPTY
+        self._watcher: Callable[[], None] = functools.partial(self._schema_changed, EMPTY)
+        self._stale: Snapshot | None = None  # a request found this snapshot's tables changed
+        self._drifted: frozenset[str] = frozenset()  # unavailable since a table changed behind dxapi's back
+        self._drift_delay = DRIFT_RECHECK_SECONDS
+        self._next_drift_check = 0.0  # time.monotonic() values
+        self._quiet_until = 0.0
+        self._checking = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
@@ -47,13 +67,28 @@ class Registry:
         return self._snapshot is not EMPTY
 
     def current(self) -> Snapshot:
+        """The snapshot for one request; a vanished table met while serving it is reported back to us."""
+        schema_watcher.set(self._watcher)
         return self._snapshot
 
     async def refresh(self) -> Snapshot:
         """Rebuild now, whatever the version says (startup, tests, the CLI)."""
-        self._snapshot = await load_snapshot(self._engine, self._deny)
+        snapshot = await load_snapshot(self._engine, self._deny)
+        self._snapshot, self._stale = snapshot, None
+        self._watcher = functools.partial(self._schema_changed, snapshot)
         self.last_error = None
-        return self._snapshot
+        return snapshot
+
+    async def settle(self) -> None:
+        """Finish the rebuild a request asked for, so that readiness never lags behind what requests see."""
+        if self._stale is not None:
+            async with self._checking:
+                await self._check_now()
+
+    def _schema_changed(self, snapshot: Snapshot) -> None:
+        if snapshot is self._snapshot and self._stale is None:
+            self._stale = snapshot
+            self._wake.set()
 
     def wake(self) -> None:
         """Check the version soon (a NOTIFY arrived, or the listener reconnected)."""
@@ -79,17 +114,52 @@ class Registry:
             await self._check()
 
     async def _check(self) -> None:
+        async with self._checking:
+            await self._check_now()
+
+    def _reflect_again(self) -> bool:
+        """Whether to reflect the tables again although the version did not move (see the module doc)."""
+        now = time.monotonic()
+        if self._stale is self._snapshot and now >= self._quiet_until:
+            return True
+        return bool(self._drifted & self._snapshot.unavailable.keys()) and now >= self._next_drift_check
+
+    async def _check_now(self) -> None:
         try:
             async with self._engine.connect() as conn:
                 version = await read_version(conn)
-            if version != self._snapshot.version:
+            moved = version != self._snapshot.version
+            if moved or self._reflect_again():
+                before = self._snapshot
+                asked = self._stale is before
                 await self.refresh()
-                log.info("configuration version %s loaded", self._snapshot.version)
+                self._track_drift(before, asked=asked and not moved, forced=not moved)
+                if moved:
+                    log.info("configuration version %s loaded", self._snapshot.version)
             else:
                 self.last_error = None
         except Exception as exc:  # keep serving the previous snapshot; readiness reports the failure
             self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
             log.warning("configuration reload failed: %s", exc)
+
+    def _track_drift(self, before: Snapshot, *, asked: bool, forced: bool) -> None:
+        unavailable = self._snapshot.unavailable.keys()
+        found = unavailable - before.unavailable.keys() if forced else set()
+        back = self._drifted - unavailable
+        self._drifted = frozenset((self._drifted & unavailable) | found)
+        now = time.monotonic()
+        if found:
+            log.warning("the schema changed under %s: unavailable until it fits again", ", ".join(sorted(found)))
+            self._drift_delay = DRIFT_RECHECK_SECONDS
+        elif asked:
+            self._quiet_until = now + DRIFT_RECHECK_SECONDS
+        if back:
+            log.info("the schema fits %s again", ", ".join(sorted(back)))
+        if not self._drifted:
+            self._drift_delay = DRIFT_RECHECK_SECONDS
+        elif forced:
+            self._next_drift_check = now + self._drift_delay
+            self._drift_delay = min(self._drift_delay * 2, DRIFT_RECHECK_MAX_SECONDS)
 
     async def _listen(self) -> None:
         import asyncpg
