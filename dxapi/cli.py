@@ -38,7 +38,6 @@ from dxapi.settings import Settings
 
 DEMO_DIR = Path("demo-data")
 DEMO_ADMIN = "admin@example.com"
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "shop-config.json"
 
 
 class CommandError(Exception):
@@ -190,7 +189,7 @@ async def _build_demo(settings: Settings) -> tuple[str, str, str, str]:
     """Build the shop database, configure it and create demo credentials; return the URL and them."""
     from sqlalchemy import create_engine as create_sync_engine
 
-    from dxapi.demo import create_shop
+    from dxapi.demo import create_shop, shop_config
 
     DEMO_DIR.mkdir(exist_ok=True)
     database = DEMO_DIR / "shop.db"
@@ -201,7 +200,7 @@ async def _build_demo(settings: Settings) -> tuple[str, str, str, str]:
     engine = create_engine(url)
     try:
         await ensure_schema(engine)
-        configs = parse_import(orjson.loads(EXAMPLE_CONFIG.read_bytes()))
+        configs = parse_import(shop_config())
         await save_entities(engine, configs, actor="demo", action="import")
         password = secrets.token_urlsafe(12)
         await principals.add_user(engine, DEMO_ADMIN, password, "admin")

@@ -9,8 +9,10 @@ randomness comes from one ``random.Random(seed)`` and all timestamps from a fixe
 Fed by: the caller's engine or connection (``dxapi demo`` builds an embedded SQLite file; tests and
 benchmarks point it at their PostgreSQL / MariaDB databases), a product count and a seed.
 
-Feeds: the tables that ``examples/shop-config.json`` exposes as the ``countries``, ``tax-rates``,
-``categories``, ``products`` and ``stocks`` entities, which the API tests and benchmarks query.
+Feeds: the tables that ``SHOP_CONFIG`` (``dxapi/shop-config.json``, shipped in the package so that
+``dxapi demo`` works from an installed wheel) exposes as the ``countries``, ``tax-rates``, ``categories``,
+``products`` and ``stocks`` entities, which the API tests and benchmarks query. ``examples/shop-config.json``
+is a copy of it for ``dxapi config import``; ``tests/unit/test_demo.py`` keeps the two identical.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import random
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["SHOP_TABLES", "build_shop", "create_shop", "shop_metadata"]
+__all__ = ["SHOP_CONFIG", "SHOP_TABLES", "build_shop", "create_shop", "shop_config", "shop_metadata"]
+
+SHOP_CONFIG = Path(__file__).resolve().parent / "shop-config.json"
 
 SHOP_TABLES: tuple[str, ...] = (
     "shop_country",
@@ -286,6 +291,12 @@ def shop_metadata() -> sa.MetaData:
         sa.UniqueConstraint("fk_product", "warehouse", name="uq_shop_stock_fk_product_warehouse"),
     )
     return metadata
+
+
+def shop_config() -> list[dict[str, Any]]:
+    """The demo shop's configuration in Spryker's installer format (what ``dxapi config import`` reads)."""
+    entries: list[dict[str, Any]] = json.loads(SHOP_CONFIG.read_text(encoding="utf-8"))
+    return entries
 
 
 def create_shop(engine: sa.Engine, products: int = 10_000, seed: int = 7) -> dict[str, int]:

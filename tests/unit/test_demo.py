@@ -1,4 +1,4 @@
-"""The demo shop builds deterministically and examples/shop-config.json matches its tables."""
+"""The demo shop builds deterministically and its configuration (dxapi/shop-config.json) matches its tables."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from dxapi.demo import SHOP_TABLES, create_shop, shop_metadata
+from dxapi.demo import SHOP_CONFIG, SHOP_TABLES, create_shop, shop_config, shop_metadata
 
-CONFIG_PATH = Path(__file__).resolve().parents[2] / "examples" / "shop-config.json"
+EXAMPLE_COPY = Path(__file__).resolve().parents[2] / "examples" / "shop-config.json"
 PRODUCTS = 200
 
 # Which validation rules each field type may carry (DESIGN.md §3).
@@ -144,9 +144,17 @@ def test_ddl_compiles_for_every_backend() -> None:
 
 
 def _load_config() -> list[dict[str, Any]]:
-    config = json.loads(CONFIG_PATH.read_text(encoding="utf-8"))
-    assert isinstance(config, list)
+    config = json.loads(SHOP_CONFIG.read_text(encoding="utf-8"))
+    assert isinstance(config, list) and config == shop_config()
     return config
+
+
+def test_example_is_a_copy_of_the_packaged_config() -> None:
+    """One source of truth: the package ships the file ``dxapi demo`` reads; examples/ holds a copy of it."""
+    assert EXAMPLE_COPY.read_bytes() == SHOP_CONFIG.read_bytes(), (
+        "examples/shop-config.json differs from dxapi/shop-config.json: edit the packaged file, then copy it "
+        "to examples/"
+    )
 
 
 def test_config_fields_exist_and_rules_fit_types() -> None:
