@@ -14,6 +14,7 @@ create and drop the throw-away ones.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import socket
@@ -192,6 +193,41 @@ def fetch_token(base_url: str, client_id: str, client_secret: str, scope: str | 
     return token
 
 
+class _ServerErrors(logging.Handler):
+    """Every ERROR the in-process servers log (dxapi's own, uvicorn's "Exception in ASGI application").
+
+    A server that logged an error answered 500 somewhere or failed after a commit; the test during which it
+    happened fails (``_no_server_errors``), whatever its own assertions said.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(("dxapi", "uvicorn")):
+            self.records.append(record)
+
+    def take(self) -> list[str]:
+        taken, self.records = self.records, []
+        return [f"{r.name}: {r.getMessage()}" + (f" ({r.exc_info[1]!r})" if r.exc_info else "") for r in taken]
+
+
+SERVER_ERRORS = _ServerErrors()
+logging.getLogger().addHandler(SERVER_ERRORS)
+
+
+@pytest.fixture(autouse=True)
+def _no_server_errors() -> Iterator[None]:
+    before = SERVER_ERRORS.take()
+    if before:  # logged between tests (a server thread finishing late): still a failure, named as such
+        pytest.fail("server logged errors before this test started:\n" + "\n".join(before), pytrace=False)
+    yield
+    found = SERVER_ERRORS.take()
+    if found:
+        pytest.fail("server logged errors during this test:\n" + "\n".join(found), pytrace=False)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -265,8 +301,9 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 def _start_server(settings: Settings) -> tuple[_Server, threading.Thread, str]:
     port = _free_port()
+    # log_config=None: uvicorn keeps its hands off logging, so its error records reach SERVER_ERRORS.
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on")
+                            lifespan="on", log_config=None)
     server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

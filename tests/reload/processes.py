@@ -98,8 +98,19 @@ class ServerProcess:
     def token(self, database: Database) -> str:
         return fetch_token(self.base_url, database.client_id, database.client_secret)
 
+    def logged_errors(self) -> list[str]:
+        """Tracebacks and ERROR lines in the server's log: each one is a 500 or a failure after a commit."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if line.startswith(("ERROR", "Traceback"))]
+
     def stop(self) -> None:
-        """SIGTERM (graceful), SIGKILL if it lingers; always by this process's own PID."""
+        """SIGTERM (graceful), SIGKILL if it lingers; always by this process's own PID.
+
+        Fails the test if the server logged an error, unless the test is already failing for its own reason.
+        """
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -107,6 +118,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        errors = self.logged_errors()
+        if errors and sys.exc_info()[0] is None:
+            raise AssertionError(f"server {self.name} logged errors:\n" + "\n".join(errors[:20]) +
+                                 f"\n{self.log_tail()}")
 
 
 @contextlib.contextmanager
