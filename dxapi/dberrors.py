@@ -1,7 +1,7 @@
 """Driver exceptions → what went wrong, in one place, for all three backends (shared by every stage).
 
 ``classify`` turns a SQLAlchemy ``DBAPIError`` into a :class:`DbProblem` (unique, foreign key, not null, bad
-value, conflict, unavailable, unknown) with the columns or table involved where the driver says so.
+value, conflict, unavailable, unknown) with the columns involved where the driver says so.
 ``database_errors`` maps the kinds that concern the whole request (database down, pool exhausted,
 unexpected) to catalogued errors; write execution maps the per-item kinds to 1309/3001/3002/3003/1317.
 No driver text ever reaches a client: it goes to the log.
@@ -34,7 +34,6 @@ class DbProblem:
     kind: str
     columns: tuple[str, ...] = ()
     constraint: str | None = None
-    table: str | None = None  # for REFERENCED: the child table holding the reference
 
 
 _PG_KINDS = {
@@ -48,7 +47,6 @@ _MYSQL_KINDS = {
     2002: UNAVAILABLE, 2003: UNAVAILABLE, 2006: UNAVAILABLE, 2013: UNAVAILABLE, 1146: SCHEMA, 1054: SCHEMA,
 }
 _PG_KEY_COLUMNS = re.compile(r"Key \((.+?)\)=")
-_QUOTED = re.compile(r"`([^`]+)`")
 
 
 def classify(exc: sa_exc.DBAPIError) -> DbProblem:
@@ -72,7 +70,7 @@ def _classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
     constraint = getattr(cause, "constraint_name", None)
     message = str(cause)
     if kind == FOREIGN_KEY and message.startswith("update or delete"):
-        return DbProblem(REFERENCED, constraint=constraint, table=getattr(cause, "table_name", None))
+        return DbProblem(REFERENCED, constraint=constraint)
     if kind == NOT_NULL:
         column = getattr(cause, "column_name", None)
         return DbProblem(kind, (column,) if column else ())
@@ -83,13 +81,10 @@ def _classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
 
 def _classify_mysql(errno: int, message: str) -> DbProblem:
     kind = _MYSQL_KINDS.get(errno, UNKNOWN)
-    quoted = _QUOTED.findall(message)
     if kind == UNIQUE:
         key = re.search(r"for key '([^']+)'", message)
         # MariaDB may prefix the key with the table name (`table.key`).
         return DbProblem(kind, constraint=key.group(1).rsplit(".", 1)[-1] if key else None)
-    if kind == REFERENCED:
-        return DbProblem(kind, table=quoted[1] if len(quoted) > 1 else None)
     if kind == FOREIGN_KEY:
         column = re.search(r"FOREIGN KEY \(`([^`]+)`\)", message)
         return DbProblem(kind, (column.group(1),) if column else ())

@@ -9,7 +9,7 @@ No business logic lives here; every stage raises a catalogued ``ApiError`` that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,17 +20,17 @@ from starlette.responses import Response
 
 from dxapi import errors
 from dxapi.auth.oauth import TokenService
-from dxapi.auth.principals import DELETE, READ, WRITE, Authenticator, Principal, require
+from dxapi.auth.principals import ACTIONS, DELETE, READ, WRITE, Authenticator, Principal, require
 from dxapi.execute.read import execute_read
 from dxapi.execute.write import execute_delete, execute_write
 from dxapi.openapi import build_openapi
 from dxapi.plan.build import build_read_plan, resolve_entity
 from dxapi.plan.types import IncludePlan
-from dxapi.plan.write import PATCH, POST, PUT, ItemPlan, build_write_plan
+from dxapi.plan.write import PATCH, POST, PUT, ItemPlan, answer_row, build_write_plan
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
 from dxapi.request.body import is_transactional, parse_write_request, read_body
-from dxapi.request.params import ReadRequest, parse_read_request
+from dxapi.request.params import FilterTerm, ReadRequest, parse_read_request
 from dxapi.responses import BASE_HEADERS, render_json
 from dxapi.settings import Settings
 
@@ -137,44 +137,55 @@ async def _write(request: Request, method: str) -> Response:
         snapshot, entity, method, write.items, url_key=url_key, transactional=write.transactional,
         max_depth=rt.settings.max_include_depth,
     )
-    require(principal, _child_aliases(plan.items), WRITE)  # a nested child without scope refuses it all
+    children = _child_aliases(plan.items)
+    require(principal, children, WRITE)  # a nested child without scope refuses it all
     outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None)
+    saved = outcome.saved
+    if not all(principal.allows(alias, READ) for alias in (entity.alias, *children)):
+        # Write scope is not read scope: where the caller may not read, a saved item is its identifier.
+        saved = [answer_row(snapshot, entity, row, lambda alias: principal.allows(alias, READ)) for row in saved]
     status = 201 if method == POST else 200
     if plan.single:
-        return render_json({"data": outcome.saved[0]}, status)
+        return render_json({"data": saved[0]}, status)
     if plan.transactional:
-        return render_json({"data": outcome.saved}, status)
-    if not outcome.saved:
+        return render_json({"data": saved}, status)
+    if not saved:
         status = outcome.errors[0].status
-    return render_json({"data": outcome.saved, "errors": [e.as_dict() for e in outcome.errors]}, status)
+    headers = {"X-Dxapi-Error-Code": outcome.errors[0].code} if outcome.errors else None
+    return render_json({"data": saved, "errors": [e.as_dict() for e in outcome.errors]}, status, headers)
 
 
 async def delete_item(request: Request) -> Response:
     rt = runtime(request)
     principal = await authenticate(request, rt)
-    entity = _deletable(rt.registry.current(), request.path_params["alias"])
-    require(principal, [entity.alias], DELETE)
+    snapshot = rt.registry.current()
+    entity = _deletable(snapshot, request.path_params["alias"], principal)
     try:
         key = entity.identifier.parse(request.path_params["id"])
     except ValueError:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias) from None
-    await execute_delete(rt.engine, entity, (), key, rt.settings.max_batch_items)
+    await execute_delete(rt.engine, entity, (), key, rt.settings.max_batch_items,
+                         _child_alias(snapshot, entity, principal))
     return Response(status_code=204, headers=BASE_HEADERS)
 
 
 async def delete_collection(request: Request) -> Response:
     rt = runtime(request)
+    principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     alias = request.path_params["alias"]
-    principal = await authenticate(request, rt)
-    entity = _deletable(snapshot, alias)
-    require(principal, [alias], DELETE)
+    entity = _deletable(snapshot, alias, principal)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     _refuse_list_parameters(read, allowed_filters=True, where="on DELETE", include=True)
     if not read.filters:
         raise errors.DELETE_NEEDS_FILTER.error(alias=alias)
+    if not principal.allows(entity.alias, READ) and not _by_identifier(entity, read.filters):
+        # A blocked DELETE deletes nothing, so its 1317 would tell whether rows match a filter on values:
+        # that is a read. Without read scope rows are chosen by identifier, keys the caller names itself.
+        raise errors.INSUFFICIENT_SCOPE.error(alias=entity.alias, action=READ)
     plan = build_read_plan(snapshot, alias, read, rt.settings)
-    await execute_delete(rt.engine, entity, plan.conditions, None, rt.settings.max_batch_items)
+    await execute_delete(rt.engine, entity, plan.conditions, None, rt.settings.max_batch_items,
+                         _child_alias(snapshot, entity, principal))
     return Response(status_code=204, headers=BASE_HEADERS)
 
 
@@ -192,8 +203,29 @@ def _refuse_list_parameters(read: ReadRequest, *, allowed_filters: bool, where: 
             raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name=name, where=where)
 
 
-def _deletable(snapshot: Snapshot, alias: str) -> EntitySnapshot:
+def _deletable(snapshot: Snapshot, alias: str, principal: Principal) -> EntitySnapshot:
+    """Unknown alias 404, then scope 403, then 405: only a caller who may delete learns the entity's settings."""
     entity = resolve_entity(snapshot, alias)
+    require(principal, [entity.alias], DELETE)
     if not entity.config.is_deletable:
         raise errors.METHOD_NOT_ALLOWED_FOR_ENTITY.error(alias=alias)
     return entity
+
+
+def _by_identifier(entity: EntitySnapshot, filters: Iterable[FilterTerm]) -> bool:
+    identifier = entity.identifier.name
+    return all(term.field == identifier and all(op in ("eq", "in") for op, _ in term.operations) for term in filters)
+
+
+def _child_alias(snapshot: Snapshot, entity: EntitySnapshot, principal: Principal) -> Callable[[str], str | None]:
+    """Table → the entity a 1317 may name for it: a child of one of ``entity``'s relations first, and only an
+    entity the caller has some scope on (the others it is not told of)."""
+
+    def name(table: str) -> str | None:
+        for alias in (*(r.child_alias for r in entity.relations.values()), *sorted(snapshot.entities)):
+            child = snapshot.entities.get(alias)
+            if child is not None and child.table.name == table and any(principal.allows(alias, a) for a in ACTIONS):
+                return alias
+        return None
+
+    return name

@@ -146,9 +146,9 @@ INVALID_URL = _spec(
 )
 DELETE_BLOCKED = _spec(
     "1317", 400,
-    "Failed to delete the data for `{path}`. The entity has a child entity and can not be deleted. "
-    "Child entity: `{child}`.",
-    "A row that other rows reference cannot be deleted.",
+    "Failed to delete the data for `{path}`. The entity has a child entity and can not be deleted. {children}",
+    "A row that other rows reference cannot be deleted. Names the child entity only when it is configured and "
+    "the caller has a scope on it (never a table).",
 )
 METHOD_NOT_ALLOWED_FOR_ENTITY = _spec(
     "1318", 405, "Method not allowed for the entity `{alias}`.",

@@ -7,7 +7,8 @@ their parents with the parent-key column taken from the saved parent row.
 
 Transactional (default): the whole request is one transaction; any problem → rollback and every error of
 every item is returned. When the database refuses the batch (unique key, foreign key …) the batch is replayed
-item by item under savepoints — still rolled back — only to name each failing item precisely.
+item by item under savepoints — still rolled back — only to name each failing item precisely; the replay writes
+each row alone (``precise``), so a refused nested child is named at its own path.
 
 Per item (``X-Is-Transactional: false``): valid items are first written together in one transaction; if
 that fails, each root item is written in its own transaction, and the response lists what was saved and
@@ -17,13 +18,11 @@ what was not. A deadlock or serialization failure is retried once, then answered
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import inspect
-from sqlalchemy import sql as sa_sql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
@@ -41,6 +40,7 @@ from dxapi.dberrors import (
     database_errors,
 )
 from dxapi.errors import ErrorItem
+from dxapi.execute.references import Reference, blocked_keys
 from dxapi.plan.types import Condition
 from dxapi.plan.write import INSERT, PATCH, POST, PUT, Action, ItemPlan, WritePlan, decide
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
@@ -59,6 +59,8 @@ log = logging.getLogger("dxapi.execute")
 STATEMENTS_PER_ENTITY = 256
 
 KEYS_PER_QUERY = 2000
+
+OTHER_ROWS = "Other rows reference it."  # 1317 without naming a table or an entity the caller may not know
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +165,9 @@ async def _try_item(conn: AsyncConnection, plan: WritePlan, item: ItemPlan, *, s
     try:
         if savepoint:
             async with conn.begin_nested():
-                rows = await _write_level(conn, plan.entity, plan.method, [item])
+                rows = await _write_level(conn, plan.entity, plan.method, [item], precise=True)
         else:
-            rows = await _write_level(conn, plan.entity, plan.method, [item])
+            rows = await _write_level(conn, plan.entity, plan.method, [item], precise=True)
         return rows[0]
     except _Refused as refused:
         return refused.items
@@ -260,23 +262,29 @@ async def _write_level(
     items: Sequence[ItemPlan],
     covered: FieldSnapshot | None = None,
     parent_values: Sequence[Any] | None = None,
+    *,
+    precise: bool = False,
 ) -> list[dict[str, Any]]:
-    """Write ``items`` of one entity (and then their children); return the saved rows in item order."""
+    """Write ``items`` of one entity (and then their children); return the saved rows in item order.
+
+    ``precise`` (replaying a refused write): each row on its own under a savepoint, so a database refusal is
+    reported at the item that caused it — a nested child's own path — rather than at its whole group.
+    """
     actions, problems = await _decide_all(conn, entity, method, items, covered, parent_values)
     if problems:
         raise _Refused(problems)
     raw_rows: list[Any] = [None] * len(items)
-    await _insert(conn, entity, actions, raw_rows, items)
-    await _update(conn, entity, actions, raw_rows, items)
+    await _insert(conn, entity, actions, raw_rows, items, precise)
+    await _update(conn, entity, actions, raw_rows, items, precise)
     rows = [entity.render_row(row) for row in raw_rows]
     for name in _relation_names(items):
-        await _write_children(conn, entity, method, name, items, raw_rows, rows)
+        await _write_children(conn, entity, method, name, items, raw_rows, rows, precise)
     return rows
 
 
 async def _insert(
     conn: AsyncConnection, entity: EntitySnapshot, actions: list[Action | None], raw_rows: list[Any],
-    items: Sequence[ItemPlan],
+    items: Sequence[ItemPlan], precise: bool,
 ) -> None:
     # Runs of consecutive items sending the same columns share one multi-row INSERT; keeping runs in
     # request order keeps generated identifiers in request order too.
@@ -290,8 +298,16 @@ async def _insert(
                 runs.append((columns, [position]))
     identifier = entity.identifier
     at = entity.columns.index(identifier.column)
+    if precise:
+        runs = [(columns, [p]) for columns, positions in runs for p in positions]
+    refused: list[ErrorItem] = []
     for columns, positions in runs:
         params = [actions[p].values for p in positions]  # type: ignore[union-attr]
+        if precise:
+            result = await _run_alone(conn, _insert_statement(entity, ordered=True), params[0], entity,
+                                      items[positions[0]], refused)
+            raw_rows[positions[0]] = result.first() if result is not None else None
+            continue
         # Generated integer keys grow in VALUES order, so sorting by them restores request order; that
         # spares the database SQLAlchemy's order-preserving INSERT … SELECT form (about 5x slower here).
         generated = entity.serial_identifier and identifier.column.name not in columns and len(positions) > 1
@@ -300,11 +316,13 @@ async def _insert(
         rows = sorted(result.all(), key=lambda row: row[at]) if generated else result.all()
         for position, row in zip(positions, rows, strict=True):
             raw_rows[position] = row
+    if refused:
+        raise _Refused(refused)
 
 
 async def _update(
     conn: AsyncConnection, entity: EntitySnapshot, actions: list[Action | None], raw_rows: list[Any],
-    items: Sequence[ItemPlan],
+    items: Sequence[ItemPlan], precise: bool,
 ) -> None:
     groups: dict[tuple[str, ...], list[int]] = {}
     for position, action in enumerate(actions):
@@ -319,7 +337,14 @@ async def _update(
                 {"key": actions[p].key, **{f"v{i}": actions[p].values[c] for i, c in enumerate(columns)}}  # type: ignore[union-attr]
                 for p in positions
             ]
-            if len(positions) == 1 and conn.dialect.update_returning:
+            if precise and len(positions) > 1:
+                statement = _update_statement(entity, columns, returning=False)
+                refused: list[ErrorItem] = []
+                for position, one in zip(positions, params, strict=True):
+                    await _run_alone(conn, statement, one, entity, items[position], refused)
+                if refused:
+                    raise _Refused(refused)
+            elif len(positions) == 1 and conn.dialect.update_returning:
                 # The common single-row PATCH: one round trip instead of UPDATE + SELECT.
                 statement = _update_statement(entity, columns, returning=True)
                 result = await _run(conn, statement, params, entity, [items[positions[0]]])
@@ -368,6 +393,20 @@ async def _run(
         raise
 
 
+async def _run_alone(
+    conn: AsyncConnection, statement: Any, params: dict[str, Any], entity: EntitySnapshot, item: ItemPlan,
+    refused: list[ErrorItem],
+) -> Any:
+    """One row under a savepoint: a refusal is added to ``refused`` (the caller raises them together) and
+    undone alone, so the rows after it are still tried and every failing item of the group is named."""
+    try:
+        async with conn.begin_nested():
+            return await _run(conn, statement, [params], entity, [item])
+    except _Refused as exc:
+        refused.extend(exc.items)
+        return None
+
+
 def _insert_statement(entity: EntitySnapshot, *, ordered: bool) -> Any:
     shape = ("insert", ordered)
     statement = entity.statements.get(shape)
@@ -409,6 +448,7 @@ async def _write_children(
     items: Sequence[ItemPlan],
     raw_rows: list[Any],
     rows: list[dict[str, Any]],
+    precise: bool,
 ) -> None:
     relation = entity.relations[name]
     parent_at = entity.columns.index(relation.parent_field.column)
@@ -433,7 +473,8 @@ async def _write_children(
         missing = [errors.MISSING_IDENTIFIER(path=c.path) for c in child_items if c.key is None]
         if missing:
             raise _Refused(missing)
-    saved = await _write_level(conn, child_entity, method, child_items, relation.child_field, parent_values)
+    saved = await _write_level(conn, child_entity, method, child_items, relation.child_field, parent_values,
+                               precise=precise)
     for owner, row in zip(owners, saved, strict=True):
         rows[owner][name].append(row)
 
@@ -441,9 +482,14 @@ async def _write_children(
 # --- delete ---------------------------------------------------------------------------------------------------
 
 async def execute_delete(
-    engine: AsyncEngine, entity: EntitySnapshot, conditions: Sequence[Condition], key: Any, max_rows: int
+    engine: AsyncEngine, entity: EntitySnapshot, conditions: Sequence[Condition], key: Any, max_rows: int,
+    child_alias: Callable[[str], str | None] = lambda table: None,
 ) -> None:
-    """Delete one row (``key``) or every row matching ``conditions``; nothing at all if any row is blocked."""
+    """Delete one row (``key``) or every row matching ``conditions``; nothing at all if any row is blocked.
+
+    ``child_alias`` names the entity a referencing table is served as (None: say nothing about it): a 1317
+    never names a table, nor an entity the caller may not know of.
+    """
     async with database_errors(), engine.begin() as conn:
         if key is not None:
             keys = [key] if await _existing(conn, entity, [key], None) else []
@@ -464,40 +510,21 @@ async def execute_delete(
             problem = classify(exc)
             if problem.kind not in (REFERENCED, FOREIGN_KEY):
                 raise
-        blocked = []
-        for one in keys:  # name every blocked row; then nothing is deleted
-            try:
-                async with conn.begin_nested():
-                    await conn.execute(build_delete(entity, [one]))
-            except sa_exc.DBAPIError as exc:
-                problem = classify(exc)
-                if problem.kind not in (REFERENCED, FOREIGN_KEY):
-                    raise
-                child = problem.table or await _referencing_table(conn, entity, one)
-                path = f"{entity.alias}.{entity.identifier.column.name} = {one}"
-                blocked.append(errors.DELETE_BLOCKED(path=path, child=child))
-        raise errors.ApiError(blocked)  # leaving the transaction block rolls every delete back
+        # One query per referencing foreign key, not one savepoint per row: the write lock (SQLite) is held
+        # only as long as the refused DELETE itself.
+        blocked = await blocked_keys(conn, entity, keys)
+        column = entity.identifier.column.name
+        found = [
+            errors.DELETE_BLOCKED(path=f"{entity.alias}.{column} = {one}", children=_children(references, child_alias))
+            for one, references in blocked.items()
+        ]
+        # Not explained by a direct reference (a cascade into a restricted grandchild): nothing more to say.
+        raise errors.ApiError(found or [errors.DELETE_BLOCKED(path=entity.alias, children=OTHER_ROWS)])
 
 
-async def _referencing_table(conn: AsyncConnection, entity: EntitySnapshot, key: Any) -> str:
-    """The table holding a row that references ``key`` (SQLite's error does not name it)."""
-
-    def find(sync_conn: Any) -> list[tuple[str, list[str], list[str]]]:
-        inspector = inspect(sync_conn)
-        found = []
-        for table_name in inspector.get_table_names():
-            for fk in inspector.get_foreign_keys(table_name):
-                if fk["referred_table"] == entity.table.name:
-                    found.append((table_name, fk["constrained_columns"], fk["referred_columns"]))
-        return found
-
-    identifier = entity.identifier.column.name
-    for table_name, columns, referred in await conn.run_sync(find):
-        if referred == [identifier] and len(columns) == 1:
-            probe = sa_sql.table(table_name, sa_sql.column(columns[0]))
-            hit = await conn.execute(
-                sa_sql.select(sa_sql.literal(1)).select_from(probe).where(probe.c[columns[0]] == key).limit(1)
-            )
-            if hit.first() is not None:
-                return table_name
-    return "unknown"
+def _children(references: Sequence[Reference], child_alias: Callable[[str], str | None]) -> str:
+    for reference in references:
+        alias = child_alias(reference.table) if reference.schema is None else None
+        if alias is not None:
+            return f"Child entity: `{alias}`."
+    return OTHER_ROWS

@@ -14,6 +14,7 @@ Paths are Spryker's: ``products[3]``, nested ``products[3].stocks[0]`` (the chil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +175,11 @@ class _Planner:
             return
         body_key = item.given.get(identifier.column.name)
         if body_key is not None and body_key != key:
-            problems.append(errors.IDENTIFIER_MISMATCH(path=item.path))
+            if identifier.config.is_editable:
+                problems.append(errors.IDENTIFIER_MISMATCH(path=item.path))
+            elif self.method != PATCH:  # PATCH refuses any non-editable identifier in the body (_stateless_rules)
+                # Spryker: a value for a field that may not change is 1304, whatever the URL says.
+                problems.append(errors.IMMUTABLE_FIELD(path=item.path, field=identifier.name))
         item.key = key
 
     def _stateless_rules(
@@ -274,3 +279,18 @@ def decide(
         if missing and not target.config.rules.is_required:  # a required field was already reported as 1307
             problems.append(errors.NOT_NULLABLE(path=f"{item.path}.{target.name}"))
     return Action(INSERT, values, item.key) if len(problems) == before else None
+
+
+def answer_row(
+    snapshot: Snapshot, entity: EntitySnapshot, row: dict[str, Any], readable: Callable[[str], bool]
+) -> dict[str, Any]:
+    """What a write answer shows of a saved row: every field where the caller may read the entity, else only
+    the identifier (``{"id": 5}``); nested rows under their relation name, each judged by its own entity."""
+    identifier = entity.identifier.name
+    shown = dict(row) if readable(entity.alias) else {identifier: row[identifier]}
+    for name, relation in entity.relations.items():
+        children = row.get(name)
+        if children is not None:
+            child = snapshot.entities[relation.child_alias]
+            shown[name] = [answer_row(snapshot, child, c, readable) for c in children]
+    return shown

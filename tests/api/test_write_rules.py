@@ -572,12 +572,13 @@ def test_by_id_form_refuses_a_list_and_a_collection_refuses_an_object(wt: WriteE
 
 
 def test_identifier_in_body_differing_from_the_url_is_refused(wt: WriteEnv) -> None:
+    """The identifier is not editable: 1304 as in Spryker (2016 only for an editable one, test_write_hardening)."""
     existing = seed_existing(wt)
     other = wt.parent("OTHER", "other")
     before = wt.dump()
     response = wt.put(f"{PARENTS}/{existing}", {"id": other, "code": OLD, "name": "x", "active": True, "counter": 1})
     items = error_list(response, 400)
-    assert "2016" in [i["code"] for i in items], items
+    assert [i["code"] for i in items] == ["1304"], items
     refused(wt, before)
 
 
@@ -643,7 +644,7 @@ def test_delete_of_a_referenced_parent_is_1317_and_deletes_nothing(wt: WriteEnv)
     response = wt.send("DELETE", f"/{PARENTS}/{existing}", content_type=None)
     expect_error(response, 400, "1317", message=(
         f"Failed to delete the data for `{PARENTS}.id = {existing}`. The entity has a child entity and can not be "
-        "deleted. Child entity: `wt_child`."))
+        f"deleted. Child entity: `{CHILDREN}`."))
     refused(wt, before)
 
 
@@ -663,7 +664,7 @@ def test_delete_by_filter_with_blocked_rows_deletes_nothing(wt: WriteEnv) -> Non
                        params={f"filter[{PARENTS}.code]": json.dumps({"in": ["BA", "FREE", "BB"]})})
     expect_errors(response, 400, [("1317", f"`{PARENTS}.id = {blocked_a}`"),
                                   ("1317", f"`{PARENTS}.id = {blocked_b}`")])
-    assert all("Child entity: `wt_child`." in i["message"] for i in response.json())
+    assert all(f"Child entity: `{CHILDREN}`." in i["message"] for i in response.json())
     refused(wt, before)
     assert wt.row(PARENT, free) is not None
 
