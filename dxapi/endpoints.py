@@ -55,7 +55,8 @@ def runtime(request: Request) -> Runtime:
 
 
 async def authenticate(request: Request, rt: Runtime) -> Principal:
-    return await rt.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    address = request.client.host if request.client else "unknown"
+    return await rt.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"), address)
 
 
 def _include_aliases(includes: tuple[IncludePlan, ...]) -> list[str]:

@@ -262,6 +262,11 @@ INSUFFICIENT_SCOPE = _spec(
     "4003", 403, "Not allowed: the credentials lack the scope `{alias}:{action}`.",
     "Valid credentials without the scope the request needs (checked for included and nested entities too).",
 )
+TOO_MANY_ATTEMPTS = _spec(
+    "4029", 429, "Too many failed authentication attempts from this address. Retry in {seconds} seconds.",
+    "More failed API-key checks from one address than `DXAPI_TOKEN_ATTEMPTS_PER_ADDRESS` in a minute "
+    "(sent with `Retry-After`).",
+)
 
 # --- dxapi: server side (5xxx) ------------------------------------------------------------------------------
 INTERNAL_ERROR = _spec(

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         10, ge=1, description="`/token` attempts per minute per client or user, per worker (then 429)."
     )
     token_attempts_per_address: int = Field(
-        30, ge=1, description="`/token` attempts per minute per source address, per worker (then 429)."
+        30, ge=1, description="`/token` attempts per minute per source address, per worker (then 429); the same "
+        "limit applies to failed API-key checks per source address (then 429 `4029`)."
     )
     principal_cache_seconds: float = Field(
         2.0, ge=0, le=5, description="How long a worker trusts that a client, user or key is still active."

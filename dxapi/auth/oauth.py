@@ -1,7 +1,12 @@
 """``POST /token`` (RFC 6749): client credentials, password (back-office users) and refresh-token grants.
 
+Parameters come form-encoded (RFC 6749) or, as Spryker's own clients send them, as JSON: flat
+(``{"grantType": "password", …}``) or Glue's ``{"data": {"type": "token", "attributes": {…}}}``, with Spryker's
+camelCase names or the RFC's snake_case ones.
+
 Answers use OAuth's own error format (``{"error": "invalid_grant"}``), not the API's error array, because
 OAuth client libraries parse it. A wrong password and an unknown user get the same answer in the same time.
+A database that cannot answer is ``503 temporarily_unavailable`` with ``Retry-After`` (RFC 6749 §5.2's word).
 Refresh tokens are opaque, stored as digests, rotated on every use; presenting one that was already used
 revokes its whole family (RFC 9700 §4.14), since one of the two presenters must be a thief.
 Attempts are throttled per client or user and per source address (per worker).
@@ -11,27 +16,48 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import secrets
-import time
-from collections import deque
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import orjson
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dxapi import errors
 from dxapi.auth.passwords import digest
-from dxapi.auth.principals import ROLES, check_client, check_password, narrow, subject_status
-from dxapi.dberrors import database_errors
+from dxapi.auth.principals import (
+    ROLES,
+    SubjectStatus,
+    check_client,
+    check_password,
+    family_revoked,
+    narrow,
+    revoke_family,
+    subject_status,
+)
+from dxapi.auth.throttle import Throttle
+from dxapi.dberrors import CONFLICT, RETRY_AFTER_SECONDS, classify, database_errors
 from dxapi.registry.tables import dx_refresh_token
 from dxapi.settings import Settings
 
+__all__ = ["OAuthError", "Throttle", "TokenService"]
+
 MAX_FORM_BYTES = 8192
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM = "application/x-www-form-urlencoded"
+JSON_TYPES = ("application/json", "application/vnd.api+json")
+# JSON parameter names → the RFC's: Spryker's transfers take camelCase (and snake_case too).
+JSON_NAMES = {
+    **{name: name for name in ("grant_type", "client_id", "client_secret", "refresh_token", "scope", "username",
+                               "password")},
+    "grantType": "grant_type", "clientId": "client_id", "clientSecret": "client_secret",
+    "refreshToken": "refresh_token",
+}
 
 
 class OAuthError(Exception):
@@ -47,36 +73,38 @@ def oauth_response(document: dict[str, Any], status: int = 200, headers: dict[st
                     headers={**NO_STORE, **(headers or {})})
 
 
-class Throttle:
-    """At most ``limit`` attempts per key in any 60 seconds."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._seen: dict[str, deque[float]] = {}
-
-    def hit(self, key: str) -> int:
-        """Record an attempt; return 0 if allowed, else the seconds to wait."""
-        now = time.monotonic()
-        window = self._seen.setdefault(key, deque())
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) >= self._limit:
-            return int(61 - (now - window[0])) or 1
-        window.append(now)
-        if len(self._seen) > 50_000:  # forget idle keys rather than grow without bound
-            self._seen = {k: v for k, v in self._seen.items() if v and now - v[-1] <= 60}
-        return 0
+class _Repeated(ValueError):
+    pass
 
 
-async def read_form(request: Request) -> dict[str, str]:
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):  # as in forms, a repeated parameter is ambiguous
+        raise _Repeated()
+    return document
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_object)
+
+
+async def read_parameters(request: Request) -> dict[str, str]:
+    """The request's parameters by their RFC 6749 names, from a form or a JSON body; invalid_request otherwise."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/x-www-form-urlencoded":
+    if media_type != FORM and media_type not in JSON_TYPES:
         raise OAuthError("invalid_request")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise OAuthError("invalid_request")
+    parameters = _form(body) if media_type == FORM else _json(body)
+    for value in parameters.values():
+        if not _storable(value):  # names reach the database: a NUL or a lone surrogate is no name anywhere
+            raise OAuthError("invalid_request")
+    return parameters
+
+
+def _form(body: bytes) -> dict[str, str]:
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
     except (UnicodeDecodeError, ValueError):
@@ -87,6 +115,37 @@ async def read_form(request: Request) -> dict[str, str]:
     return form
 
 
+def _json(body: bytes) -> dict[str, str]:
+    try:
+        document = _JSON.decode(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise OAuthError("invalid_request") from None
+    if isinstance(document, dict) and "data" in document:  # Glue: {"data": {"type": "token", "attributes": …}}
+        data = document["data"]
+        if not isinstance(data, dict) or data.get("type", "token") != "token":
+            raise OAuthError("invalid_request")
+        document = data.get("attributes")
+    if not isinstance(document, dict):
+        raise OAuthError("invalid_request")
+    parameters: dict[str, str] = {}
+    for key, value in document.items():
+        name = JSON_NAMES.get(key)
+        if name is None:  # unknown parameters are ignored, as in forms (RFC 6749 §3.1)
+            continue
+        if not isinstance(value, str) or name in parameters:  # `grantType` and `grant_type` together: ambiguous
+            raise OAuthError("invalid_request")
+        parameters[name] = value
+    return parameters
+
+
+def _storable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str] | None:
     header = request.headers.get("authorization")
     if header and header.lower().startswith("basic "):
@@ -95,7 +154,7 @@ def client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str
         except (ValueError, UnicodeDecodeError):
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'}) from None
         client_id, colon, secret = decoded.partition(":")
-        if not colon:
+        if not colon or not _storable(unquote(client_id)):
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
         return unquote(client_id), unquote(secret)
     if "client_id" in form and "client_secret" in form:
@@ -123,7 +182,7 @@ class TokenService:
 
     async def handle(self, request: Request) -> Response:
         try:
-            form = await read_form(request)
+            form = await read_parameters(request)
             address = request.client.host if request.client else "unknown"
             self._throttle(self.by_address, f"address:{address}")
             grant = form.get("grant_type")
@@ -137,8 +196,11 @@ class TokenService:
             raise OAuthError("unsupported_grant_type" if grant else "invalid_request")
         except OAuthError as exc:
             return oauth_response({"error": exc.error}, exc.status, exc.headers)
-        except errors.ApiError as exc:  # the database is down: OAuth's word for it, with Retry-After
-            return oauth_response({"error": "temporarily_unavailable"}, exc.status, exc.headers)
+        except errors.ApiError as exc:
+            # Whatever kept the database from answering (down, locked, pool exhausted): RFC 6749 §5.2 calls it
+            # temporarily_unavailable, which is a 503, never a 409 or a 500, and the client may retry.
+            retry = exc.headers.get("Retry-After", RETRY_AFTER_SECONDS)
+            return oauth_response({"error": "temporarily_unavailable"}, 503, {"Retry-After": retry})
 
     def _throttle(self, throttle: Throttle, key: str) -> None:
         wait = throttle.hit(key)
@@ -168,54 +230,80 @@ class TokenService:
             raise OAuthError("invalid_grant")
         user_id, role = found
         scopes = granted_scopes(frozenset(ROLES[role].split()), form.get("scope"))
-        subject = f"user:{user_id}"
-        refresh = await self._new_refresh(subject, scopes, family=secrets.token_hex(16))
-        return self._answer(subject, scopes, refresh)
+        subject, family = f"user:{user_id}", secrets.token_hex(16)
+        async with self.engine.begin() as conn:
+            refresh = await self._new_refresh(conn, subject, scopes, family)
+        return self._answer(subject, scopes, refresh, family)
 
     async def _refresh(self, form: dict[str, str]) -> Response:
         presented = form.get("refresh_token")
         if not presented:
             raise OAuthError("invalid_request")
-        now = _now()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(select(dx_refresh_token).where(dx_refresh_token.c.token_digest == digest(presented)))
-            ).first()
-            if row is None:
-                raise OAuthError("invalid_grant")
-            self._throttle(self.by_identity, row.subject)
-            if row.used_at is not None:
+        async with self.engine.connect() as conn:
+            found = (
                 await conn.execute(
-                    update(dx_refresh_token).where(dx_refresh_token.c.family == row.family).values(revoked_at=now)
+                    select(dx_refresh_token.c.id, dx_refresh_token.c.subject)
+                    .where(dx_refresh_token.c.token_digest == digest(presented))
                 )
-                reused = True
-            else:
-                reused = False
-                await conn.execute(update(dx_refresh_token).where(dx_refresh_token.c.id == row.id).values(used_at=now))
-        if reused or row.revoked_at is not None or row.expires_at <= now:
+            ).first()
+        if found is None:
             raise OAuthError("invalid_grant")
-        status = await subject_status(self.engine, row.subject)
-        if not status.active:
-            raise OAuthError("invalid_grant")
-        # What the subject may hold now: a role lowered since the login is not carried forward.
-        held = narrow(str(row.scopes).split(), status.allowed)
-        scopes = granted_scopes(held, form.get("scope"))
-        refresh = await self._new_refresh(row.subject, held, row.family)
-        return self._answer(row.subject, scopes, refresh)
+        self._throttle(self.by_identity, found.subject)
+        status = await subject_status(self.engine, found.subject)
+        for attempt in (1, 2):
+            try:
+                return await self._rotate(int(found.id), status, form.get("scope"))
+            except DBAPIError as exc:
+                # A deadlock with a concurrent revocation of the same family: once more, and the second try
+                # sees the revocation's outcome. (SQLite has no deadlocks; it already waited its busy timeout.)
+                if attempt == 2 or self.engine.dialect.name == "sqlite" or classify(exc).kind != CONFLICT:
+                    raise
+        raise AssertionError("unreachable")
 
-    async def _new_refresh(self, subject: str, scopes: frozenset[str], family: str) -> str:
-        token = secrets.token_urlsafe(32)
+    async def _rotate(self, token_id: int, status: SubjectStatus, scope: str | None) -> Response:
+        now = _now()
+        by_id = dx_refresh_token.c.id == token_id
         async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(dx_refresh_token).values(
-                    token_digest=digest(token), family=family, subject=subject, scopes=" ".join(sorted(scopes)),
-                    expires_at=_now() + dt.timedelta(seconds=self.settings.refresh_token_ttl),
-                )
+            # Using the token is one conditional write, and the transaction's first statement: of concurrent
+            # presenters exactly one changes the row; the others wait for its commit and then change nothing.
+            # By primary key: a record lock only (MariaDB would lock the unique index's gap too, and deadlock
+            # the winner's insert with the waiting presenters). Writing first also keeps SQLite from refusing a
+            # transaction that read before it wrote.
+            used = await conn.execute(
+                update(dx_refresh_token).where(by_id, dx_refresh_token.c.used_at.is_(None)).values(used_at=now)
             )
+            row = (await conn.execute(select(dx_refresh_token).where(by_id))).one()
+            if used.rowcount != 1:
+                # Reuse: revoke the family. A successor a concurrent winner minted is committed by now (its
+                # commit is what let this statement through); one minted later still dies by family_revoked.
+                await revoke_family(conn, row.family)
+                refresh = None
+            elif (row.revoked_at is not None or row.expires_at <= now or not status.active
+                  or await family_revoked(conn, row.family)):
+                refresh = None
+            else:
+                # What the subject may hold now: a role lowered since the login is not carried forward.
+                held = narrow(str(row.scopes).split(), status.allowed)
+                scopes = granted_scopes(held, scope)  # invalid_scope rolls back: the token stays usable
+                refresh = await self._new_refresh(conn, row.subject, held, row.family)
+        if refresh is None:
+            raise OAuthError("invalid_grant")
+        return self._answer(row.subject, scopes, refresh, row.family)
+
+    async def _new_refresh(self, conn: AsyncConnection, subject: str, scopes: frozenset[str], family: str) -> str:
+        token = secrets.token_urlsafe(32)
+        await conn.execute(
+            insert(dx_refresh_token).values(
+                token_digest=digest(token), family=family, subject=subject, scopes=" ".join(sorted(scopes)),
+                expires_at=_now() + dt.timedelta(seconds=self.settings.refresh_token_ttl),
+            )
+        )
         return token
 
-    def _answer(self, subject: str, scopes: frozenset[str], refresh: str | None) -> Response:
-        access, expires_in = self.keys.issue(subject, scopes, self.settings)
+    def _answer(
+        self, subject: str, scopes: frozenset[str], refresh: str | None, family: str | None = None
+    ) -> Response:
+        access, expires_in = self.keys.issue(subject, scopes, self.settings, family)
         document: dict[str, Any] = {
             "token_type": "Bearer", "expires_in": expires_in, "access_token": access, "scope": " ".join(sorted(scopes)),
         }

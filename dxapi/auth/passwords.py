@@ -2,12 +2,19 @@
 
 Only hashes are stored. Verification runs in constant time (argon2's own comparison) and a verification for
 an unknown name still hashes once, so "no such user" and "wrong password" take the same time.
+
+argon2 costs tens of milliseconds of CPU on purpose, so a server never runs it on its event loop: the async
+helpers run it on a small dedicated thread pool (argon2's C code releases the GIL). The pool is bounded, so a
+flood of guesses queues up behind it instead of taking every core; callers throttle guesses before they get here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -15,6 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 # OWASP's minimum for argon2id: 19 MiB memory, 2 iterations, 1 lane.
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+# Half the cores at most: the other half keeps serving requests whatever arrives at /token or with API keys.
+_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 2)), thread_name_prefix="dxapi-hash")
 
 
 def hash_secret(secret: str) -> str:
@@ -27,6 +36,16 @@ def verify_secret(stored_hash: str | None, secret: str) -> bool:
         return _HASHER.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+async def hash_secret_async(secret: str) -> str:
+    """:func:`hash_secret` on the hashing pool, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_POOL, hash_secret, secret)
+
+
+async def verify_secret_async(stored_hash: str | None, secret: str) -> bool:
+    """:func:`verify_secret` on the hashing pool, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_POOL, verify_secret, stored_hash, secret)
 
 
 def digest(token: str) -> str:

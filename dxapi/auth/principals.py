@@ -5,11 +5,17 @@ A request is authenticated by a bearer token (``tokens``) or an ``X-Api-Key`` he
 for the root entity and every entity reached through ``include`` or nested writes.
 
 Revocation: a token stays valid until it expires, so each worker re-checks that the subject behind it (user,
-client, API key) is still active, at most every ``DXAPI_PRINCIPAL_CACHE_SECONDS`` (≤ 5 s) per subject.
+client, API key) is still active, at most every ``DXAPI_PRINCIPAL_CACHE_SECONDS`` (≤ 5 s) per subject; a user's
+token also dies with its refresh-token family (a detected refresh-token reuse revokes the family).
+
+API keys: argon2 proves a key once per worker (on the hashing pool, off the event loop); the proof is kept under
+the key's SHA-256 and re-used as long as the stored hash stays the same, while revocation, expiry and scopes are
+re-read like any subject's status. A key that proves nothing counts as a failed attempt of the caller's address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Iterable
@@ -17,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.auth.passwords import digest, hash_secret, new_secret, verify_secret
+from dxapi.auth.passwords import digest, hash_secret_async, new_secret, verify_secret_async
+from dxapi.auth.throttle import Throttle
 from dxapi.auth.tokens import Claims, InvalidToken, SigningKeys
 from dxapi.dberrors import database_errors
 from dxapi.registry.tables import dx_api_key, dx_client, dx_refresh_token, dx_user
@@ -61,6 +68,33 @@ class SubjectStatus:
 INACTIVE = SubjectStatus(False, frozenset(), 0)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """The row of an API key."""
+
+    prefix: str
+    key_hash: str
+    scopes: frozenset[str]
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenKey:
+    """An API key argon2 has matched against ``key_hash``, and its row's state when last read."""
+
+    prefix: str
+    key_hash: str
+    principal: Principal | None  # None: revoked
+    expires_at: dt.datetime | None
+    checked_at: float  # time.monotonic() of the last read of the row
+
+    def current(self) -> Principal | None:
+        if self.expires_at is not None and self.expires_at <= _now():
+            return None
+        return self.principal
+
+
 def require(principal: Principal, aliases: Iterable[str], action: str) -> None:
     """Refuse the whole request (403) if any entity it touches is outside the principal's scopes."""
     for alias in dict.fromkeys(aliases):
@@ -94,12 +128,15 @@ class Authenticator:
         self._keys = keys
         self._settings = settings
         self._status: dict[str, tuple[float, SubjectStatus]] = {}  # subject → (checked at, status)
-        self._api_keys: dict[str, tuple[float, Principal | None]] = {}  # digest of key → (checked at, who)
+        self._families: dict[str, tuple[float, bool]] = {}  # refresh-token family → (checked at, revoked)
+        self._api_keys: dict[str, ProvenKey] = {}  # digest of the key → proof
+        self._proving: dict[str, asyncio.Future[StoredKey | None]] = {}  # one argon2 run per key at a time
+        self._key_failures = Throttle(settings.token_attempts_per_address)
         # Tokens whose signature and claims were verified, until they expire: verifying costs about as much
         # as the query of a read by id. Revocation is still checked on every request (status cache).
         self._verified: dict[str, Claims] = {}
 
-    async def authenticate(self, authorization: str | None, api_key: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None, api_key: str | None, address: str = "unknown") -> Principal:
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -115,13 +152,14 @@ class Authenticator:
                 self._verified[token] = claims
             async with database_errors():  # a database that is down answers 503, as everywhere else
                 status = await self._status_of(claims.subject)
-            if not status.active or claims.issued_ms < status.revoked_before_ms:
+                ended = claims.family is not None and await self._family_revoked(claims.family)
+            if not status.active or claims.issued_ms < status.revoked_before_ms or ended:
                 raise invalid_token()
             # Scopes taken away since the token was issued are gone now, not at its expiry.
             return Principal(claims.subject, narrow(claims.scopes, status.allowed))
         if api_key is not None:
             async with database_errors():
-                return await self._api_key(api_key)
+                return await self._api_key(api_key, address)
         raise errors.ApiError([errors.AUTHENTICATION_REQUIRED()], {"WWW-Authenticate": 'Bearer realm="dxapi"'})
 
     async def _status_of(self, subject: str) -> SubjectStatus:
@@ -135,21 +173,68 @@ class Authenticator:
         self._status[subject] = (now, status)
         return status
 
-    async def _api_key(self, key: str) -> Principal:
+    async def _family_revoked(self, family: str) -> bool:
         now = time.monotonic()
-        cache_key = digest(key)
-        cached = self._api_keys.get(cache_key)
+        cached = self._families.get(family)
         if cached is not None and now - cached[0] < self._settings.principal_cache_seconds:
-            found = cached[1]
-        else:
-            # argon2 costs tens of milliseconds on purpose: verified once per key and cache period.
-            found = await verify_api_key(self._engine, key)
-            if len(self._api_keys) > 10_000:
-                self._api_keys.clear()
-            self._api_keys[cache_key] = (now, found)
-        if found is None:
+            return cached[1]
+        async with self._engine.connect() as conn:
+            revoked = await family_revoked(conn, family)
+        if len(self._families) > 10_000:
+            self._families.clear()
+        self._families[family] = (now, revoked)
+        return revoked
+
+    async def _api_key(self, key: str, address: str) -> Principal:
+        cache_key = digest(key)
+        proven = self._api_keys.get(cache_key)
+        if proven is not None and time.monotonic() - proven.checked_at >= self._settings.principal_cache_seconds:
+            row = await find_api_key(self._engine, proven.prefix)
+            # A changed hash is another key under the same prefix: prove again.
+            proven = _proven(row) if row is not None and row.key_hash == proven.key_hash else None
+            self._remember(cache_key, proven)
+        if proven is None:
+            wait = self._key_failures.hit(address)  # counted before argon2 runs, taken back if the key is right
+            if wait:
+                raise errors.ApiError([errors.TOO_MANY_ATTEMPTS(seconds=wait)], {"Retry-After": str(wait)})
+            row = await self._prove(cache_key, key)
+            if row is None:
+                raise invalid_token()
+            self._key_failures.forgive(address)
+            proven = _proven(row)
+            self._remember(cache_key, proven)
+        principal = proven.current()
+        if principal is None:
             raise invalid_token()
-        return found
+        return principal
+
+    async def _prove(self, cache_key: str, key: str) -> StoredKey | None:
+        """The key's row if argon2 matches it; concurrent requests with the same key share one verification."""
+        running = self._proving.get(cache_key)
+        if running is None:
+            running = asyncio.ensure_future(prove_api_key(self._engine, key))
+            self._proving[cache_key] = running
+
+            def done(task: asyncio.Future[StoredKey | None]) -> None:
+                self._proving.pop(cache_key, None)
+                if not task.cancelled():
+                    task.exception()  # retrieved here too: every waiter may have gone away
+
+            running.add_done_callback(done)
+        return await asyncio.shield(running)
+
+    def _remember(self, cache_key: str, proven: ProvenKey | None) -> None:
+        if proven is None:
+            self._api_keys.pop(cache_key, None)
+            return
+        if len(self._api_keys) > 10_000:
+            self._api_keys.clear()
+        self._api_keys[cache_key] = proven
+
+
+def _proven(row: StoredKey) -> ProvenKey:
+    principal = None if row.revoked_at is not None else Principal(f"apikey:{row.prefix}", row.scopes)
+    return ProvenKey(row.prefix, row.key_hash, principal, row.expires_at, time.monotonic())
 
 
 def invalid_token() -> errors.ApiError:
@@ -195,7 +280,7 @@ async def add_user(engine: AsyncEngine, email: str, password: str, role: str) ->
     now = _now()
     async with engine.begin() as conn:
         result = await conn.execute(
-            insert(dx_user).values(email=email.lower(), password_hash=hash_secret(password), role=role,
+            insert(dx_user).values(email=email.lower(), password_hash=await hash_secret_async(password), role=role,
                                    is_active=True, created_at=now, updated_at=now)
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -204,7 +289,7 @@ async def add_user(engine: AsyncEngine, email: str, password: str, role: str) ->
 async def set_user(engine: AsyncEngine, email: str, **values: Any) -> bool:
     """Change a user; a new password, role or status also ends every token and refresh token issued before."""
     if "password" in values:
-        values["password_hash"] = hash_secret(values.pop("password"))
+        values["password_hash"] = await hash_secret_async(values.pop("password"))
     async with engine.begin() as conn:
         result = await conn.execute(
             update(dx_user).where(dx_user.c.email == email.lower())
@@ -229,7 +314,7 @@ async def check_password(engine: AsyncEngine, email: str, password: str) -> tupl
                 .where(dx_user.c.email == email.lower())
             )
         ).first()
-    ok = verify_secret(row.password_hash if row else None, password)
+    ok = await verify_secret_async(row.password_hash if row else None, password)
     if row is None or not ok or not row.is_active:
         return None
     return int(row.id), str(row.role)
@@ -239,10 +324,11 @@ async def add_client(engine: AsyncEngine, name: str, scopes: frozenset[str]) -> 
     """Create an OAuth client; return (client_id, client_secret) — the secret is never shown again."""
     client_id = new_secret(CLIENT_ID_PREFIX, 12)
     secret = new_secret("dxs")
+    secret_hash = await hash_secret_async(secret)
     now = _now()
     async with engine.begin() as conn:
         await conn.execute(
-            insert(dx_client).values(client_id=client_id, name=name, secret_hash=hash_secret(secret),
+            insert(dx_client).values(client_id=client_id, name=name, secret_hash=secret_hash,
                                      scopes=" ".join(sorted(scopes)), is_active=True, created_at=now,
                                      updated_at=now)
         )
@@ -260,7 +346,7 @@ async def set_client(engine: AsyncEngine, client_id: str, **values: Any) -> bool
 async def rotate_client_secret(engine: AsyncEngine, client_id: str) -> str | None:
     """A new secret; tokens issued with the old one stop working too (a leaked secret may have made them)."""
     secret = new_secret("dxs")
-    changed = await set_client(engine, client_id, secret_hash=hash_secret(secret), revoked_before=_now_ms())
+    changed = await set_client(engine, client_id, secret_hash=await hash_secret_async(secret), revoked_before=_now_ms())
     return secret if changed else None
 
 
@@ -273,7 +359,7 @@ async def check_client(engine: AsyncEngine, client_id: str, secret: str) -> froz
                 .where(dx_client.c.client_id == client_id)
             )
         ).first()
-    ok = verify_secret(row.secret_hash if row else None, secret)
+    ok = await verify_secret_async(row.secret_hash if row else None, secret)
     if row is None or not ok or not row.is_active:
         return None
     return frozenset(str(row.scopes).split())
@@ -287,9 +373,10 @@ async def add_api_key(
     while not key[len(API_KEY_PREFIX) + 1].isalnum():  # the id is typed on command lines: no leading `-`
         key = new_secret(API_KEY_PREFIX)
     prefix = key[len(API_KEY_PREFIX) + 1:][:12]
+    key_hash = await hash_secret_async(key)
     async with engine.begin() as conn:
         await conn.execute(
-            insert(dx_api_key).values(name=name, prefix=prefix, key_hash=hash_secret(key),
+            insert(dx_api_key).values(name=name, prefix=prefix, key_hash=key_hash,
                                       scopes=" ".join(sorted(scopes)), expires_at=expires_at, created_at=_now())
         )
     return prefix, key
@@ -304,21 +391,52 @@ async def revoke_api_key(engine: AsyncEngine, prefix: str) -> bool:
         return bool(result.rowcount)
 
 
-async def verify_api_key(engine: AsyncEngine, key: str) -> Principal | None:
-    body = key.removeprefix(f"{API_KEY_PREFIX}_")
-    if body == key or len(key) > 200:
-        verify_secret(None, key)
-        return None
+async def find_api_key(engine: AsyncEngine, prefix: str) -> StoredKey | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(dx_api_key.c.key_hash, dx_api_key.c.scopes, dx_api_key.c.expires_at,
-                       dx_api_key.c.revoked_at).where(dx_api_key.c.prefix == body[:12])
+                select(dx_api_key.c.key_hash, dx_api_key.c.scopes, dx_api_key.c.expires_at, dx_api_key.c.revoked_at)
+                .where(dx_api_key.c.prefix == prefix)
             )
         ).first()
-    ok = verify_secret(row.key_hash if row else None, key)
-    if row is None or not ok or row.revoked_at is not None:
+    if row is None:
         return None
-    if row.expires_at is not None and row.expires_at <= _now():
+    return StoredKey(prefix, str(row.key_hash), frozenset(str(row.scopes).split()), row.expires_at, row.revoked_at)
+
+
+async def prove_api_key(engine: AsyncEngine, key: str) -> StoredKey | None:
+    """The row of the key that argon2 matches ``key`` against (revoked or expired or not); None otherwise.
+
+    A key of the wrong form is refused without hashing (its form is public); an unknown prefix still costs one
+    verification, so it takes as long as a wrong key under a known prefix."""
+    body = key.removeprefix(f"{API_KEY_PREFIX}_")
+    if body == key or len(key) > 200:
         return None
-    return Principal(f"apikey:{body[:12]}", frozenset(str(row.scopes).split()))
+    row = await find_api_key(engine, body[:12])
+    ok = await verify_secret_async(row.key_hash if row else None, key)
+    return row if row is not None and ok else None
+
+
+async def verify_api_key(engine: AsyncEngine, key: str) -> Principal | None:
+    """Who ``key`` is if it is a valid key now (not revoked, not expired); None otherwise."""
+    row = await prove_api_key(engine, key)
+    return _proven(row).current() if row is not None else None
+
+
+# --- refresh-token families -----------------------------------------------------------------------------------
+
+async def family_revoked(conn: AsyncConnection, family: str) -> bool:
+    """True once any token of the family was revoked: a revocation covers tokens minted concurrently with it."""
+    found = await conn.execute(
+        select(dx_refresh_token.c.id)
+        .where(dx_refresh_token.c.family == family, dx_refresh_token.c.revoked_at.is_not(None)).limit(1)
+    )
+    return found.first() is not None
+
+
+async def revoke_family(conn: AsyncConnection, family: str) -> None:
+    await conn.execute(
+        update(dx_refresh_token)
+        .where(dx_refresh_token.c.family == family, dx_refresh_token.c.revoked_at.is_(None))
+        .values(revoked_at=_now())
+    )

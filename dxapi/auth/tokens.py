@@ -47,6 +47,7 @@ class Claims:
     scopes: frozenset[str]
     expires_at: int
     issued_ms: int  # when, to the millisecond: a rotation refuses tokens issued before it
+    family: str | None = None  # the refresh-token family of a user login: its revocation ends this token too
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +58,18 @@ class SigningKeys:
     verification: dict[str, Any]  # kid → key (the current one and those still accepted during rotation)
     public_jwks: tuple[dict[str, Any], ...]
 
-    def issue(self, subject: str, scopes: frozenset[str], settings: Settings) -> tuple[str, int]:
+    def issue(
+        self, subject: str, scopes: frozenset[str], settings: Settings, family: str | None = None
+    ) -> tuple[str, int]:
         moment = time.time()
         now = int(moment)
-        claims = {
+        claims: dict[str, Any] = {
             "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": subject, "iat": now, "nbf": now,
             "exp": now + settings.access_token_ttl, "jti": secrets.token_urlsafe(12),
             "scope": " ".join(sorted(scopes)), "iat_ms": int(moment * 1000),
         }
+        if family is not None:
+            claims["fam"] = family
         headers = {"kid": self.kid, "typ": TOKEN_TYPE}
         token = jwt.encode(claims, self.signing_key, algorithm=self.algorithm, headers=headers)
         return token, settings.access_token_ttl
@@ -102,9 +107,10 @@ class SigningKeys:
         if not isinstance(subject, str) or not isinstance(scope, str):
             raise InvalidToken()
         issued_ms = claims.get("iat_ms", claims["iat"] * 1000)
-        if type(issued_ms) is not int:
+        family = claims.get("fam")
+        if type(issued_ms) is not int or (family is not None and not isinstance(family, str)):
             raise InvalidToken()
-        return Claims(subject, frozenset(scope.split()), claims["exp"], issued_ms)
+        return Claims(subject, frozenset(scope.split()), claims["exp"], issued_ms, family)
 
 
 def _kid(material: bytes) -> str:

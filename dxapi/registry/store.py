@@ -34,8 +34,8 @@ def _now() -> dt.datetime:
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create dxapi's own tables and the version row when missing, and add columns that newer versions
-    introduced to tables created by older ones (idempotent)."""
+    """Create dxapi's own tables and the version row when missing, and add columns and indexes that newer
+    versions introduced to tables created by older ones (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await conn.run_sync(_add_missing_columns)
@@ -57,6 +57,10 @@ def _add_missing_columns(conn: Connection) -> None:
                 conn.exec_driver_sql(
                     f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(column.name)} {kind}"
                 )
+        indexed = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexed:
+                index.create(conn)
 
 
 async def read_version(conn: AsyncConnection) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -125,6 +126,8 @@ dx_refresh_token = Table(
     Column("used_at", DateTime, nullable=True),
     Column("revoked_at", DateTime, nullable=True),
     UniqueConstraint("token_digest", name="uq_dx_refresh_token_digest"),
+    # Every refresh and every user token's check asks whether the family holds a revoked token.
+    Index("ix_dx_refresh_token_family", "family"),
 )
 
 # Back-office sessions: the cookie carries a random id; only its digest is stored, with the CSRF token.
