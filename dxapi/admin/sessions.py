@@ -5,13 +5,20 @@ sessions work across workers and hosts and a database dump contains no usable se
 ``IDLE`` without a request or ``ABSOLUTE`` after login, whichever comes first; a new id is issued at every
 login (no fixation). Unsafe requests must come from this origin (``Origin``/``Sec-Fetch-Site``) and carry the
 session's CSRF token.
+
+Over https the cookie is ``__Host-dxapi_admin`` (``Secure``, ``Path=/``, no ``Domain``: no other host or
+plain-http page can set or overwrite it). A request counts as https when it came over TLS, or when a
+configured trusted proxy (``DXAPI_TRUSTED_PROXIES``) says so in ``X-Forwarded-Proto``; from any other peer
+that header is ignored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
@@ -22,6 +29,7 @@ from dxapi.auth.passwords import digest
 from dxapi.registry.tables import dx_session, dx_user
 
 COOKIE = "dxapi_admin"
+SECURE_COOKIE = f"__Host-{COOKIE}"
 IDLE = dt.timedelta(minutes=30)
 ABSOLUTE = dt.timedelta(hours=8)
 
@@ -85,7 +93,26 @@ async def end_session(engine: AsyncEngine, session_id: str | None) -> None:
             await conn.execute(delete(dx_session).where(dx_session.c.id_digest == digest(session_id)))
 
 
-def same_origin(request: Request) -> bool:
+def scheme(request: Request, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """``https`` or ``http`` as the browser sees it: behind a trusted proxy, what its X-Forwarded-Proto says."""
+    if request.url.scheme == "https" or not trusted or request.client is None:
+        return request.url.scheme
+    try:
+        peer = ipaddress.ip_address(request.client.host)
+    except ValueError:  # a unix socket or a test client: no address to trust
+        return request.url.scheme
+    if not any(peer in network for network in trusted):
+        return request.url.scheme
+    # The last value is the one the trusted proxy added; earlier ones came from further out, unvouched for.
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    return forwarded if forwarded in ("http", "https") else request.url.scheme
+
+
+def cookie_name(secure: bool) -> str:
+    return SECURE_COOKIE if secure else COOKIE
+
+
+def same_origin(request: Request, scheme: str) -> bool:
     """A browser tells where an unsafe request comes from; refuse anything but this site."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
@@ -93,8 +120,8 @@ def same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         referer = request.headers.get("referer", "")
-        return fetch_site is not None or referer.startswith(f"{request.url.scheme}://{request.url.netloc}/")
-    return origin == f"{request.url.scheme}://{request.url.netloc}"
+        return fetch_site is not None or referer.startswith(f"{scheme}://{request.url.netloc}/")
+    return origin == f"{scheme}://{request.url.netloc}"
 
 
 def csrf_ok(user: AdminUser, submitted: str | None) -> bool:
