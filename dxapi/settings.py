@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes.")
     max_batch_items: int = Field(10_000, ge=1, description="Most items in one write request.")
+    admin_max_import_bytes: int = Field(
+        10 * 1024 * 1024, ge=1,
+        description="Largest configuration file the back office accepts for import, in bytes (larger: 413, "
+        "unread). Other back-office forms accept at most 1 MiB.",
+    )
     deny_tables: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated table names that may never be configured, on top of the built-in "
@@ -82,12 +87,19 @@ class Settings(BaseSettings):
     principal_cache_seconds: float = Field(
         2.0, ge=0, le=5, description="How long a worker trusts that a client, user or key is still active."
     )
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or networks (CIDR) of TLS-terminating reverse proxies whose "
+        "`X-Forwarded-Proto` is believed; a request they forward as `https` gets the `__Host-` `Secure` "
+        "back-office cookie. Empty: the header is ignored from every peer.",
+    )
     host: str = Field("127.0.0.1", description="Address `dxapi serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `dxapi serve` listens on.")
     workers: int = Field(1, ge=1, description="Worker processes started by `dxapi serve`.")
     log_level: str = Field("info", description="Log level of the server (`debug`, `info`, `warning`, …).")
 
-    @field_validator("deny_tables", "jwt_previous_secrets", "jwt_public_key_files", mode="before")
+    @field_validator("deny_tables", "jwt_previous_secrets", "jwt_public_key_files", "trusted_proxies",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -10,13 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+import jsonschema
+from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import Table
 
 from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig
-from dxapi.schema.typemap import compatible_types, string_length
+from dxapi.schema.typemap import compatible_types, maintained_by_database, string_length
 from dxapi.types import FieldType
+
+_FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER  # the import's check of `pattern`
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ def suggest_entity(table: Table, alias: str) -> EntityConfig:
         fitting = compatible_types(column.type)
         if not fitting:
             continue  # binary and other unsupported columns are not offered
-        generated = column.primary_key
+        generated = column.primary_key or maintained_by_database(column)
         required = not column.nullable and column.server_default is None and not generated
         fields.append(
             FieldConfig(
@@ -77,15 +81,39 @@ def suggest_entity(table: Table, alias: str) -> EntityConfig:
                         is_deletable=False, fields=tuple(fields))
 
 
+_INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# What a number cell may hold: what a rule can mean and what can be stored (JSON, 64-bit integers, no inf/nan).
+_NUMBERS: dict[str, TypeAdapter[Any]] = {
+    "int": TypeAdapter(_INT64),
+    "float": TypeAdapter(Annotated[float, Field(allow_inf_nan=False)]),
+    "min length": TypeAdapter(Annotated[int, Field(ge=0, le=2**31 - 1)]),
+    "max length": TypeAdapter(Annotated[int, Field(ge=0, le=2**31 - 1)]),
+    "precision": TypeAdapter(Annotated[int, Field(ge=1, le=1000)]),
+    "scale": TypeAdapter(Annotated[int, Field(ge=0, le=1000)]),
+}
+
+
 def _number(text: str, kind: type, column: str, key: str, problems: dict[str, list[str]]) -> Any:
     text = text.strip()
     if not text:
         return None
     try:
-        return kind(text)
-    except ValueError:
-        problems.setdefault(column, []).append(f"{key}: `{text}` is not a {kind.__name__}")
+        return _NUMBERS.get(key, _NUMBERS[kind.__name__]).validate_python(text)
+    except ValidationError as exc:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        problems.setdefault(column, []).append(f"{key}: `{shown}`: {exc.errors()[0]['msg']}")
         return None
+
+
+def _enum_value(text: str, field_type: FieldType, column: str, problems: dict[str, list[str]]) -> str | int:
+    if field_type is not FieldType.INTEGER or not re.fullmatch(r"-?\d+", text):
+        return text
+    found = _number(text, int, column, "enum", problems)
+    return text if found is None else int(found)
+
+
+_TEXT_CELLS = ("column", "name", "type", "min", "max", "min_length", "max_length", "precision", "scale", "pattern",
+               "enum", "description")
 
 
 def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityConfig, GridProblems]:
@@ -97,6 +125,10 @@ def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityCo
         prefix = f"f-{index}-"
         index += 1
         column = form[prefix + "column"]
+        with_nul = [key for key in _TEXT_CELLS if "\x00" in form.get(prefix + key, "")]
+        if with_nul:
+            problems.setdefault(column, []).append(f"{', '.join(with_nul)}: NUL characters are not allowed")
+            continue
 
         def text(key: str, prefix: str = prefix) -> str:
             return form.get(prefix + key, "").strip()
@@ -121,8 +153,10 @@ def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityCo
         enum: tuple[Any, ...] | None = None
         if enum_text:
             values = [v.strip() for v in enum_text.split(",") if v.strip()]
-            enum = tuple(int(v) if field_type is FieldType.INTEGER and re.fullmatch(r"-?\d+", v) else v
-                         for v in values)
+            enum = tuple(_enum_value(v, field_type, column, problems) for v in values)
+        pattern = text("pattern") or None
+        if pattern is not None and not _FORMATS.conforms(pattern, "regex"):
+            problems.setdefault(column, []).append(f"pattern: `{pattern}` is not a valid regular expression")
         fields.append(
             FieldConfig(
                 field_name=column,
@@ -140,7 +174,7 @@ def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityCo
                     max_length=_number(text("max_length"), int, column, "max length", problems),
                     precision=_number(text("precision"), int, column, "precision", problems),
                     scale=_number(text("scale"), int, column, "scale", problems),
-                    pattern=text("pattern") or None,
+                    pattern=pattern,
                     enum=enum,
                 ),
             )

@@ -2,7 +2,10 @@
 configuration or principal store, and renders a template.
 
 Every unsafe request (POST) must come from this origin and carry the session's CSRF token, or it changes
-nothing (403). Viewers change nothing; only admins manage users, clients and API keys. Saving an entity
+nothing (403). Session, origin and role are checked before any of the body is read, and a body is read only up
+to a cap (``bodies``); a file upload carries its token outside the body, so it too is checked first. Form
+values are validated at the edge (``inputs``, ``forms``): a bad one shows the page again (400). Viewers change
+nothing; only admins manage users, clients and API keys. Saving an entity
 goes through ``store.save_entities``, which validates exactly as ``dxapi config import`` does, and shows each
 problem next to its row; nothing is half-saved. Templates autoescape everything: table and column names
 come from the database and are untrusted.
@@ -18,20 +21,32 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dxapi.admin import forms
-from dxapi.admin.sessions import COOKIE, AdminUser, csrf_ok, end_session, load_session, same_origin, start_session
+from dxapi.admin import forms, inputs
+from dxapi.admin.bodies import MAX_FORM_BYTES, TooLarge, Unreadable, read_form
+from dxapi.admin.sessions import (
+    AdminUser,
+    cookie_name,
+    csrf_ok,
+    end_session,
+    load_session,
+    same_origin,
+    scheme,
+    start_session,
+)
 from dxapi.auth import principals
 from dxapi.auth.oauth import Throttle
-from dxapi.registry.model import ConfigError, EntityConfig
+from dxapi.registry.model import ENTRY_SCHEMA, ConfigError, EntityConfig
 from dxapi.registry.store import export_entities, load_entities, parse_import, save_entities
 from dxapi.registry.tables import dx_api_key, dx_audit, dx_client, dx_user
 from dxapi.schema.reflect import is_denied, load_table_names, reflect_tables
@@ -50,7 +65,14 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
+REFUSED = "This request did not come from this page; nothing changed."
+# dx_audit.id is a 32-bit integer on PostgreSQL: a larger id in the path names no entry (and must not reach
+# the driver, which refuses it).
+MAX_AUDIT_ID = 2**31 - 1
+# The import's own rule for a relation name (JSON Schema of the installer format), applied to the form.
+RELATION_NAME = jsonschema.Draft202012Validator(ENTRY_SCHEMA["$defs"]["relation"]["properties"]["name"])
 Handler = Callable[[Request, AdminUser], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _runtime(request: Request) -> Any:
@@ -71,24 +93,73 @@ def forbidden(request: Request, user: AdminUser | None, reason: str) -> Response
     return render(request, "error.html", user, status=403, message=reason)
 
 
-def page(role: str = "viewer") -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Session, role and (for POST) origin + CSRF checks around a handler."""
+def unread(response: Response) -> Response:
+    """Answer without reading the (rest of the) body: the connection cannot be reused, so close it."""
+    response.headers["Connection"] = "close"
+    return response
 
-    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+
+def too_large(request: Request, user: AdminUser | None, cap: int) -> Response:
+    return unread(render(request, "error.html", user, status=413,
+                         message=f"The request is larger than the {cap} bytes accepted here; nothing changed."))
+
+
+def _scheme(request: Request) -> str:
+    return scheme(request, _runtime(request).settings.trusted_proxies)
+
+
+def _session_cookie(request: Request) -> str | None:
+    return request.cookies.get(cookie_name(_scheme(request) == "https"))
+
+
+def _refusal(request: Request, user: AdminUser | None, role: str, upload: bool) -> Response | None:
+    """Why a POST is refused before its body is read, if it is."""
+    if user is None or not same_origin(request, _scheme(request)):
+        return forbidden(request, user, REFUSED)
+    if ROLE_RANK[user.role] < ROLE_RANK[role]:
+        return forbidden(request, user, f"This needs the {role} role.")
+    if upload and not csrf_ok(user, request.headers.get("x-csrf-token") or request.query_params.get("csrf")):
+        return forbidden(request, user, REFUSED)
+    return None
+
+
+def page(role: str = "viewer", *, upload: bool = False) -> Callable[[Handler], Endpoint]:
+    """Session, role and (for POST) origin + CSRF checks around a handler.
+
+    A form post carries its CSRF token in the body, which is read (at most ``MAX_FORM_BYTES``) only after the
+    session, origin and role passed. An ``upload`` carries it in ``X-CSRF-Token`` or the ``csrf`` query
+    parameter (the import form's action holds it), so every check passes before a byte of the file is read;
+    it may be up to ``DXAPI_ADMIN_MAX_IMPORT_BYTES``.
+    """
+
+    def wrap(handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
-            user = await load_session(_engine(request), request.cookies.get(COOKIE))
-            if request.method == "POST":
-                form = await request.form()
-                if user is None or not same_origin(request) or not csrf_ok(user, _text(form.get("csrf"))):
-                    return forbidden(request, user, "This request did not come from this page; nothing changed.")
+            user = await load_session(_engine(request), _session_cookie(request))
+            if request.method != "POST":
+                if user is None:
+                    return RedirectResponse("/admin/login", status_code=303, headers=HEADERS)
+                if ROLE_RANK[user.role] < ROLE_RANK[role]:
+                    return forbidden(request, user, f"This needs the {role} role.")
+                return await handler(request, user)
+            refusal = _refusal(request, user, role, upload)
+            if refusal is not None:
+                return unread(refusal)
+            assert user is not None
+            cap = _runtime(request).settings.admin_max_import_bytes if upload else MAX_FORM_BYTES
+            try:
+                form = await read_form(request, cap, files=1 if upload else 0)
+            except TooLarge:
+                return too_large(request, user, cap)
+            except Unreadable:
+                return render(request, "error.html", user, status=400, message="The form could not be read.")
+            try:
+                if not upload and not csrf_ok(user, _text(form.get("csrf"))):
+                    return forbidden(request, user, REFUSED)
                 request.state.form = {k: _text(v) for k, v in form.multi_items() if isinstance(v, str)}
                 request.state.files = {k: v for k, v in form.multi_items() if not isinstance(v, str)}
-            elif user is None:
-                return RedirectResponse("/admin/login", status_code=303, headers=HEADERS)
-            assert user is not None
-            if ROLE_RANK[user.role] < ROLE_RANK[role]:
-                return forbidden(request, user, f"This needs the {role} role.")
-            return await handler(request, user)
+                return await handler(request, user)
+            finally:
+                await form.close()
 
         return endpoint
 
@@ -114,33 +185,46 @@ async def login_page(request: Request) -> Response:
     return render(request, "login.html", None)
 
 
+def _cookie_scope(request: Request) -> dict[str, Any]:
+    """Name and attributes of the session cookie: over https ``__Host-`` (Secure, Path=/, no Domain)."""
+    https = _scheme(request) == "https"
+    return {"key": cookie_name(https), "path": "/" if https else "/admin", "secure": https, "httponly": True,
+            "samesite": "strict"}
+
+
 async def login(request: Request) -> Response:
-    if not same_origin(request):
-        return forbidden(request, None, "This request did not come from this page; nothing changed.")
-    form = await request.form()
-    email, password = _text(form.get("email")).strip().lower(), _text(form.get("password"))
+    if not same_origin(request, _scheme(request)):
+        return unread(forbidden(request, None, REFUSED))
+    try:
+        form = await read_form(request, MAX_FORM_BYTES)
+    except TooLarge:
+        return too_large(request, None, MAX_FORM_BYTES)
+    except Unreadable:
+        return render(request, "login.html", None, status=400, error="The form could not be read.")
+    email = _text(form.get("email")).strip().lower()[:255]
     address = request.client.host if request.client else "unknown"
     wait = _LOGIN_BY_EMAIL.hit(email) or _LOGIN_BY_ADDRESS.hit(address)
     if wait:
         response = render(request, "login.html", None, status=429, error="Too many attempts; wait a minute.")
         response.headers["Retry-After"] = str(wait)
         return response
-    found = await principals.check_password(_engine(request), email, password)
-    if found is None:
+    given = inputs.parse(inputs.LoginForm, {k: _text(form.get(k)) for k in ("email", "password")})
+    found = None if isinstance(given, str) else await principals.check_password(_engine(request), given.email,
+                                                                               given.password)
+    if found is None:  # a malformed email or password gets the same answer as a wrong one
         return render(request, "login.html", None, status=401, error="Wrong email or password.")
     session_id = await start_session(_engine(request), found[0])
     log.info("admin login: user %s", found[0])
     response = RedirectResponse("/admin/entities", status_code=303, headers=HEADERS)
-    response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/admin",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(value=session_id, **_cookie_scope(request))
     return response
 
 
 @page()
 async def logout(request: Request, user: AdminUser) -> Response:
-    await end_session(_engine(request), request.cookies.get(COOKIE))
+    await end_session(_engine(request), _session_cookie(request))
     response = RedirectResponse("/admin/login", status_code=303, headers=HEADERS)
-    response.delete_cookie(COOKIE, path="/admin")
+    response.delete_cookie(**_cookie_scope(request))
     return response
 
 
@@ -286,6 +370,11 @@ async def relation_add(request: Request, user: AdminUser) -> Response:
     if current is None:
         return _missing(request, user)
     relation = forms.relation_from_form(_form(request))
+    refused = [f"The relation name is not valid (an import would refuse it too): {e.message}"
+               for e in RELATION_NAME.iter_errors(relation.name)]
+    if refused:
+        return render(request, "edit.html", user, status=400, saved=False, problems=forms.GridProblems({}, refused),
+                      **await _edit_context(request, current))
     changed = dataclasses.replace(current, relations=(*current.relations, relation))
     try:
         await _save(request, user, [changed], "update")
@@ -323,79 +412,109 @@ KEY_LIST = select(dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes, d
                   dx_api_key.c.revoked_at).order_by(dx_api_key.c.id)
 
 
-@page("admin")
-async def users_page(request: Request, user: AdminUser) -> Response:
+def _path_text(request: Request, name: str) -> str | None:
+    """A name from the path, or None when it cannot name a stored row (PostgreSQL refuses NUL in text)."""
+    value: str = request.path_params[name]
+    return None if "\x00" in value or len(value) > 255 else value
+
+
+async def _users(request: Request, user: AdminUser, status: int = 200, **context: Any) -> Response:
     rows = await _rows(request, select(dx_user.c.id, dx_user.c.email, dx_user.c.role, dx_user.c.is_active)
                        .order_by(dx_user.c.email))
-    return render(request, "users.html", user, users=rows, roles=list(principals.ROLES))
+    return render(request, "users.html", user, status=status, users=rows, roles=list(principals.ROLES), **context)
+
+
+@page("admin")
+async def users_page(request: Request, user: AdminUser) -> Response:
+    return await _users(request, user)
 
 
 @page("admin")
 async def users_add(request: Request, user: AdminUser) -> Response:
-    form = _form(request)
+    given = inputs.parse(inputs.UserForm, _form(request))
+    if isinstance(given, str):
+        return await _users(request, user, status=400, error=given)
     try:
-        await principals.add_user(_engine(request), form.get("email", ""), form.get("password", ""),
-                                  form.get("role", "viewer"))
+        await principals.add_user(_engine(request), given.email, given.password, given.role)
     except ValueError as exc:
-        return render(request, "error.html", user, status=400, message=str(exc))
-    except Exception:
-        return render(request, "error.html", user, status=400, message="That user exists already.")
+        return await _users(request, user, status=400, error=str(exc))
+    except IntegrityError:
+        return await _users(request, user, status=400, error="That user exists already.")
     return RedirectResponse("/admin/users", status_code=303, headers=HEADERS)
 
 
 @page("admin")
 async def users_disable(request: Request, user: AdminUser) -> Response:
-    await principals.set_user(_engine(request), request.path_params["email"], is_active=False)
+    email = _path_text(request, "email")
+    if email is None:
+        return render(request, "error.html", user, status=404, message="No such user.")
+    await principals.set_user(_engine(request), email, is_active=False)
     return RedirectResponse("/admin/users", status_code=303, headers=HEADERS)
+
+
+async def _clients(request: Request, user: AdminUser, status: int = 200, **context: Any) -> Response:
+    rows = await _rows(request, CLIENT_LIST)
+    return render(request, "clients.html", user, status=status, clients=rows, **context)
 
 
 @page("admin")
 async def clients_page(request: Request, user: AdminUser) -> Response:
-    rows = await _rows(request, CLIENT_LIST)
-    return render(request, "clients.html", user, clients=rows)
+    return await _clients(request, user)
 
 
 @page("admin")
 async def clients_add(request: Request, user: AdminUser) -> Response:
-    form = _form(request)
+    given = inputs.parse(inputs.ClientForm, _form(request))
+    if isinstance(given, str):
+        return await _clients(request, user, status=400, error=given)
     try:
-        scopes = principals.parse_scopes(form.get("scopes", ""))
+        scopes = principals.parse_scopes(given.scopes)
     except ValueError as exc:
-        return render(request, "error.html", user, status=400, message=str(exc))
-    client_id, secret = await principals.add_client(_engine(request), form.get("name", "client"), scopes)
-    rows = await _rows(request, CLIENT_LIST)
-    return render(request, "clients.html", user, clients=rows, new_id=client_id, new_secret=secret)
+        return await _clients(request, user, status=400, error=str(exc))
+    client_id, secret = await principals.add_client(_engine(request), given.name, scopes)
+    return await _clients(request, user, new_id=client_id, new_secret=secret)
 
 
 @page("admin")
 async def clients_disable(request: Request, user: AdminUser) -> Response:
-    await principals.set_client(_engine(request), request.path_params["client_id"], is_active=False)
+    client_id = _path_text(request, "client_id")
+    if client_id is None:
+        return render(request, "error.html", user, status=404, message="No such client.")
+    await principals.set_client(_engine(request), client_id, is_active=False)
     return RedirectResponse("/admin/clients", status_code=303, headers=HEADERS)
+
+
+async def _keys(request: Request, user: AdminUser, status: int = 200, **context: Any) -> Response:
+    rows = await _rows(request, KEY_LIST)
+    return render(request, "keys.html", user, status=status, keys=rows, **context)
 
 
 @page("admin")
 async def keys_page(request: Request, user: AdminUser) -> Response:
-    rows = await _rows(request, KEY_LIST)
-    return render(request, "keys.html", user, keys=rows)
+    return await _keys(request, user)
 
 
 @page("admin")
 async def keys_add(request: Request, user: AdminUser) -> Response:
-    form = _form(request)
+    given = inputs.parse(inputs.KeyForm, _form(request))
+    if isinstance(given, str):
+        return await _keys(request, user, status=400, error=given)
     try:
-        scopes = principals.parse_scopes(form.get("scopes", ""))
-        days = int(form["days"]) if form.get("days") else None
+        scopes = principals.parse_scopes(given.scopes)
     except ValueError as exc:
-        return render(request, "error.html", user, status=400, message=str(exc))
-    expires = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=days) if days else None
-    _prefix, key = await principals.add_api_key(_engine(request), form.get("name", "key"), scopes, expires)
-    rows = await _rows(request, KEY_LIST)
-    return render(request, "keys.html", user, keys=rows, new_key=key)
+        return await _keys(request, user, status=400, error=str(exc))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    expires = now + dt.timedelta(days=given.days) if given.days else None
+    _prefix, key = await principals.add_api_key(_engine(request), given.name, scopes, expires)
+    return await _keys(request, user, new_key=key)
 
 
 @page("admin")
 async def keys_revoke(request: Request, user: AdminUser) -> Response:
-    await principals.revoke_api_key(_engine(request), request.path_params["prefix"])
+    prefix = _path_text(request, "prefix")
+    if prefix is None:
+        return render(request, "error.html", user, status=404, message="No such key.")
+    await principals.revoke_api_key(_engine(request), prefix)
     return RedirectResponse("/admin/keys", status_code=303, headers=HEADERS)
 
 
@@ -414,23 +533,30 @@ def _pretty(text: str | None) -> list[str]:
     return orjson.dumps(orjson.loads(text), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode().splitlines()
 
 
+async def _audit_row(request: Request) -> Any | None:
+    entry_id = int(request.path_params["id"])
+    if entry_id > MAX_AUDIT_ID:
+        return None
+    rows = await _rows(request, select(dx_audit).where(dx_audit.c.id == entry_id))
+    return rows[0] if rows else None
+
+
 @page()
 async def audit_entry(request: Request, user: AdminUser) -> Response:
-    rows = await _rows(request, select(dx_audit).where(dx_audit.c.id == int(request.path_params["id"])))
-    if not rows:
+    entry = await _audit_row(request)
+    if entry is None:
         return render(request, "error.html", user, status=404, message="No such audit entry.")
-    entry = rows[0]
     diff = list(difflib.unified_diff(_pretty(entry.before), _pretty(entry.after), "before", "after", lineterm=""))
     return render(request, "audit_entry.html", user, entry=entry, diff=diff)
 
 
 @page("editor")
 async def audit_revert(request: Request, user: AdminUser) -> Response:
-    rows = await _rows(request, select(dx_audit).where(dx_audit.c.id == int(request.path_params["id"])))
-    if not rows or rows[0].after is None:
+    entry = await _audit_row(request)
+    if entry is None or entry.after is None:
         return render(request, "error.html", user, status=404, message="No such audit entry.")
     try:
-        await _save(request, user, parse_import([orjson.loads(rows[0].after)]), "revert")
+        await _save(request, user, parse_import([orjson.loads(entry.after)]), "revert")
     except ConfigError as exc:
         return render(request, "error.html", user, status=400, message="; ".join(exc.problems))
     return RedirectResponse("/admin/audit", status_code=303, headers=HEADERS)
@@ -448,7 +574,7 @@ async def config_export(request: Request, user: AdminUser) -> Response:
                     headers={**HEADERS, "Content-Disposition": 'attachment; filename="dxapi-config.json"'})
 
 
-@page("editor")
+@page("editor", upload=True)
 async def config_import(request: Request, user: AdminUser) -> Response:
     upload = request.state.files.get("file")
     data = await upload.read() if upload is not None else _form(request).get("document", "").encode()
