@@ -46,7 +46,8 @@ class Runtime:
     driver_pool: Any | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
     auth: Authenticator
     tokens: TokenService
-    openapi: dict[int, bytes] = field(default_factory=dict)  # rendered document per snapshot version
+    # Rendered OpenAPI documents by scope set, each with the snapshot it shows (see openapi_document).
+    openapi: dict[frozenset[str], tuple[Snapshot, bytes]] = field(default_factory=dict)
 
 
 def runtime(request: Request) -> Runtime:
@@ -67,14 +68,26 @@ def _child_aliases(items: Iterable[ItemPlan]) -> list[str]:
     return [a for item in items for c in item.children for a in (c.entity.alias, *_child_aliases(c.items))]
 
 
+OPENAPI_DOCUMENTS = 64  # distinct scope sets whose rendered document a worker keeps
+
+
 async def openapi_document(request: Request) -> Response:
+    """The document of what the caller's scopes allow: no entity it holds no scope on, no operation it may not
+    call. Rendered once per snapshot and scope set; a new snapshot (a version move or a re-reflection after a
+    schema change) drops the documents of the old one."""
     rt = runtime(request)
-    await authenticate(request, rt)  # the document lists every entity: not for anonymous callers
+    principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
-    body = rt.openapi.get(snapshot.version)
-    if body is None:
-        rt.openapi.clear()
-        body = rt.openapi[snapshot.version] = orjson.dumps(build_openapi(snapshot, rt.settings))
+    cached = rt.openapi.get(principal.scopes)
+    if cached is not None and cached[0] is snapshot:
+        body = cached[1]
+    else:
+        for scopes in [s for s, (shown, _) in rt.openapi.items() if shown is not snapshot]:
+            del rt.openapi[scopes]
+        if len(rt.openapi) >= OPENAPI_DOCUMENTS:
+            del rt.openapi[next(iter(rt.openapi))]  # the oldest: scope sets are few in practice
+        body = orjson.dumps(build_openapi(snapshot, rt.settings, principal.allows))
+        rt.openapi[principal.scopes] = (snapshot, body)
     return Response(body, media_type="application/json", headers=BASE_HEADERS)
 
 

@@ -1,21 +1,31 @@
 """OpenAPI 3.1 document of the generated API, built from one snapshot — so it is always current.
 
-Fed by a ``Snapshot``; feeds ``GET {prefix}/openapi.json``, the docs page and ``dxapi openapi``. Every active
-entity gets its paths (only the methods its configuration allows), request schemas from field types, rules
-and flags (``required`` from ``isRequired``), response schemas with nullability from the columns, the filter,
-page, sort and include parameters, the error schema and the security schemes. Built once per snapshot
-version (the caller caches it).
+Fed by a ``Snapshot`` and what the principal asking may do; feeds ``GET {prefix}/openapi.json``, the docs page
+and ``dxapi openapi`` (everything). Every entity the principal holds a scope on gets the operations of those
+scopes that its configuration allows: GET with ``{alias}:read``; POST with ``{alias}:write`` when a field is
+creatable, PATCH and PUT when one is editable; DELETE with ``{alias}:delete`` when the entity is deletable.
+Request schemas come from field types, rules and flags (``required`` from ``isRequired``); a nested child's
+body has no foreign key, which the server fills in from the parent; response schemas carry nullability from
+the columns, and a write answer to a principal that may not read the entity is its identifier (as the
+server answers). Relations and ``include`` lead only to entities the principal may read, nested bodies only
+to entities it may write. ``POST /token``, the filter, page, sort and include parameters, the error schema
+and the security schemes complete it. The caller caches it per snapshot and scope set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from dxapi.auth.principals import DELETE, READ, WRITE
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
 from dxapi.settings import Settings
 from dxapi.types import FieldType
 
+Allows = Callable[[str, str], bool]  # (alias, "read" | "write" | "delete") → the principal may
+
 ERROR_REF = {"$ref": "#/components/schemas/ErrorList"}
+MODES = ("create", "update", "replace")  # the item bodies of POST, PATCH and PUT batches
 LOCAL_DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 ERROR_STATUSES = {
     "400": "Invalid request (see the error codes)", "401": "Missing or invalid credentials",
@@ -80,50 +90,293 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [schema["type"], "null"]}
 
 
-def _item_schema(entity: EntitySnapshot) -> dict[str, Any]:
-    properties = {}
-    for field in entity.fields:
-        schema = _value_schema(field, for_input=False)
-        # Output mirrors what the database holds: rules constrain input only.
-        schema = {k: v for k, v in schema.items() if k in ("type", "format", "oneOf", "description", "pattern")}
-        properties[field.name] = _nullable(schema) if field.column.nullable or field.type is FieldType.JSON else schema
-    for name, relation in entity.relations.items():
-        properties[name] = {"type": "array", "items": {"$ref": f"#/components/schemas/{relation.child_alias}"}}
-    return {"type": "object", "required": list(entity.names), "properties": properties}
+class _Document:
+    """The document for one snapshot as one principal may see it (``allows(alias, action)``)."""
+
+    def __init__(self, snapshot: Snapshot, settings: Settings, allows: Allows) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.allows = allows
+        self.schemas: dict[str, Any] = {
+            "Error": {
+                "type": "object", "required": ["code", "status", "message"],
+                "properties": {"code": {"type": "string"}, "status": {"type": "integer"},
+                               "message": {"type": "string"}},
+            },
+            "ErrorList": {"type": "array", "items": {"$ref": "#/components/schemas/Error"}},
+        }
+
+    def may(self, alias: str, action: str) -> bool:
+        return alias in self.snapshot.entities and self.allows(alias, action)
+
+    def offers(self, alias: str, mode: str) -> bool:
+        """A body of ``mode`` can be written: create needs a creatable field, the other modes an editable one."""
+        if not self.may(alias, WRITE):
+            return False
+        fields = self.snapshot.entities[alias].fields
+        return any(f.config.is_creatable if mode == "create" else f.config.is_editable for f in fields)
+
+    # --- schemas ---------------------------------------------------------------------------------------------
+
+    def item_schema(self, entity: EntitySnapshot) -> dict[str, Any]:
+        properties = {field.name: _output_schema(field) for field in entity.fields}
+        for name, relation in entity.relations.items():
+            if self.may(relation.child_alias, READ):  # `include` of it is refused otherwise
+                properties[name] = {"type": "array", "items": _ref(relation.child_alias)}
+        return {"type": "object", "required": list(entity.names), "properties": properties}
+
+    def saved_schema(self, entity: EntitySnapshot) -> dict[str, Any]:
+        """A write answer to a principal that may not read the entity: the identifier, and nested rows."""
+        identifier = entity.identifier
+        properties: dict[str, Any] = {identifier.name: _output_schema(identifier)}
+        for name, relation in entity.relations.items():
+            if relation.is_editable and any(self.offers(relation.child_alias, m) for m in MODES):
+                properties[name] = {"type": "array", "items": self.answer_ref(relation.child_alias)}
+        return {"type": "object", "required": [identifier.name], "properties": properties}
+
+    def answer_ref(self, alias: str) -> dict[str, Any]:
+        return _ref(alias if self.may(alias, READ) else f"{alias}-saved")
+
+    def input_schema(self, entity: EntitySnapshot, mode: str, covered: FieldSnapshot | None = None) -> dict[str, Any]:
+        """``create`` (POST items): creatable fields; ``update`` (PATCH items): editable fields and the identifier,
+        which is required; ``replace`` (PUT items): like update, with the required fields required;
+        ``update-one`` (PATCH /{id}): editable fields. ``covered``: the foreign key of a nested child, which
+        the server fills in from the parent row."""
+        properties: dict[str, Any] = {}
+        required = []
+        for field in entity.fields:
+            if field is covered:
+                continue
+            if mode == "create":
+                allowed = field.config.is_creatable
+            elif mode == "update-one":  # /{id} names the row; a non-editable identifier in the body is refused
+                allowed = field.config.is_editable
+            else:
+                allowed = field.config.is_editable or field is entity.identifier
+            if not allowed:
+                continue
+            value = _value_schema(field, for_input=True)
+            properties[field.name] = _nullable(value) if field.column.nullable else value
+            # PUT resets an omitted editable field to NULL: where the column refuses that, it must be sent.
+            resets = mode == "replace" and field.config.is_editable and not field.column.nullable
+            needed = (mode in ("create", "replace") and field.config.rules.is_required) or resets
+            if needed and field is not entity.identifier:
+                required.append(field.name)
+        if mode == "update":
+            required.append(entity.identifier.name)
+        relation_mode = "update" if mode == "update-one" else mode
+        for name, relation in entity.relations.items():
+            if relation.is_editable and self.offers(relation.child_alias, relation_mode):
+                properties[name] = {"type": "array", "items": self.nested_ref(entity, name, relation_mode)}
+        schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+        if required:
+            schema["required"] = required
+        return schema
+
+    def nested_ref(self, parent: EntitySnapshot, name: str, mode: str) -> dict[str, Any]:
+        """Items of a nested write under ``parent``'s relation ``name``: one schema per relation and mode."""
+        key = f"{parent.alias}.{name}-{mode}"  # aliases and relation names hold no dot: never a clash
+        if key not in self.schemas:
+            relation = parent.relations[name]
+            self.schemas[key] = {}  # taken before recursing: relations may form a cycle
+            child = self.snapshot.entities[relation.child_alias]
+            self.schemas[key] = self.input_schema(child, mode, covered=relation.child_field)
+        return _ref(key)
+
+    # --- paths -----------------------------------------------------------------------------------------------
+
+    def entity_paths(self, entity: EntitySnapshot) -> tuple[dict[str, Any], dict[str, Any]]:
+        alias = entity.alias
+        settings = self.settings
+        collection: dict[str, Any] = {}
+        single: dict[str, Any] = {}
+        tag = [alias]
+        reads = self.may(alias, READ)
+        parameters = _read_parameters(entity, settings, [n for n, r in entity.relations.items()
+                                                         if self.may(r.child_alias, READ)])
+        if reads:
+            item = _ref(alias)
+            self.schemas[alias] = self.item_schema(entity)
+            collection["get"] = {"tags": tag, "operationId": f"list-{alias}", "summary": f"List {alias}",
+                                 "parameters": parameters,
+                                 "responses": _responses("200", _data_array(item), "A page of rows")}
+            single["get"] = {"tags": tag, "operationId": f"get-{alias}", "summary": f"One of {alias}",
+                             "parameters": [p for p in parameters if p["name"] == "include"],
+                             "responses": _responses("200", _data(item), "The row")}
+        if self.may(alias, WRITE):
+            self.write_operations(entity, collection, single)
+        if self.may(alias, DELETE) and entity.config.is_deletable:
+            collection["delete"] = {
+                "tags": tag, "operationId": f"delete-{alias}", "summary": f"Delete matching {alias}",
+                "parameters": [p for p in parameters if p["name"].startswith("filter[")],
+                "responses": _responses("204", None, "Deleted")}
+            single["delete"] = {
+                "tags": tag, "operationId": f"delete-one-{alias}", "summary": f"Delete one of {alias}",
+                "responses": _responses("204", None, "Deleted")}
+        if single:
+            id_schema = {"type": "integer"} if entity.identifier.type is FieldType.INTEGER else {"type": "string"}
+            single = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": id_schema}], **single}
+        return collection, single
+
+    def write_operations(self, entity: EntitySnapshot, collection: dict[str, Any], single: dict[str, Any]) -> None:
+        alias = entity.alias
+        tag = [alias]
+        item = self.answer_ref(alias)
+        if not self.may(alias, READ):
+            self.schemas[f"{alias}-saved"] = self.saved_schema(entity)
+        saved = _data_array(item)
+        partial = {
+            "type": "object", "required": ["data", "errors"],
+            "properties": {"data": {"type": "array", "items": item}, "errors": ERROR_REF},
+        }
+        failed = {"oneOf": [ERROR_REF, partial]}
+        transactional = {"name": "X-Is-Transactional", "in": "header", "required": False,
+                         "description": "`false` or `0`: save each item on its own and report per item.",
+                         "schema": {"type": "string"}}
+
+        def batch(mode: str) -> dict[str, Any]:
+            self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
+            data = {"type": "array", "minItems": 1, "maxItems": self.settings.max_batch_items,
+                    "items": _ref(f"{alias}-{mode}")}
+            return _body({"type": "object", "required": ["data"], "additionalProperties": False,
+                          "properties": {"data": data}})
+
+        def one(mode: str) -> dict[str, Any]:
+            self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
+            return _body({"type": "object", "required": ["data"], "additionalProperties": False,
+                          "properties": {"data": _ref(f"{alias}-{mode}")}})
+
+        answers = {"anyOf": [saved, partial]}
+        if self.offers(alias, "create"):
+            collection["post"] = {"tags": tag, "operationId": f"create-{alias}", "summary": f"Create {alias} (batch)",
+                                  "parameters": [transactional], "requestBody": batch("create"),
+                                  "responses": _responses("201", answers, "Saved rows", failed)}
+        if not self.offers(alias, "update"):
+            return
+        collection["patch"] = {"tags": tag, "operationId": f"update-{alias}", "summary": f"Update {alias} (batch)",
+                               "parameters": [transactional], "requestBody": batch("update"),
+                               "responses": _responses("200", answers, "Saved rows", failed)}
+        collection["put"] = {"tags": tag, "operationId": f"upsert-{alias}", "summary": f"Upsert {alias} (batch)",
+                             "parameters": [transactional], "requestBody": batch("replace"),
+                             "responses": _responses("200", answers, "Saved rows", failed)}
+        single["patch"] = {"tags": tag, "operationId": f"update-one-{alias}", "summary": f"Update one of {alias}",
+                           "requestBody": one("update-one"),
+                           "responses": _responses("200", _data(item), "The saved row")}
+        single["put"] = {"tags": tag, "operationId": f"upsert-one-{alias}", "summary": f"Upsert one of {alias}",
+                         "requestBody": one("replace"), "responses": _responses("200", _data(item), "The saved row")}
+
+    def token_path(self) -> dict[str, Any]:
+        """``POST /token``: RFC 6749 form parameters, or Spryker's JSON (flat or in Glue's envelope)."""
+        grants = ["client_credentials", "refresh_token", *(["password"] if self.settings.password_grant else [])]
+        names = ("client_id", "client_secret", "scope", "username", "password", "refresh_token")
+        self.schemas["TokenForm"] = {
+            "type": "object", "required": ["grant_type"],
+            "properties": {"grant_type": {"type": "string", "enum": grants},
+                           **{name: {"type": "string"} for name in names}},
+        }
+        self.schemas["TokenJson"] = {
+            "type": "object", "required": ["grantType"],
+            "properties": {"grantType": {"type": "string", "enum": grants},
+                           **{_camel(name): {"type": "string"} for name in names}},
+        }
+        self.schemas["TokenGlue"] = {
+            "type": "object", "required": ["data"],
+            "properties": {"data": {"type": "object", "required": ["attributes"], "properties": {
+                "type": {"type": "string", "enum": ["token"]}, "attributes": _ref("TokenJson")}}},
+        }
+        self.schemas["TokenResponse"] = {
+            "type": "object", "required": ["token_type", "expires_in", "access_token", "scope"],
+            "properties": {"token_type": {"type": "string"}, "expires_in": {"type": "integer"},
+                           "access_token": {"type": "string"}, "scope": {"type": "string"},
+                           "refresh_token": {"type": "string"}},
+        }
+        self.schemas["OAuthError"] = {"type": "object", "required": ["error"],
+                                      "properties": {"error": {"type": "string"}}}
+        failure = {"content": {"application/json": {"schema": _ref("OAuthError")}}}
+        return {"post": {
+            "tags": ["auth"], "operationId": "token", "summary": "Get an access token", "security": [],
+            # Not `required`: openapi-python-client (0.29) cannot compile a required body of several media
+            # types. A missing body is answered like any other invalid one: 400 invalid_request.
+            "requestBody": {"required": False, "content": {
+                "application/x-www-form-urlencoded": {"schema": _ref("TokenForm")},
+                "application/json": {"schema": {"oneOf": [_ref("TokenJson"), _ref("TokenGlue")]}},
+            }},
+            "responses": {
+                "200": {"description": "A bearer token",
+                        "content": {"application/json": {"schema": _ref("TokenResponse")}}},
+                "400": {"description": "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type",
+                        **failure},
+                "401": {"description": "invalid_client", **failure},
+                "429": {"description": "Too many attempts (see Retry-After)", **failure},
+                "503": {"description": "temporarily_unavailable (see Retry-After)", **failure},
+            },
+        }}
+
+    def build(self) -> dict[str, Any]:
+        prefix = self.settings.api_prefix.rstrip("/")
+        paths: dict[str, Any] = {}
+        for alias in sorted(self.snapshot.entities):
+            collection, single = self.entity_paths(self.snapshot.entities[alias])
+            if collection:
+                paths[f"{prefix}/{alias}"] = collection
+            if single:
+                paths[f"{prefix}/{alias}/{{id}}"] = single
+        paths["/token"] = self.token_path()
+        flows: dict[str, Any] = {"clientCredentials": {"tokenUrl": "/token", "scopes": {}}}
+        if self.settings.password_grant:
+            flows["password"] = {"tokenUrl": "/token", "refreshUrl": "/token", "scopes": {}}
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "dxapi", "version": f"config-{self.snapshot.version}",
+                     "description": "Generated from the active configuration, showing what the scopes of the "
+                                    "credentials used allow; errors are listed in docs/errors.md."},
+            "paths": paths,
+            "components": {
+                "schemas": dict(sorted(self.schemas.items())),
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    "oauth2": {"type": "oauth2", "flows": flows},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+                },
+            },
+            "security": [{"bearer": []}, {"oauth2": []}, {"apiKey": []}],
+        }
 
 
-def _input_schema(entity: EntitySnapshot, snapshot: Snapshot, mode: str) -> dict[str, Any]:
-    """``create`` (POST items): creatable fields; ``update`` (PATCH items): editable fields and the identifier,
-    which is required; ``replace`` (PUT items): like update, with the required fields required."""
-    properties: dict[str, Any] = {}
-    required = []
-    for field in entity.fields:
-        if mode == "create":
-            allowed = field.config.is_creatable
-        elif mode == "update-one":  # /{id} names the row; a non-editable identifier in the body is refused
-            allowed = field.config.is_editable
-        else:
-            allowed = field.config.is_editable or field is entity.identifier
-        if not allowed:
-            continue
-        value = _value_schema(field, for_input=True)
-        properties[field.name] = _nullable(value) if field.column.nullable else value
-        if mode in ("create", "replace") and field.config.rules.is_required and field is not entity.identifier:
-            required.append(field.name)
-    if mode == "update":
-        required.append(entity.identifier.name)
-    relation_mode = "update" if mode == "update-one" else mode
-    for name, relation in entity.relations.items():
-        if relation.is_editable and relation.child_alias in snapshot.entities:
-            ref = f"#/components/schemas/{relation.child_alias}-{relation_mode}"
-            properties[name] = {"type": "array", "items": {"$ref": ref}}
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = required
-    return schema
+def build_openapi(snapshot: Snapshot, settings: Settings, allows: Allows | None = None) -> dict[str, Any]:
+    """The document of ``snapshot`` for a principal (``allows``: its ``Principal.allows``; None: everything)."""
+    return _Document(snapshot, settings, allows or _everything).build()
 
 
-def _read_parameters(entity: EntitySnapshot, settings: Settings) -> list[dict[str, Any]]:
+def _everything(alias: str, action: str) -> bool:
+    return True
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def _output_schema(field: FieldSnapshot) -> dict[str, Any]:
+    schema = _value_schema(field, for_input=False)
+    # Output mirrors what the database holds: rules constrain input only.
+    schema = {k: v for k, v in schema.items() if k in ("type", "format", "oneOf", "description", "pattern")}
+    return _nullable(schema) if field.column.nullable or field.type is FieldType.JSON else schema
+
+
+def _data(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": item}}
+
+
+def _data_array(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": item}}}
+
+
+def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: list[str]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": f"filter[{entity.alias}.{field.name}]", "in": "query", "required": False,
          "description": 'Equality, or a JSON operator object such as {"in":[…]}, {"gte":…}, {"isNull":true}.',
@@ -138,9 +391,9 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings) -> list[dict[st
          "description": "Comma-separated fields, `-` for descending: " + ", ".join(entity.names),
          "schema": {"type": "string"}},
     ]
-    if entity.relations:
+    if includable:
         params.append({"name": "include", "in": "query", "required": False,
-                       "description": "Comma-separated relation chains: " + ", ".join(entity.relations),
+                       "description": "Comma-separated relation chains: " + ", ".join(includable),
                        "schema": {"type": "string"}})
     return params
 
@@ -161,102 +414,3 @@ def _responses(
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def build_openapi(snapshot: Snapshot, settings: Settings) -> dict[str, Any]:
-    prefix = settings.api_prefix.rstrip("/")
-    schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object", "required": ["code", "status", "message"],
-            "properties": {"code": {"type": "string"}, "status": {"type": "integer"}, "message": {"type": "string"}},
-        },
-        "ErrorList": {"type": "array", "items": {"$ref": "#/components/schemas/Error"}},
-    }
-    paths: dict[str, Any] = {}
-    for alias in sorted(snapshot.entities):
-        entity = snapshot.entities[alias]
-        item_ref = {"$ref": f"#/components/schemas/{alias}"}
-        schemas[alias] = _item_schema(entity)
-        schemas[f"{alias}-create"] = _input_schema(entity, snapshot, "create")
-        schemas[f"{alias}-update"] = _input_schema(entity, snapshot, "update")
-        schemas[f"{alias}-replace"] = _input_schema(entity, snapshot, "replace")
-        schemas[f"{alias}-update-one"] = _input_schema(entity, snapshot, "update-one")
-        many = {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": item_ref}}}
-        one = {"type": "object", "required": ["data"], "properties": {"data": item_ref}}
-        partial = {
-            "type": "object", "required": ["data", "errors"],
-            "properties": {"data": {"type": "array", "items": item_ref}, "errors": ERROR_REF},
-        }
-        failed = {"oneOf": [ERROR_REF, partial]}
-        create = {"$ref": f"#/components/schemas/{alias}-create"}
-        change = {"$ref": f"#/components/schemas/{alias}-update"}
-        replace = {"$ref": f"#/components/schemas/{alias}-replace"}
-        one_change = {"$ref": f"#/components/schemas/{alias}-update-one"}
-
-        def batch(items: dict[str, Any]) -> dict[str, Any]:
-            data = {"type": "array", "minItems": 1, "maxItems": settings.max_batch_items, "items": items}
-            return _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                          "properties": {"data": data}})
-
-        transactional = {"name": "X-Is-Transactional", "in": "header", "required": False,
-                         "description": "`false` or `0`: save each item on its own and report per item.",
-                         "schema": {"type": "string"}}
-        id_schema = {"type": "integer"} if entity.identifier.type is FieldType.INTEGER else {"type": "string"}
-        id_param = {"name": "id", "in": "path", "required": True, "schema": id_schema}
-        include = [p for p in _read_parameters(entity, settings) if p["name"] == "include"]
-        tag = [alias]
-        collection: dict[str, Any] = {
-            "get": {"tags": tag, "operationId": f"list-{alias}", "summary": f"List {alias}",
-                    "parameters": _read_parameters(entity, settings),
-                    "responses": _responses("200", many, "A page of rows")},
-            "post": {"tags": tag, "operationId": f"create-{alias}", "summary": f"Create {alias} (batch)",
-                     "parameters": [transactional],
-                     "requestBody": batch(create),
-                     "responses": _responses("201", {"anyOf": [many, partial]}, "Saved rows", failed)},
-            "patch": {"tags": tag, "operationId": f"update-{alias}", "summary": f"Update {alias} (batch)",
-                      "parameters": [transactional],
-                      "requestBody": batch(change),
-                      "responses": _responses("200", {"anyOf": [many, partial]}, "Saved rows", failed)},
-            "put": {"tags": tag, "operationId": f"upsert-{alias}", "summary": f"Upsert {alias} (batch)",
-                    "parameters": [transactional],
-                    "requestBody": batch(replace),
-                    "responses": _responses("200", {"anyOf": [many, partial]}, "Saved rows", failed)},
-        }
-        single: dict[str, Any] = {
-            "parameters": [id_param],
-            "get": {"tags": tag, "operationId": f"get-{alias}", "summary": f"One of {alias}",
-                    "parameters": include, "responses": _responses("200", one, "The row")},
-            "patch": {"tags": tag, "operationId": f"update-one-{alias}", "summary": f"Update one of {alias}",
-                      "requestBody": _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                                            "properties": {"data": one_change}}),
-                      "responses": _responses("200", one, "The saved row")},
-            "put": {"tags": tag, "operationId": f"upsert-one-{alias}", "summary": f"Upsert one of {alias}",
-                    "requestBody": _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                                          "properties": {"data": replace}}),
-                    "responses": _responses("200", one, "The saved row")},
-        }
-        if entity.config.is_deletable:
-            collection["delete"] = {
-                "tags": tag, "operationId": f"delete-{alias}", "summary": f"Delete matching {alias}",
-                "parameters": [p for p in _read_parameters(entity, settings) if p["name"].startswith("filter[")],
-                "responses": _responses("204", None, "Deleted")}
-            single["delete"] = {
-                "tags": tag, "operationId": f"delete-one-{alias}", "summary": f"Delete one of {alias}",
-                "responses": _responses("204", None, "Deleted")}
-        paths[f"{prefix}/{alias}"] = collection
-        paths[f"{prefix}/{alias}/{{id}}"] = single
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "dxapi", "version": f"config-{snapshot.version}",
-                 "description": "Generated from the active configuration; errors are listed in docs/errors.md."},
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                "oauth2": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "/token", "scopes": {}}}},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-            },
-        },
-        "security": [{"bearer": []}, {"oauth2": []}, {"apiKey": []}],
-    }
