@@ -17,6 +17,7 @@ what was not. A deadlock or serialization failure is retried once, then answered
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -267,8 +268,9 @@ async def _write_level(
 ) -> list[dict[str, Any]]:
     """Write ``items`` of one entity (and then their children); return the saved rows in item order.
 
-    ``precise`` (replaying a refused write): each row on its own under a savepoint, so a database refusal is
-    reported at the item that caused it — a nested child's own path — rather than at its whole group.
+    ``precise`` (replaying a refused write): rows that would share a statement are written one by one, each
+    under a savepoint, so a database refusal is reported at the item that caused it — a nested child's own
+    path — rather than at its whole group, and the rows after it are still tried.
     """
     actions, problems = await _decide_all(conn, entity, method, items, covered, parent_values)
     if problems:
@@ -298,15 +300,14 @@ async def _insert(
                 runs.append((columns, [position]))
     identifier = entity.identifier
     at = entity.columns.index(identifier.column)
-    if precise:
-        runs = [(columns, [p]) for columns, positions in runs for p in positions]
     refused: list[ErrorItem] = []
     for columns, positions in runs:
         params = [actions[p].values for p in positions]  # type: ignore[union-attr]
-        if precise:
-            result = await _run_alone(conn, _insert_statement(entity, ordered=True), params[0], entity,
-                                      items[positions[0]], refused)
-            raw_rows[positions[0]] = result.first() if result is not None else None
+        if precise and len(positions) > 1:
+            for position, one in zip(positions, params, strict=True):
+                result = await _run_alone(conn, _insert_statement(entity, ordered=True), one, entity,
+                                          items[position], refused)
+                raw_rows[position] = result.first() if result is not None else None
             continue
         # Generated integer keys grow in VALUES order, so sorting by them restores request order; that
         # spares the database SQLAlchemy's order-preserving INSERT … SELECT form (about 5x slower here).
@@ -514,8 +515,9 @@ async def execute_delete(
         # only as long as the refused DELETE itself.
         blocked = await blocked_keys(conn, entity, keys)
         column = entity.identifier.column.name
+        named = functools.cache(child_alias)  # a few tables, up to max_rows keys
         found = [
-            errors.DELETE_BLOCKED(path=f"{entity.alias}.{column} = {one}", children=_children(references, child_alias))
+            errors.DELETE_BLOCKED(path=f"{entity.alias}.{column} = {one}", children=_children(references, named))
             for one, references in blocked.items()
         ]
         # Not explained by a direct reference (a cascade into a restricted grandchild): nothing more to say.
