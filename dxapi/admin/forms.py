@@ -16,7 +16,7 @@ import jsonschema
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import Table
 
-from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig
+from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig, identifier_candidates
 from dxapi.schema.typemap import compatible_types, maintained_by_database, string_length
 from dxapi.types import FieldType
 
@@ -58,8 +58,10 @@ def suggest_visible_name(column: str) -> str:
 
 def suggest_entity(table: Table, alias: str) -> EntityConfig:
     """An inactive configuration with every column, types guessed, keys read-only, NOT NULL as required."""
+    # A column that can identify a row; with none, the save refuses the entity and says why.
+    candidates = identifier_candidates(table)
     primary = [c.name for c in table.primary_key.columns]
-    identifier = primary[0] if primary else next(iter(table.columns)).name
+    identifier = (candidates or primary or [next(iter(table.columns)).name])[0]
     fields = []
     for column in table.columns:
         fitting = compatible_types(column.type)

@@ -46,7 +46,7 @@ from dxapi.admin.sessions import (
 )
 from dxapi.auth import principals
 from dxapi.auth.oauth import Throttle
-from dxapi.registry.model import ENTRY_SCHEMA, ConfigError, EntityConfig
+from dxapi.registry.model import ENTRY_SCHEMA, ConfigError, EntityConfig, identifier_candidates
 from dxapi.registry.store import export_entities, load_entities, parse_import, save_entities
 from dxapi.registry.tables import dx_api_key, dx_audit, dx_client, dx_user
 from dxapi.schema.reflect import is_denied, load_table_names, reflect_tables
@@ -285,7 +285,8 @@ async def _free_tables(request: Request) -> list[str]:
     taken = {c.table_name for c in configs}
     deny = _runtime(request).settings.deny_tables
     async with _engine(request).connect() as conn:
-        names = await conn.run_sync(load_table_names)
+        # Tables only: a view declares no keys, so none of its columns could be the identifier.
+        names = await conn.run_sync(lambda sync: load_table_names(sync, views=False))
     return [n for n in names if n not in taken and not is_denied(n, deny)]
 
 
@@ -333,7 +334,8 @@ async def _edit_context(request: Request, config: EntityConfig) -> dict[str, Any
         if field is None:
             continue  # a column type no field type fits (binary …)
         rows.append({"column": column.name, "sql_type": str(column.type), "field": field, "types": fitting})
-    return {"config": config, "rows": rows, "all": configs}
+    identifiers = identifier_candidates(table) if table is not None else []
+    return {"config": config, "rows": rows, "all": configs, "identifiers": identifiers}
 
 
 @page()

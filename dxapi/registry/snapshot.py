@@ -96,7 +96,8 @@ async def load_snapshot(engine: AsyncEngine, deny: Iterable[str] = ()) -> Snapsh
         configs, broken = await load_entities(conn)
         active = [c for c in configs if c.is_active]
         names = {c.table_name for c in active}
-        tables = await conn.run_sync(lambda sync: reflect_tables(sync, names))
+        deny = list(deny)
+        tables = await conn.run_sync(lambda sync: reflect_tables(sync, names, deny))
     snapshot = build_snapshot(version, active, tables, deny, backend=engine.dialect.name)
     broken_active = {alias: tuple(found) for alias, found in broken.items()}
     return dataclasses.replace(snapshot, unavailable=MappingProxyType({**snapshot.unavailable, **broken_active}))

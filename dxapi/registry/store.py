@@ -143,7 +143,8 @@ async def check_against_schema(
     conn: AsyncConnection, configs: Sequence[EntityConfig], deny: Iterable[str] = ()
 ) -> dict[str, list[str]]:
     names = {c.table_name for c in configs}
-    tables = await conn.run_sync(lambda sync: reflect_tables(sync, names))
+    deny = list(deny)
+    tables = await conn.run_sync(lambda sync: reflect_tables(sync, names, deny))
     return check_entities(configs, tables, deny)
 
 
