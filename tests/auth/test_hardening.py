@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -54,18 +53,18 @@ from tests.conftest import BACKENDS, Backend
 PROBE = f"{API}/countries/1"
 
 
-def _at_once(base_url: str, count: int, send: Callable[[httpx.Client], httpx.Response]) -> list[httpx.Response]:
-    """``count`` requests released together: each on its own open connection, behind one barrier."""
-    barrier = threading.Barrier(count)
+def _at_once(base_url: str, forms: list[dict[str, str]]) -> list[httpx.Response]:
+    """``POST /token`` with each form, released together: each on its own open connection, behind one barrier."""
+    barrier = threading.Barrier(len(forms))
 
-    def one(_: int) -> httpx.Response:
+    def one(form: dict[str, str]) -> httpx.Response:
         with httpx.Client(base_url=base_url, timeout=30) as client:
             assert client.get("/health/live").status_code == 200  # the connection is open before the race
             barrier.wait()
-            return send(client)
+            return client.post("/token", data=form)
 
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
+    with ThreadPoolExecutor(len(forms)) as pool:
+        return list(pool.map(one, forms))
 
 
 def _family_rows(backend: Backend, subject: str) -> list[tuple[object, object]]:
@@ -83,7 +82,7 @@ def test_concurrent_refresh_mints_one_successor_and_revokes_the_family(backend: 
         backend.sql("DELETE FROM dx_refresh_token WHERE subject = :s", s=subject)
         login = password_token(backend.base_url, email, password).json()
         form = {"grant_type": "refresh_token", "refresh_token": login["refresh_token"]}
-        answers = _at_once(backend.base_url, 5, lambda c, f=form: c.post("/token", data=f))  # type: ignore[misc]
+        answers = _at_once(backend.base_url, [form] * 5)
         winners = [r for r in answers if r.status_code == 200]
         assert len(winners) == 1, [(r.status_code, r.text[:80]) for r in answers]
         for loser in (r for r in answers if r.status_code != 200):
@@ -98,6 +97,26 @@ def test_concurrent_refresh_mints_one_successor_and_revokes_the_family(backend: 
         assert_unauthorized(httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(successor["access_token"]),
                                       timeout=30))
         assert len(_family_rows(backend, subject)) == 2  # nothing minted afterwards either
+
+
+def test_reuse_racing_a_legitimate_refresh_leaves_nothing_of_the_family_working(backend: Backend) -> None:
+    """A thief replays an old token while the owner refreshes the newest one: whichever commits first, the
+    successor the owner may get is dead once the reuse is seen (a revocation covers tokens minted with it)."""
+    email, password = new_user(backend, "viewer")
+    for _round in range(4):
+        first = password_token(backend.base_url, email, password).json()["refresh_token"]
+        newest = refresh(backend.base_url, first).json()["refresh_token"]
+        replay, owner = _at_once(backend.base_url, [{"grant_type": "refresh_token", "refresh_token": token}
+                                                    for token in (first, newest)])
+        assert_oauth_error(replay, "invalid_grant")
+        if owner.status_code == 200:  # the owner was first: its successor is revoked with the family
+            successor = owner.json()
+            assert_oauth_error(refresh(backend.base_url, successor["refresh_token"]), "invalid_grant")
+            assert_unauthorized(httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(successor["access_token"]),
+                                          timeout=30))
+        else:
+            assert_oauth_error(owner, "invalid_grant")
+        assert_oauth_error(refresh(backend.base_url, newest), "invalid_grant")
 
 
 def test_sequential_reuse_also_ends_access_tokens_of_the_family(backend: Backend) -> None:
