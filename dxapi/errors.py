@@ -177,6 +177,14 @@ SORT_FIELD_NOT_FOUND = _spec(
     "2005", 400, "Sort field `{field}` for table alias `{alias}` not found.",
     "`sort` names a field that is not configured for the entity.",
 )
+SORT_FIELD_NOT_SORTABLE = _spec(
+    "2018", 400, "Sort field `{field}` for table alias `{alias}` is of type {type}, which has no order.",
+    "`sort` names a `json` field (JSON values have no order on every backend).",
+)
+SORT_TOO_LARGE = _spec(
+    "2019", 400, "`sort` names {count} fields; the maximum is {maximum}.",
+    "More sort keys than dxapi accepts (16).",
+)
 INCLUDE_TOO_DEEP = _spec(
     "2006", 400, "Include chain `{chain}` is deeper than the maximum of {maximum}.",
     "An `include` chain longer than `DXAPI_MAX_INCLUDE_DEPTH`.",

@@ -6,6 +6,7 @@ error code also goes into ``X-Dxapi-Error-Code`` so access logs show it without 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,9 +19,22 @@ JSON = "application/json"
 # API answers are per caller and often carry data the next caller must not see from a shared cache.
 BASE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
+log = logging.getLogger("dxapi.render")
+_REPORTED: set[str] = set()
+
+
+def _unencodable(value: Any) -> None:
+    """orjson's fallback for a value it has no JSON for — on SQLite any column can hold a BLOB — answered as
+    null: after a committed write, or for one odd row of a collection, a 500 would be worse."""
+    kind = type(value).__name__
+    if kind not in _REPORTED:
+        _REPORTED.add(kind)
+        log.warning("a stored value of type %s has no JSON form; served as null", kind)
+    return None
+
 
 def render_json(document: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    body = orjson.dumps(document)
+    body = orjson.dumps(document, default=_unencodable)
     return Response(body, status_code=status, media_type=JSON, headers={**BASE_HEADERS, **(headers or {})})
 
 

@@ -8,11 +8,16 @@ Two codecs per type live here:
 * ``parse_text``: a value from a URL (filters, ``/{id}``) → Python value for a bound parameter, or
   :class:`ValueError` with a human reason. ``parse_json`` does the same for a JSON value (inside an operator
   object).
+
+Rendering never fails on what is in the database: a value no JSON answer can carry (a ``json`` value nested
+deeper than ``JSON_RENDER_MAX_DEPTH``, text that is no JSON, a number beyond the double range) raises
+:class:`Unrenderable`, and the row renderer serves that field as null (``registry.snapshot``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -39,6 +44,13 @@ Render = Callable[[Any], Any]
 Parse = Callable[[Any], Any]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Nested arrays/objects a `json` value may have when written: MariaDB's JSON type refuses a 32nd level, and
+# the limit is the same on every backend.
+JSON_MAX_DEPTH = 31
+# Deeper values written by other applications are still answered up to here; orjson refuses 255 levels in
+# all, and the answer's envelope (`{"data":[{…}]}`, two more per included relation) needs some of them.
+JSON_RENDER_MAX_DEPTH = 128
+_ORJSON_INT_MIN, _ORJSON_INT_MAX = -(2**63), 2**64 - 1
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
@@ -62,9 +74,49 @@ def _render_boolean(value: Any) -> Any:
     return None if value is None else bool(value)
 
 
+class Unrenderable(ValueError):
+    """A stored value no JSON answer can carry faithfully; the message says why (never the value)."""
+
+
 def _render_json(value: Any) -> Any:
+    if value is None:
+        return None
     if isinstance(value, (str, bytes)):
-        return orjson.loads(value)
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            # Not JSON at all, or a number orjson will not read (1e400): SQLite and text columns hold anything.
+            raise Unrenderable("the stored text is not JSON dxapi can read") from None
+        if _openings(value) <= JSON_RENDER_MAX_DEPTH:
+            return document  # cannot be too deep; the numbers orjson reads always fit its encoder
+        value = document
+    return _answerable(value, 0)
+
+
+def _openings(text: str | bytes) -> int:
+    if isinstance(text, str):
+        return text.count("[") + text.count("{")
+    return text.count(b"[") + text.count(b"{")
+
+
+def _answerable(value: Any, depth: int) -> Any:
+    """A decoded JSON document as orjson can encode it: bounded depth, numbers in its range (a driver's own
+    JSON decoder keeps integers of any size; they are answered as the nearest double, as orjson reads them)."""
+    if isinstance(value, dict):
+        if depth >= JSON_RENDER_MAX_DEPTH:
+            raise Unrenderable(f"nested deeper than {JSON_RENDER_MAX_DEPTH} levels")
+        return {key: _answerable(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        if depth >= JSON_RENDER_MAX_DEPTH:
+            raise Unrenderable(f"nested deeper than {JSON_RENDER_MAX_DEPTH} levels")
+        return [_answerable(item, depth + 1) for item in value]
+    if type(value) is int and not _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX:
+        try:
+            return float(value)
+        except OverflowError:
+            raise Unrenderable("a number beyond the double range") from None
+    if type(value) is float and not math.isfinite(value):
+        raise Unrenderable("a number beyond the double range")
     return value
 
 
@@ -113,6 +165,11 @@ def parse_string(value: Any) -> str:
         raise ValueError("expected a string")
     if "\x00" in value:
         raise ValueError("NUL characters are not allowed")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # `"\ud800"` inside an operator object: no backend can compare it
+            raise ValueError("the text is not valid Unicode") from None
     return value
 
 
@@ -129,7 +186,9 @@ def parse_boolean(value: Any) -> bool:
 def parse_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
         raise ValueError("expected a decimal number")
-    if isinstance(value, (int, float)):
+    if isinstance(value, Decimal):
+        value = format(value, "f") if value.is_finite() else "NaN"
+    elif isinstance(value, (int, float)):
         value = repr(value)
     if not isinstance(value, str) or not _DECIMAL_TEXT.fullmatch(value):
         raise ValueError("expected a decimal number such as 12.50")
@@ -146,10 +205,16 @@ def parse_float(value: Any) -> float:
         try:
             value = float(value)
         except ValueError as exc:
-            raise ValueError(f"`{value}` is not a number") from exc
-    if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"`{value[:40]}` is not a number") from exc
+    if not isinstance(value, (int, float, Decimal)):
         raise ValueError("expected a finite number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal of hundreds of digits
+        raise ValueError("the number is outside the range of a double") from None
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
 
 
 def parse_date(value: Any) -> dt.date:
@@ -177,6 +242,14 @@ def parse_uuid(value: Any) -> str:
         return str(uuid.UUID(value))
     except ValueError as exc:
         raise ValueError(f"`{value}` is not a UUID") from exc
+
+
+def parse_uuid_as_stored(value: Any) -> str:
+    """A UUID for a text column: checked, but compared as given. Such columns hold whatever form their writer
+    chose (SQLAlchemy's 32 hex digits, upper case); a value the API answered must find its row again."""
+    parse_uuid(value)
+    text: str = value
+    return text
 
 
 def _parse_json_text(value: Any) -> Any:

@@ -14,6 +14,7 @@ truncate. Nothing here runs per request except the closures it returns.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects import mysql
 
 from dxapi.registry.model import FieldConfig
-from dxapi.types import FieldType
+from dxapi.types import INT64_MAX, INT64_MIN, JSON_MAX_DEPTH, FieldType
 
 Check = Callable[[Any], Any]
 
@@ -228,12 +229,24 @@ def _float(config: FieldConfig, column: Column[Any], backend: str) -> Check:
     def check(value: Any) -> Any:
         if type(value) is bool or not isinstance(value, (int, Decimal)):
             raise Invalid("type")
-        number = float(value)
-        if number in (float("inf"), float("-inf")) or not _in_bounds(number, low, high):
+        number = _double(value)
+        if not _in_bounds(number, low, high):
             raise Invalid("value")
         return number
 
     return check
+
+
+def _double(value: int | float | Decimal) -> float:
+    """The double a JSON number is stored as, or Invalid("value") when no double holds it: 400 digits, 1e400,
+    and 1e-400, which would silently become 0."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise Invalid("value") from None
+    if not math.isfinite(number) or (number == 0 and value != 0):
+        raise Invalid("value")
+    return number
 
 
 def _date(config: FieldConfig, column: Column[Any], backend: str) -> Check:
@@ -287,27 +300,56 @@ def _json(config: FieldConfig, column: Column[Any], backend: str) -> Check:
 
     native = isinstance(column.type, sqltypes.JSON)
 
-    def plain(value: Any) -> Any:
-        # Request bodies parse numbers with a fraction as Decimal (exact); JSON storage wants floats.
-        if isinstance(value, Decimal):
-            return float(value)
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, str) and ("\x00" in value or not _encodable(value)):
-            raise Invalid("value")
-        return value
-
     def check(value: Any) -> Any:
-        document = plain(value)
+        document = _storable_json(value, 0)
         return document if native else orjson.dumps(document).decode()
 
     return check
 
 
+def _storable_json(value: Any, depth: int) -> Any:
+    """A JSON body value as every backend stores and every driver reads it back, or Invalid("value").
+
+    Bounded to ``JSON_MAX_DEPTH`` nested levels, integers to the signed 64-bit range (PostgreSQL would keep
+    2^64, but no driver or encoder on the way back does) and fractions to finite doubles (request bodies parse
+    them as Decimal: 1e400 must not turn into null); no NUL or lone surrogate in keys or strings.
+    """
+    if isinstance(value, dict):
+        if depth >= JSON_MAX_DEPTH:
+            raise Invalid("value")
+        out = {}
+        for key, item in value.items():
+            if not _storable_text(key):
+                raise Invalid("value")
+            out[key] = _storable_json(item, depth + 1)
+        return out
+    if isinstance(value, list):
+        if depth >= JSON_MAX_DEPTH:
+            raise Invalid("value")
+        return [_storable_json(item, depth + 1) for item in value]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise Invalid("value")
+        return value
+    if isinstance(value, (Decimal, float)):
+        return _double(value)
+    if isinstance(value, str):
+        if not _storable_text(value):
+            raise Invalid("value")
+        return value
+    raise Invalid("type")
+
+
+def _storable_text(value: Any) -> bool:
+    return isinstance(value, str) and "\x00" not in value and _encodable(value)
+
+
 def _uuid(config: FieldConfig, column: Column[Any], backend: str) -> Check:
     native = isinstance(column.type, sqltypes.Uuid)
+    # A CHAR(32) column holds the form SQLAlchemy's Uuid type writes on backends without a uuid type.
+    undashed = isinstance(column.type, sqltypes.String) and column.type.length == 32
 
     def check(value: Any) -> Any:
         if type(value) is not str:
@@ -316,6 +358,8 @@ def _uuid(config: FieldConfig, column: Column[Any], backend: str) -> Check:
             parsed = uuid.UUID(value)
         except ValueError:
             raise Invalid("value") from None
-        return parsed if native else str(parsed)
+        if native:
+            return parsed
+        return parsed.hex if undashed else str(parsed)
 
     return check

@@ -53,6 +53,7 @@ from dxapi.sql.build import (
     build_select_by_keys,
     build_update,
     condition_parameters,
+    selected,
 )
 
 log = logging.getLogger("dxapi.execute")
@@ -421,7 +422,7 @@ def _update_statement(entity: EntitySnapshot, columns: tuple[str, ...], *, retur
     statement = entity.statements.get(shape)
     if statement is None:
         built = build_update(entity, columns)
-        statement = _remember(entity, shape, built.returning(*entity.columns) if returning else built)
+        statement = _remember(entity, shape, built.returning(*selected(entity)) if returning else built)
     return statement
 
 

@@ -85,10 +85,10 @@ def _operand(field: FieldSnapshot, operator: str, raw: Any, settings: Settings) 
         if len(raw) > settings.max_filter_values:
             raise errors.FILTER_TOO_LARGE.error(field=field.name, count=len(raw), maximum=settings.max_filter_values)
         return tuple(_value(field, item, fail) for item in raw)
-    if operator == "like":
+    if operator in ("like", "ilike"):
         if field.type is not FieldType.STRING or not isinstance(raw, str):
-            raise fail("`like` takes a string and works on string fields only")
-        return _value(field, raw, fail)
+            raise fail(f"`{operator}` takes a string and works on string fields only")
+        return _value(field, raw, fail)  # the escapes were checked with the grammar (request.params)
     if operator in ("gt", "gte", "lt", "lte") and field.type not in _ORDERED_TYPES:
         raise fail(f"`{operator}` does not apply to {field.type.value} fields")
     if raw is None:
@@ -111,6 +111,9 @@ def _order(entity: EntitySnapshot, sort: tuple[tuple[str, bool], ...]) -> tuple[
         field = entity.by_name.get(name)
         if field is None:
             raise errors.SORT_FIELD_NOT_FOUND.error(field=name, alias=entity.alias)
+        if field.type is FieldType.JSON:
+            # PostgreSQL's json has no ordering at all, the others would order by text: refused everywhere.
+            raise errors.SORT_FIELD_NOT_SORTABLE.error(field=name, alias=entity.alias, type=field.type.value)
         keys.append(OrderKey(field, descending))
     # The identifier always ends the order, so equal sort values still page deterministically.
     if not any(k.field is entity.identifier for k in keys):

@@ -11,6 +11,7 @@ in ``unavailable`` with its problems instead of being served; every other entity
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,8 +24,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dxapi.registry.model import EntityConfig, FieldConfig, check_entities
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
-from dxapi.types import PARSERS, RENDERERS, FieldType, Parse, Render, datetime_for_column, integer_within
+from dxapi.types import (
+    PARSERS,
+    RENDERERS,
+    FieldType,
+    Parse,
+    Render,
+    Unrenderable,
+    datetime_for_column,
+    integer_within,
+    parse_uuid_as_stored,
+)
 from dxapi.validate import Check, build_validator, describe_rules, integer_range
+
+log = logging.getLogger("dxapi.render")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +80,26 @@ class EntitySnapshot:
     # builds or compiles its SQL twice. Lives and dies with the snapshot.
     statements: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict, compare=False)
 
+    # Fields already reported as holding a value that cannot be answered (one WARNING per field and snapshot).
+    unrenderable: set[str] = dataclasses.field(default_factory=set, compare=False)
+
     def render_row(self, row: Sequence[Any]) -> dict[str, Any]:
-        """A result row (columns in ``columns`` order) → the API object, keys in configured order."""
+        """A result row (columns in ``columns`` order) → the API object, keys in configured order.
+
+        A value no answer can carry (``types.Unrenderable``: JSON too deep or not JSON at all, written by
+        another application) is served as null: one bad row must not take the whole collection down, nor turn
+        a committed write into a 500.
+        """
         item = dict(zip(self.names, row, strict=True))
         for name, render in self.renderers:
-            item[name] = render(item[name])
+            try:
+                item[name] = render(item[name])
+            except Unrenderable as problem:
+                item[name] = None
+                if name not in self.unrenderable:
+                    self.unrenderable.add(name)
+                    log.warning("`%s`.`%s` of the row `%s` cannot be answered (%s); served as null",
+                                self.alias, name, item.get(self.identifier.name), problem)
         return item
 
 
@@ -184,6 +212,8 @@ def _build_field(config: FieldConfig, column: Column[Any], backend: str) -> Fiel
     if config.type is FieldType.DATETIME:
         aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
         parse = datetime_for_column(parse, aware)
+    if config.type is FieldType.UUID and not isinstance(column.type, sqltypes.Uuid):
+        parse = parse_uuid_as_stored
     return FieldSnapshot(
         name=config.visible_name,
         column=column,

@@ -29,14 +29,18 @@ class WriteRequest:
     transactional: bool
 
 
-class _Malformed(Exception):
+class _Malformed(ValueError):
     pass
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document = dict(pairs)
     if len(document) != len(pairs):
-        raise _Malformed("duplicate key")
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Malformed(f"the key `{key[:40]}` is given twice")
+            seen.add(key)
     return document
 
 
@@ -50,6 +54,12 @@ _DECODER = json.JSONDecoder(
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def decode_json(text: str) -> Any:
+    """JSON text → Python with the rules of bodies (exact integers, Decimal fractions), or ValueError saying
+    why: duplicate keys, NaN/Infinity, syntax (filter operator objects are read with it too)."""
+    return _DECODER.decode(text)
 
 
 def parse_json(data: bytes) -> Any:

@@ -10,19 +10,22 @@ operator object, unknown operator, non-integer paging) and leaves names for the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from dxapi import errors
+from dxapi.request.body import decode_json
 
 # Operator keys are matched case-insensitively (Spryker accepts `in` and `IN`).
 OPERATORS = {"eq": "eq", "ne": "ne", "in": "in", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte",
-             "like": "like", "isnull": "isNull"}
-ALLOWED_OPERATORS = "eq, ne, in, gt, gte, lt, lte, like, isNull"
+             "like": "like", "ilike": "ilike", "isnull": "isNull"}
+ALLOWED_OPERATORS = "eq, ne, in, gt, gte, lt, lte, like, ilike, isNull"
 _PAGE_MAX = 2**63 - 1
+# More sort keys than any index or reader could use; thousands of them made SQLite give up (answered as 503).
+MAX_SORT_KEYS = 16
+_LIKE_ESCAPABLE = "%_\\"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +81,48 @@ def parse_filter(target: str, value: str) -> FilterTerm:
     if not value.startswith("{"):
         return FilterTerm(field, (("eq", value),))
     try:
-        document = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        raise errors.FILTER_VALUE_INVALID.error(field=field, reason="the operator object is not valid JSON") from None
+        # The body reader's rules: a repeated key is refused, not silently last-wins; numbers stay exact.
+        document = decode_json(value)
+    except (ValueError, RecursionError) as exc:
+        # A syntax error's text is the decoder's; the body reader's own refusals (a key twice, NaN) say why.
+        invalid = isinstance(exc, (json.JSONDecodeError, RecursionError))
+        reason = "the operator object is not valid JSON" if invalid else str(exc)
+        raise errors.FILTER_VALUE_INVALID.error(field=field, reason=reason) from None
     if not isinstance(document, dict) or not document:
         raise errors.FILTER_VALUE_INVALID.error(field=field, reason="the operator object must not be empty")
-    operations = []
+    operations: dict[str, Any] = {}
     for raw_operator, operand in document.items():
         operator = OPERATORS.get(raw_operator.lower())
         if operator is None:
             raise errors.FILTER_OPERATOR_UNKNOWN.error(field=field, operator=raw_operator, allowed=ALLOWED_OPERATORS)
-        operations.append((operator, operand))
-    return FilterTerm(field, tuple(operations))
+        if operator in operations:  # `gt` and `GT` are one operator
+            raise errors.FILTER_VALUE_INVALID.error(field=field, reason=f"the operator `{operator}` is given twice")
+        if operator in ("like", "ilike") and isinstance(operand, str):
+            problem = like_pattern_problem(operand)
+            if problem is not None:
+                raise errors.FILTER_VALUE_INVALID.error(field=field, reason=problem)
+        operations[operator] = operand
+    return FilterTerm(field, tuple(operations.items()))
+
+
+def like_pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is no valid ``like``/``ilike`` pattern, or None.
+
+    ``%`` matches any text, ``_`` one character, and a backslash makes the next ``%``, ``_`` or backslash a
+    literal one — on every backend. A backslash before anything else, or at the end, is refused rather than
+    read each backend's own way (PostgreSQL failed on a trailing one; SQLite has no escape character at all).
+    """
+    escaped = False
+    for character in pattern:
+        if escaped:
+            if character not in _LIKE_ESCAPABLE:
+                return f"in a pattern a backslash escapes %, _ or a backslash, not `{character}`"
+            escaped = False
+        elif character == "\\":
+            escaped = True
+    if escaped:
+        return "the pattern ends in a lone backslash; write two for a literal one"
+    return None
 
 
 def parse_page_value(name: str, value: str) -> int:
@@ -108,6 +141,9 @@ def parse_sort(value: str) -> tuple[tuple[str, bool], ...]:
             continue  # `sort=` and `sort=a,` ask for nothing more
         descending = part.startswith("-")
         keys.append((part[1:] if descending else part.removeprefix("+"), descending))
+        if len(keys) > MAX_SORT_KEYS:
+            raise errors.SORT_TOO_LARGE.error(count=len([p for p in value.split(",") if p.strip()]),
+                                              maximum=MAX_SORT_KEYS)
     return tuple(keys)
 
 

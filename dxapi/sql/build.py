@@ -13,13 +13,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     ColumnElement,
+    Date,
     Delete,
+    Float,
     Insert,
     Numeric,
     Select,
+    String,
+    Text,
     Update,
     and_,
     bindparam,
@@ -27,20 +32,63 @@ from sqlalchemy import (
     false,
     insert,
     select,
+    type_coerce,
     update,
 )
 
 from dxapi.plan.types import Condition, IncludePlan, ReadPlan
-from dxapi.registry.snapshot import EntitySnapshot
+from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
+from dxapi.sql.dialect import Day, ILike, Like, LikePattern, Moment, RoundedDecimal, effective_scale
 from dxapi.types import FieldType
+
+
+def field_value(field: FieldSnapshot) -> ColumnElement[Any]:
+    """The SQL value of a field as the API answers it: what reads select and filters compare.
+
+    Usually the column itself; where a backend stores one value in several forms (SQLite's date-time text,
+    its NUMERIC doubles) the normalising expression of ``sql.dialect``, so a value read back and used as a
+    filter always matches its row.
+    """
+    column = field.column
+    if field.type is FieldType.DATETIME:
+        return Moment(column)
+    if field.type is FieldType.DATE:
+        return Day(column)
+    if field.type is FieldType.DECIMAL and isinstance(column.type, Numeric) and not isinstance(column.type, Float):
+        return RoundedDecimal(column, effective_scale(column))
+    if field.type is FieldType.JSON and isinstance(column.type, JSON):
+        # Read as text: the driver-side decoder would fail the whole read on one row of text that is no JSON
+        # (SQLite holds anything); types.RENDERERS decodes it, and answers null for such a row.
+        return type_coerce(column, Text())
+    return column
+
+
+def selected(entity: EntitySnapshot) -> list[ColumnElement[Any]]:
+    """The select list of an entity's rows, in ``entity.columns`` order (labelled with the column names)."""
+    out: list[ColumnElement[Any]] = []
+    for field in entity.fields:
+        value = field_value(field)
+        out.append(value if value is field.column else value.label(field.column.name))
+    return out
+
+
+def _order_key(field: FieldSnapshot, descending: bool) -> ColumnElement[Any]:
+    value = field_value(field)
+    if isinstance(value, RoundedDecimal):
+        value = field.column  # rounding keeps the order of decimals, so their index stays usable
+    return value.desc() if descending else value.asc()
 
 
 def build_condition(condition: Condition, name: str) -> ColumnElement[bool]:
     """One filter as SQL; its value(s) are bind parameters named ``name`` (``name_0``, ``name_1`` … for
     ``in``), so statements can be cached by shape and filled by :func:`read_parameters`."""
-    column: ColumnElement[Any] = condition.field.column
-    # Bound with the column's NUMERIC(p, s) the driver would round 563.799 to 563.80 before comparing.
-    bind_type: Any = Numeric(asdecimal=True) if condition.field.type is FieldType.DECIMAL else column.type
+    field = condition.field
+    column: ColumnElement[Any] = field_value(field)
+    bind_type: Any = field.column.type
+    if field.type is FieldType.DECIMAL:
+        bind_type = Numeric(asdecimal=True)  # with the column's NUMERIC(p, s) 563.799 would be rounded first
+    elif field.type is FieldType.DATE:
+        bind_type = Date()  # also for the day of a date-time column
 
     def value(suffix: str = "") -> Any:
         return bindparam(name + suffix, type_=bind_type)
@@ -64,7 +112,9 @@ def build_condition(condition: Condition, name: str) -> ColumnElement[bool]:
         case "lte":
             clause = column <= value()
         case "like":
-            clause = column.like(value())
+            clause = Like(column, bindparam(name, type_=LikePattern()))
+        case "ilike":
+            clause = ILike(column, bindparam(name, type_=String()))
         case "isNull":
             clause = column.is_(None) if condition.value else column.is_not(None)
         case _:
@@ -108,13 +158,13 @@ def read_parameters(plan: ReadPlan) -> dict[str, Any]:
 
 def build_read(plan: ReadPlan) -> Select[Any]:
     entity = plan.entity
-    statement = select(*entity.columns)
+    statement = select(*selected(entity))
     if plan.conditions:
         statement = statement.where(and_(*(build_condition(c, f"p{i}") for i, c in enumerate(plan.conditions))))
     if plan.single:
         # Two rows, so a non-unique identifier cannot silently answer one of several (read_parameters).
         return statement.limit(bindparam("limit", type_=BigInteger()))
-    order = [key.field.column.desc() if key.descending else key.field.column.asc() for key in plan.order]
+    order = [_order_key(key.field, key.descending) for key in plan.order]
     return (
         statement.order_by(*order)
         .limit(bindparam("limit", type_=BigInteger()))
@@ -127,7 +177,7 @@ def build_children(include: IncludePlan, parent_keys: Sequence[Any]) -> Select[A
     child: EntitySnapshot = include.entity
     key_column = include.relation.child_field.column
     return (
-        select(*child.columns)
+        select(*selected(child))
         .where(key_column.in_(parent_keys))
         .order_by(key_column, child.identifier.column)
     )
@@ -149,7 +199,7 @@ def build_update(entity: EntitySnapshot, columns: Sequence[str]) -> Update:
 
 
 def build_select_by_keys(entity: EntitySnapshot, keys: Sequence[Any]) -> Select[Any]:
-    return select(*entity.columns).where(entity.identifier.column.in_(keys))
+    return select(*selected(entity)).where(entity.identifier.column.in_(keys))
 
 
 def build_existing(entity: EntitySnapshot, keys: Sequence[Any], extra: Column[Any] | None) -> Select[Any]:
