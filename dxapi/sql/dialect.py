@@ -31,9 +31,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-# Julian days of 0001-01-01 00:00 and 10000-01-01 00:00: outside them Python has no datetime.
-_FIRST_DAY, _PAST_LAST_DAY = 1721425.5, 5373484.5
+# Julian days of 0001-01-01 00:00 and of 9999-12-31 23:59:59.999: outside them Python has no datetime.
+_FIRST_DAY, _LAST_MOMENT = 1721425.5, 5373484.49999999
 _ISO_DATE_START = "'[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'"
+_SECONDS_FORM = "'[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9]'"
+_SQLALCHEMY_FORM = _SECONDS_FORM[:-1] + ".[0-9][0-9][0-9][0-9][0-9][0-9]'"
 
 
 class Moment(FunctionElement[Any]):
@@ -147,17 +149,22 @@ def sqlite_moment(x: str) -> str:
     """SQL turning the SQLite value ``x`` into ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC) or NULL.
 
     SQLite's own date functions read every ISO 8601 form (``T`` or space, ``Z`` or an offset, which they turn
-    into UTC) and normalise impossible days, but keep only milliseconds: the fraction is cut out first and put
-    back with six digits.
+    into UTC) and normalise impossible days (``02-30``, hour 24), but keep only milliseconds: the fraction is
+    cut out first and put back with six digits. The two forms nearly every row has — SQLAlchemy's and
+    ``CURRENT_TIMESTAMP``'s — take a cheaper path once their day is known to be a real one.
     """
+    # substr(), not the column: a comparison with a DATE column would apply its numeric affinity to '0000'.
+    real_day = f"date({x}, '+0 days') = substr({x}, 1, 10) AND substr({x}, 1, 4) <> '0000'"
     rest = f"substr({x}, 21)"
     digits = f"(length({rest}) - length(ltrim({rest}, '0123456789')))"
     has_fraction = f"substr({x}, 20, 1) = '.'"
     whole = f"(CASE WHEN {has_fraction} THEN substr({x}, 1, 19) || substr({x}, 21 + {digits}) ELSE {x} END)"
     fraction = f"(CASE WHEN {has_fraction} THEN substr(substr({x}, 21, {digits}) || '000000', 1, 6) ELSE '000000' END)"
-    day = f"julianday({whole}, '+0 seconds')"
     return (
-        f"(CASE WHEN {x} GLOB {_ISO_DATE_START} AND {day} >= {_FIRST_DAY} AND {day} < {_PAST_LAST_DAY} "
+        f"(CASE WHEN {x} GLOB {_SQLALCHEMY_FORM} AND {real_day} THEN {x} "
+        f"WHEN {x} GLOB {_SECONDS_FORM} AND {real_day} THEN {x} || '.000000' "
+        f"WHEN {x} GLOB {_ISO_DATE_START} "
+        f"AND julianday({whole}, '+0 seconds') BETWEEN {_FIRST_DAY} AND {_LAST_MOMENT} "
         f"THEN strftime('%Y-%m-%d %H:%M:%S', {whole}, '+0 seconds') || '.' || {fraction} END)"
     )
 

@@ -166,6 +166,9 @@ def test_normalising_expressions_are_the_column_outside_sqlite() -> None:
     ("2026-12-01 18:25:32.25+01:00", "2026-12-01 17:25:32.250000"),
     ("2026-12-01", "2026-12-01 00:00:00.000000"),
     ("2026-02-30", "2026-03-02 00:00:00.000000"),
+    ("2026-02-30 00:00:00.000000", "2026-03-02 00:00:00.000000"),  # the SQLAlchemy form, but no real day
+    ("2026-12-31 24:00:00", "2027-01-01 00:00:00.000000"),
+    ("9999-12-31 24:00:00", None),
     ("9999-12-31 23:59:59.999999", "9999-12-31 23:59:59.999999"),
     ("0000-01-01", None), ("0001-01-01 00:30+01:00", None), ("now", None), ("garbage", None), (12345, None),
     (None, None),
@@ -173,6 +176,11 @@ def test_normalising_expressions_are_the_column_outside_sqlite() -> None:
 def test_sqlite_moment_normalises_every_iso_form(stored: Any, normal: str | None) -> None:
     with sqlite3.connect(":memory:") as conn:
         found = conn.execute(f"SELECT {sqlite_moment('x')} FROM (SELECT ? AS x)", (stored,)).fetchone()[0]
+        # Also from columns, whose affinity changes how SQLite compares (DATE and DATETIME are NUMERIC).
+        conn.execute("CREATE TABLE t (d DATE, m DATETIME)")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (stored, stored))
+        from_columns = conn.execute(f"SELECT {sqlite_moment('d')}, {sqlite_moment('m')} FROM t").fetchone()
     assert found == normal
+    assert from_columns == (normal, normal)
     if normal is not None:
         assert dt.datetime.fromisoformat(normal)  # SQLAlchemy's SQLite reader takes it
