@@ -16,7 +16,8 @@ import jsonschema
 from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import Table
 
-from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig, identifier_candidates
+from dxapi.registry.identifiers import identifier_candidates
+from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig
 from dxapi.schema.typemap import compatible_types, maintained_by_database, string_length
 from dxapi.types import FieldType
 

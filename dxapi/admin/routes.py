@@ -46,7 +46,9 @@ from dxapi.admin.sessions import (
 )
 from dxapi.auth import principals
 from dxapi.auth.oauth import Throttle
-from dxapi.registry.model import ENTRY_SCHEMA, ConfigError, EntityConfig, identifier_candidates
+from dxapi.registry.entry_schema import ENTRY_SCHEMA
+from dxapi.registry.identifiers import identifier_candidates
+from dxapi.registry.model import ConfigError, EntityConfig
 from dxapi.registry.store import export_entities, load_entities, parse_import, save_entities
 from dxapi.registry.tables import dx_api_key, dx_audit, dx_client, dx_user
 from dxapi.schema.reflect import is_denied, load_table_names, reflect_tables

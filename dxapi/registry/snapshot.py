@@ -21,7 +21,8 @@ from sqlalchemy import Column, PrimaryKeyConstraint, Table, UniqueConstraint
 from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dxapi.registry.model import EntityConfig, FieldConfig, check_entities
+from dxapi.registry.checks import check_entities
+from dxapi.registry.model import EntityConfig, FieldConfig
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
 from dxapi.types import (

@@ -15,14 +15,9 @@ import orjson
 from sqlalchemy import Connection, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dxapi.registry.model import (
-    ConfigError,
-    EntityConfig,
-    RelationConfig,
-    check_entities,
-    entry_to_json,
-    parse_entry,
-)
+from dxapi.registry.checks import check_entities
+from dxapi.registry.installer import entry_to_json, parse_entry
+from dxapi.registry.model import ConfigError, EntityConfig, RelationConfig
 from dxapi.registry.tables import dx_audit, dx_config_version, dx_entity, dx_relation, metadata
 from dxapi.schema.reflect import reflect_tables
 

@@ -1,4 +1,4 @@
-"""Which columns can be an identifier (``registry.model``), and what a view reads (``schema.reflect``).
+"""Which columns can be an identifier (``registry.identifiers``), and what a view reads (``schema.reflect``).
 
 The identifier rule on ``Table`` objects shaped as reflection hands them over (keys, unique constraints, unique
 indexes with the dialect options reflection fills in); the text rule for views on an in-memory SQLite database:
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from dxapi.registry.model import identifier_candidates, identifier_problem
+from dxapi.registry.identifiers import identifier_candidates, identifier_problem
 from dxapi.schema.reflect import denied_reads, is_view, reflect_tables, view_denied_reads
 
 RULE = "The identifier must be the primary key or a single-column UNIQUE NOT NULL key"

@@ -1,4 +1,4 @@
-"""Configuration checks (``dxapi.registry.model``) without a database.
+"""Configuration checks (``dxapi.registry.checks``, ``installer``) without a database.
 
 ``parse_entry`` (JSON Schema: every violation with its location), ``check_shape`` (names, identifier, rules per
 type and their consistency, with Spryker's messages where Spryker has one), ``check_entities`` against
@@ -17,7 +17,9 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from dxapi.registry.model import ConfigError, EntityConfig, check_entities, check_shape, entry_to_json, parse_entry
+from dxapi.registry.checks import check_entities, check_shape
+from dxapi.registry.installer import entry_to_json, parse_entry
+from dxapi.registry.model import ConfigError, EntityConfig
 from dxapi.registry.store import parse_import
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "shop-config.json"

@@ -19,7 +19,8 @@ from sqlalchemy.sql.compiler import Compiled
 
 from dxapi.plan.build import build_read_plan
 from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
-from dxapi.registry.model import EntityConfig, parse_entry
+from dxapi.registry.installer import parse_entry
+from dxapi.registry.model import EntityConfig
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot, build_snapshot
 from dxapi.request.params import ReadRequest, parse_read_request
 from dxapi.settings import Settings
