@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql
 
 from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
-from tests.conftest import Backend
+from tests.conftest import Backend, only_on
 
 PREFIX = "/dynamic-entity"
 ALIAS = "ft-rows"
@@ -236,20 +236,18 @@ SQLITE_MOMENTS = [
 ]
 
 
+@only_on("sqlite")  # only SQLite keeps date-times as the writer's text
 @pytest.mark.parametrize(("stored", "answered"), SQLITE_MOMENTS, ids=[m[0] for m in SQLITE_MOMENTS])
 def test_sqlite_date_time_text_in_any_iso_form_reads_as_utc_and_is_found(env: Env, stored: str, answered: str) -> None:
-    if env.name != "sqlite":
-        pytest.skip("only SQLite keeps date-times as the writer's text")
     key = env.insert_text(ts=stored, tsz=stored, seen=stored, day=stored[:10])
     item = assert_round_trip(env, key)
     assert item["ts"] == item["tsz"] == answered
     assert item["seenOn"] == item["day"] == answered[:10]
 
 
+@only_on("sqlite")  # only SQLite stores text that is no date in a date-time column
 @pytest.mark.parametrize("stored", ["garbage", "2026-13-01 00:00:00", "0000-01-01 00:00:00", "now", "12345"])
 def test_sqlite_date_time_text_that_is_no_date_reads_as_null(env: Env, stored: str) -> None:
-    if env.name != "sqlite":
-        pytest.skip("only SQLite stores text that is no date in a date-time column")
     key = env.insert_text(ts=stored, day=stored, seen=stored)
     item = assert_round_trip(env, key)
     assert item["ts"] is None and item["day"] is None and item["seenOn"] is None
@@ -274,9 +272,8 @@ def test_sort_on_date_times_follows_time_not_text(env: Env) -> None:
     assert [i["id"] for i in env.items({**params, **operator_filter("ts", "lt", middle), "sort": "ts"})] == keys[:2]
 
 
+@only_on("sqlite")  # only SQLite keeps more fraction digits than a NUMERIC column's scale
 def test_sqlite_decimal_with_more_digits_than_the_scale_is_found_by_its_answer(env: Env) -> None:
-    if env.name != "sqlite":
-        pytest.skip("only SQLite keeps more fraction digits than a NUMERIC column's scale")
     for stored in ("19.99951", "-0.000051", "1.23456789", "12345678.99999", "0.00004"):
         key = env.insert_text(d=stored)
         answered = assert_round_trip(env, key)["d"]

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
 from dxapi.request.params import MAX_SORT_KEYS
 from dxapi.types import JSON_MAX_DEPTH, JSON_RENDER_MAX_DEPTH
-from tests.conftest import Backend
+from tests.conftest import Backend, only_on
 
 PREFIX = "/dynamic-entity"
 ALIAS = "vt-docs"
@@ -379,9 +379,8 @@ def test_integers_beyond_64_bit_written_by_sql_read_as_numbers(env: Env) -> None
     assert data(patched)[_visible(columns[0])] == {"n": 1.8446744073709552e19}
 
 
+@only_on("sqlite")  # only SQLite keeps a BLOB in a text column
 def test_a_blob_in_a_text_column_reads_as_null(env: Env, caplog: pytest.LogCaptureFixture) -> None:
-    if env.backend.name != "sqlite":
-        pytest.skip("only SQLite keeps a BLOB in a text column")
     key = env.insert_text(label=None)
     env.backend.sql("UPDATE vt_doc SET label = X'00ff' WHERE id = :id", id=key)
     with caplog.at_level(logging.WARNING, logger="dxapi"):
