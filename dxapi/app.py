@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -23,7 +23,7 @@ from dxapi import endpoints, errors, health
 from dxapi.admin.routes import routes as admin_routes
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator
-from dxapi.auth.tokens import load_keys
+from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import create_driver_pool, create_engine, reader
 from dxapi.registry.reload import Registry
 from dxapi.responses import render_errors, render_json
@@ -80,19 +80,31 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
-    prefix = settings.api_prefix.rstrip("/")
     keys = load_keys(settings)  # a bad key configuration stops the start, before any request
+    app = Starlette(
+        routes=[*_api_routes(settings.api_prefix.rstrip("/")), *_service_routes(keys), *admin_routes()],
+        lifespan=_lifespan(settings, keys),
+        exception_handlers={
+            errors.ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    # `/dynamic-entity/products/` is not an API path: answer 404 JSON, not a redirect built from Host.
+    app.router.redirect_slashes = False
+    return app
+
+
+def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: the engine, the registry (first load, background checks), the driver pool and
+    the services every request reaches through ``endpoints.runtime``."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.database_url, pool_size=settings.pool_size,
                                pool_timeout=settings.pool_timeout)
         registry = Registry(reader(engine), interval=settings.reload_interval, deny=settings.deny_tables)
-        try:
-            await registry.refresh()
-        except Exception as exc:  # start anyway: readiness says why, the background check retries
-            registry.last_error = f"{type(exc).__name__}: configuration could not be loaded"
-            log.warning("initial configuration load failed: %s", exc)
+        await registry.load_first()
         driver_pool = await create_driver_pool(
             settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout
         )
@@ -111,8 +123,39 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await driver_pool.close()
             await engine.dispose()
 
-    def route(path: str, endpoint: Endpoint, method: str) -> Route:
-        return Route(path, _guarded(endpoint), methods=[method])
+    return lifespan
+
+
+def _route(path: str, endpoint: Endpoint, method: str) -> Route:
+    return Route(path, _guarded(endpoint), methods=[method])
+
+
+async def _docs_page(request: Request) -> Response:
+    return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
+
+
+def _api_routes(prefix: str) -> list[Route | Mount]:
+    """The API under its prefix. The hot data reads first: Starlette tries routes in order. Only the three
+    fixed names under the prefix (which aliases may not take, see registry.model.RESERVED_ALIASES) must come
+    before `{alias}`."""
+    return [
+        _route(prefix + "/openapi.json", endpoints.openapi_document, "GET"),
+        Route(prefix + "/docs", _docs_page, methods=["GET"]),
+        Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
+        _route(prefix + "/{alias}", endpoints.read_collection, "GET"),
+        _route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
+        _route(prefix + "/{alias}", endpoints.create, "POST"),
+        _route(prefix + "/{alias}", endpoints.update, "PATCH"),
+        _route(prefix + "/{alias}", endpoints.upsert, "PUT"),
+        _route(prefix + "/{alias}", endpoints.delete_collection, "DELETE"),
+        _route(prefix + "/{alias}/{id}", endpoints.update, "PATCH"),
+        _route(prefix + "/{alias}/{id}", endpoints.upsert, "PUT"),
+        _route(prefix + "/{alias}/{id}", endpoints.delete_item, "DELETE"),
+    ]
+
+
+def _service_routes(keys: SigningKeys) -> list[Route]:
+    """Outside the prefix: the token endpoint, the public keys, health."""
 
     async def token(request: Request) -> Response:
         return await endpoints.runtime(request).tokens.handle(request)
@@ -120,39 +163,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def jwks(request: Request) -> Response:
         return render_json({"keys": list(keys.public_jwks)})
 
-    async def docs_page(request: Request) -> Response:
-        return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
-
-    # The hot data reads first: Starlette tries routes in order. Only the three fixed names under the prefix
-    # (which aliases may not take, see registry.model.RESERVED_ALIASES) must come before `{alias}`.
-    routes = [
-        route(prefix + "/openapi.json", endpoints.openapi_document, "GET"),
-        Route(prefix + "/docs", docs_page, methods=["GET"]),
-        Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
-        route(prefix + "/{alias}", endpoints.read_collection, "GET"),
-        route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
-        route(prefix + "/{alias}", endpoints.create, "POST"),
-        route(prefix + "/{alias}", endpoints.update, "PATCH"),
-        route(prefix + "/{alias}", endpoints.upsert, "PUT"),
-        route(prefix + "/{alias}", endpoints.delete_collection, "DELETE"),
-        route(prefix + "/{alias}/{id}", endpoints.update, "PATCH"),
-        route(prefix + "/{alias}/{id}", endpoints.upsert, "PUT"),
-        route(prefix + "/{alias}/{id}", endpoints.delete_item, "DELETE"),
+    return [
         Route("/token", token, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
-        *admin_routes(),
     ]
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
-            errors.ApiError: _api_error,
-            HTTPException: _http_error,
-            Exception: _unexpected,
-        },
-    )
-    # `/dynamic-entity/products/` is not an API path: answer 404 JSON, not a redirect built from Host.
-    app.router.redirect_slashes = False
-    return app

@@ -15,6 +15,7 @@ import contextlib
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,7 +38,7 @@ async def ready(request: Request) -> Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS), rt.reader.connect() as conn:
             await conn.execute(select(1))
-    except Exception as exc:
+    except (TimeoutError, SQLAlchemyError, OSError) as exc:  # slow, refusing (as dberrors sees it), or unreachable
         problems.append(f"database not reachable ({type(exc).__name__})")
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):

@@ -77,9 +77,9 @@ class SigningKeys:
     def verify(self, token: str, settings: Settings) -> Claims:
         try:
             return self._verify(token, settings)
-        except InvalidToken:
-            raise
-        except Exception as exc:  # any library complaint is the same answer for the client
+        except jwt.PyJWTError as exc:  # any library complaint is the same answer for the client
+            # PyJWT turns every malformed part (segments, base64, JSON, header and claim types, signature,
+            # times, audience, issuer) into a PyJWTError; what it lets through are the checks done below.
             log.debug("token refused: %s", exc)
             raise InvalidToken() from exc
 
@@ -118,25 +118,37 @@ def _kid(material: bytes) -> str:
 
 
 def load_keys(settings: Settings) -> SigningKeys:
+    """The signing and verification keys the settings name; KeyConfigurationError when they cannot work."""
     algorithm = settings.jwt_algorithm
     if algorithm not in ALGORITHMS:
         raise KeyConfigurationError(f"DXAPI_JWT_ALGORITHM must be one of {', '.join(ALGORITHMS)}")
-    production = settings.environment == "production"
     if algorithm == "HS256":
-        if settings.jwt_private_key_file:
-            raise KeyConfigurationError("HS256 takes DXAPI_JWT_SECRET, not a private key file")
-        secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-        if secret is None and not production:
-            secret = _read_secret_file(Path(settings.jwt_secret_file))
-        if secret is None:
-            raise KeyConfigurationError(
-                "no signing key: set DXAPI_JWT_SECRET (production) or run `dxapi init` (development)"
-            )
-        if len(secret.encode()) < 32:
-            raise KeyConfigurationError("DXAPI_JWT_SECRET must be at least 32 bytes")
-        secrets_ = [secret, *(p.get_secret_value() for p in settings.jwt_previous_secrets)]
-        shared: dict[str, Any] = {_kid(s.encode()): s for s in secrets_}
-        return SigningKeys(algorithm, _kid(secret.encode()), secret, shared, ())
+        return _shared_secret_keys(settings)
+    return _key_pair_keys(settings, algorithm)
+
+
+def _shared_secret_keys(settings: Settings) -> SigningKeys:
+    """HS256: the secret (from the settings, or in development the file ``dxapi init`` wrote) and the previous
+    secrets still accepted during a rotation."""
+    if settings.jwt_private_key_file:
+        raise KeyConfigurationError("HS256 takes DXAPI_JWT_SECRET, not a private key file")
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    if secret is None and settings.environment != "production":
+        secret = _read_secret_file(Path(settings.jwt_secret_file))
+    if secret is None:
+        raise KeyConfigurationError(
+            "no signing key: set DXAPI_JWT_SECRET (production) or run `dxapi init` (development)"
+        )
+    if len(secret.encode()) < 32:
+        raise KeyConfigurationError("DXAPI_JWT_SECRET must be at least 32 bytes")
+    secrets_ = [secret, *(p.get_secret_value() for p in settings.jwt_previous_secrets)]
+    shared: dict[str, Any] = {_kid(s.encode()): s for s in secrets_}
+    return SigningKeys("HS256", _kid(secret.encode()), secret, shared, ())
+
+
+def _key_pair_keys(settings: Settings, algorithm: str) -> SigningKeys:
+    """RS256 and EdDSA: the private key signs; its public key and the configured previous public keys verify
+    and are published as the JWKS."""
     if settings.jwt_secret:
         raise KeyConfigurationError(f"{algorithm} takes DXAPI_JWT_PRIVATE_KEY_FILE, not a shared secret")
     if not settings.jwt_private_key_file:
@@ -146,25 +158,30 @@ def load_keys(settings: Settings) -> SigningKeys:
     if not isinstance(private, wanted):
         raise KeyConfigurationError(f"the private key does not fit {algorithm}")
     publics: list[Any] = [private.public_key()]
-    for path in settings.jwt_public_key_files:
-        public = serialization.load_pem_public_key(Path(path).read_bytes())
-        if not isinstance(public, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)) or (
-            isinstance(public, rsa.RSAPublicKey) != (algorithm == "RS256")
-        ):
-            raise KeyConfigurationError(f"{path}: the public key does not fit {algorithm}")
-        publics.append(public)
+    publics += [_public_key(path, algorithm) for path in settings.jwt_public_key_files]
     verification: dict[str, Any] = {}
     jwks = []
     for public in publics:
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         kid = _kid(der)
         verification[kid] = public
-        if isinstance(public, rsa.RSAPublicKey):
-            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
-        else:
-            jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(public))
-        jwks.append({**jwk, "kid": kid, "use": "sig", "alg": algorithm})
+        jwks.append({**_jwk(public), "kid": kid, "use": "sig", "alg": algorithm})
     return SigningKeys(algorithm, next(iter(verification)), private, verification, tuple(jwks))
+
+
+def _public_key(path: str, algorithm: str) -> Any:
+    public = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(public, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)) or (
+        isinstance(public, rsa.RSAPublicKey) != (algorithm == "RS256")
+    ):
+        raise KeyConfigurationError(f"{path}: the public key does not fit {algorithm}")
+    return public
+
+
+def _jwk(public: Any) -> dict[str, Any]:
+    if isinstance(public, rsa.RSAPublicKey):
+        return dict(json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public)))
+    return dict(json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(public)))
 
 
 def _read_secret_file(path: Path) -> str | None:

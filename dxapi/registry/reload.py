@@ -30,9 +30,11 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.dberrors import schema_watcher
+from dxapi.registry.model import ConfigError
 from dxapi.registry.snapshot import EMPTY, Snapshot, load_snapshot
 from dxapi.registry.store import NOTIFY_CHANNEL, read_version
 
@@ -42,6 +44,11 @@ DEBOUNCE_SECONDS = 0.03
 LISTEN_PING_SECONDS = 5.0
 DRIFT_RECHECK_SECONDS = 1.0
 DRIFT_RECHECK_MAX_SECONDS = 30.0
+# What a version check or rebuild meets while serving, as the request path (``dberrors``) sees it: the database
+# down, restarting or a table dropped mid-reflection (SQLAlchemy's errors, the pool timeout among them), a
+# connection refused, reset or timed out before the driver could say more (OSError, TimeoutError among them),
+# and a stored configuration the store refuses as a whole (ConfigError). Each keeps the previous snapshot.
+RELOAD_FAILURES: tuple[type[Exception], ...] = (SQLAlchemyError, OSError, ConfigError)
 
 
 class Registry:
@@ -79,6 +86,15 @@ class Registry:
         self.last_error = None
         return snapshot
 
+    async def load_first(self) -> None:
+        """The start-up load: on a database or configuration failure start with no snapshot anyway;
+        readiness says why and the background check retries."""
+        try:
+            await self.refresh()
+        except RELOAD_FAILURES as exc:
+            self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
+            log.warning("initial configuration load failed: %s", exc)
+
     async def settle(self) -> None:
         """Finish the rebuild a request asked for, so that readiness never lags behind what requests see."""
         if self._stale is not None:
@@ -97,7 +113,9 @@ class Registry:
     def start(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll()))
         if self._engine.dialect.name == "postgresql":
-            self._tasks.append(asyncio.get_running_loop().create_task(self._listen()))
+            listener = asyncio.get_running_loop().create_task(self._listen())
+            listener.add_done_callback(_listener_done)
+            self._tasks.append(listener)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -111,7 +129,15 @@ class Registry:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # let a burst of notifications arrive
             self._wake.clear()
-            await self._check()
+            try:
+                await self._check()
+            except Exception as exc:
+                # A bug, not the database or the configuration (those are RELOAD_FAILURES, handled in
+                # _check_now): logged as ERROR with its traceback so it is seen, and the loop carries on,
+                # because this loop is what brings every later configuration change and schema repair to the
+                # running worker; a dead loop would leave it serving a stale snapshot until restarted.
+                self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
+                log.error("configuration reload failed unexpectedly", exc_info=exc)
 
     async def _check(self) -> None:
         async with self._checking:
@@ -138,7 +164,7 @@ class Registry:
                     log.info("configuration version %s loaded", self._snapshot.version)
             else:
                 self.last_error = None
-        except Exception as exc:  # keep serving the previous snapshot; readiness reports the failure
+        except RELOAD_FAILURES as exc:  # keep serving the previous snapshot; readiness reports the failure
             self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
             log.warning("configuration reload failed: %s", exc)
 
@@ -164,6 +190,11 @@ class Registry:
     async def _listen(self) -> None:
         import asyncpg
 
+        # A LISTEN connection meets what any connection meets: refused, reset or timed out (OSError), the server
+        # ending it or shutting down (PostgresError), a connection that is already closed (InterfaceError), a
+        # reply cut off mid-message (InternalClientError). Anything else is a bug and ends the listener (logged
+        # by ``_listener_done``); polling goes on.
+        lost = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
         url = self._engine.url
         delay = 0.5
         while True:
@@ -180,9 +211,7 @@ class Registry:
                 while True:  # an idle LISTEN connection notices a dead server only when it talks
                     await asyncio.sleep(LISTEN_PING_SECONDS)
                     await connection.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except lost as exc:
                 log.info("configuration listener disconnected (%s); reconnecting", type(exc).__name__)
             finally:
                 self.listening = False
@@ -190,3 +219,9 @@ class Registry:
                     connection.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _listener_done(task: asyncio.Task[None]) -> None:
+    """Log the error that ended the listener (a bug: lost connections are retried inside it)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("configuration listener stopped; changes arrive by polling only", exc_info=error)
