@@ -90,6 +90,12 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [schema["type"], "null"]}
 
 
+# The header of every batch write.
+TRANSACTIONAL = {"name": "X-Is-Transactional", "in": "header", "required": False,
+                 "description": "`false` or `0`: save each item on its own and report per item.",
+                 "schema": {"type": "string"}}
+
+
 class _Document:
     """The document for one snapshot as one principal may see it (``allows(alias, action)``)."""
 
@@ -142,26 +148,9 @@ class _Document:
         which is required; ``replace`` (PUT items): like update, with the required fields required;
         ``update-one`` (PATCH /{id}): editable fields. ``covered``: the foreign key of a nested child, which
         the server fills in from the parent row."""
-        properties: dict[str, Any] = {}
-        required = []
-        for field in entity.fields:
-            if field is covered:
-                continue
-            if mode == "create":
-                allowed = field.config.is_creatable
-            elif mode == "update-one":  # /{id} names the row; a non-editable identifier in the body is refused
-                allowed = field.config.is_editable
-            else:
-                allowed = field.config.is_editable or field is entity.identifier
-            if not allowed:
-                continue
-            value = _value_schema(field, for_input=True)
-            properties[field.name] = _nullable(value) if field.column.nullable else value
-            # PUT resets an omitted editable field to NULL: where the column refuses that, it must be sent.
-            resets = mode == "replace" and field.config.is_editable and not field.column.nullable
-            needed = (mode in ("create", "replace") and field.config.rules.is_required) or resets
-            if needed and field is not entity.identifier:
-                required.append(field.name)
+        fields = [f for f in entity.fields if f is not covered and _accepts(entity, f, mode)]
+        properties: dict[str, Any] = {f.name: _input_value(f) for f in fields}
+        required = [f.name for f in fields if _requires(entity, f, mode)]
         if mode == "update":
             required.append(entity.identifier.name)
         relation_mode = "update" if mode == "update-one" else mode
@@ -186,133 +175,89 @@ class _Document:
     # --- paths -----------------------------------------------------------------------------------------------
 
     def entity_paths(self, entity: EntitySnapshot) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The operations of ``{prefix}/{alias}`` and ``{prefix}/{alias}/{id}`` this principal may use."""
         alias = entity.alias
-        settings = self.settings
         collection: dict[str, Any] = {}
         single: dict[str, Any] = {}
-        tag = [alias]
-        reads = self.may(alias, READ)
-        parameters = _read_parameters(entity, settings, [n for n, r in entity.relations.items()
-                                                         if self.may(r.child_alias, READ)])
-        if reads:
-            item = _ref(alias)
+        parameters = _read_parameters(entity, self.settings, [n for n, r in entity.relations.items()
+                                                              if self.may(r.child_alias, READ)])
+        if self.may(alias, READ):
             self.schemas[alias] = self.item_schema(entity)
-            collection["get"] = {"tags": tag, "operationId": f"list-{alias}", "summary": f"List {alias}",
-                                 "parameters": parameters,
-                                 "responses": _responses("200", _data_array(item), "A page of rows")}
-            single["get"] = {"tags": tag, "operationId": f"get-{alias}", "summary": f"One of {alias}",
-                             "parameters": [p for p in parameters if p["name"] == "include"],
-                             "responses": _responses("200", _data(item), "The row")}
+            collection["get"], single["get"] = _read_operations(alias, parameters)
         if self.may(alias, WRITE):
             self.write_operations(entity, collection, single)
         if self.may(alias, DELETE) and entity.config.is_deletable:
-            collection["delete"] = {
-                "tags": tag, "operationId": f"delete-{alias}", "summary": f"Delete matching {alias}",
-                "parameters": [p for p in parameters if p["name"].startswith("filter[")],
-                "responses": _responses("204", None, "Deleted")}
-            single["delete"] = {
-                "tags": tag, "operationId": f"delete-one-{alias}", "summary": f"Delete one of {alias}",
-                "responses": _responses("204", None, "Deleted")}
+            collection["delete"], single["delete"] = _delete_operations(alias, parameters)
         if single:
-            id_schema = {"type": "integer"} if entity.identifier.type is FieldType.INTEGER else {"type": "string"}
-            single = {"parameters": [{"name": "id", "in": "path", "required": True, "schema": id_schema}], **single}
+            single = {"parameters": [_id_parameter(entity)], **single}
         return collection, single
 
     def write_operations(self, entity: EntitySnapshot, collection: dict[str, Any], single: dict[str, Any]) -> None:
+        """POST, PATCH and PUT on the collection (batches) and PATCH and PUT on one row, as the fields allow."""
         alias = entity.alias
-        tag = [alias]
         item = self.answer_ref(alias)
         if not self.may(alias, READ):
             self.schemas[f"{alias}-saved"] = self.saved_schema(entity)
-        saved = _data_array(item)
+        if self.offers(alias, "create"):
+            collection["post"] = self.batch_operation(entity, "create", item, "create", f"Create {alias} (batch)")
+        if not self.offers(alias, "update"):
+            return
+        collection["patch"] = self.batch_operation(entity, "update", item, "update", f"Update {alias} (batch)")
+        collection["put"] = self.batch_operation(entity, "replace", item, "upsert", f"Upsert {alias} (batch)")
+        single["patch"] = self.one_operation(entity, "update-one", item, "update-one", f"Update one of {alias}")
+        single["put"] = self.one_operation(entity, "replace", item, "upsert-one", f"Upsert one of {alias}")
+
+    def batch_operation(self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str,
+                        summary: str) -> dict[str, Any]:
+        """A batch write: ``{"data": [items]}`` in, the saved rows (or, per item, rows and errors) out."""
+        alias = entity.alias
+        self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
+        data = {"type": "array", "minItems": 1, "maxItems": self.settings.max_batch_items,
+                "items": _ref(f"{alias}-{mode}")}
+        body = _body({"type": "object", "required": ["data"], "additionalProperties": False,
+                      "properties": {"data": data}})
         partial = {
             "type": "object", "required": ["data", "errors"],
             "properties": {"data": {"type": "array", "items": item}, "errors": ERROR_REF},
         }
-        failed = {"oneOf": [ERROR_REF, partial]}
-        transactional = {"name": "X-Is-Transactional", "in": "header", "required": False,
-                         "description": "`false` or `0`: save each item on its own and report per item.",
-                         "schema": {"type": "string"}}
+        status = "201" if mode == "create" else "200"
+        return {"tags": [alias], "operationId": f"{verb}-{alias}", "summary": summary,
+                "parameters": [TRANSACTIONAL], "requestBody": body,
+                "responses": _responses(status, {"anyOf": [_data_array(item), partial]}, "Saved rows",
+                                        {"oneOf": [ERROR_REF, partial]})}
 
-        def batch(mode: str) -> dict[str, Any]:
-            self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
-            data = {"type": "array", "minItems": 1, "maxItems": self.settings.max_batch_items,
-                    "items": _ref(f"{alias}-{mode}")}
-            return _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                          "properties": {"data": data}})
-
-        def one(mode: str) -> dict[str, Any]:
-            self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
-            return _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                          "properties": {"data": _ref(f"{alias}-{mode}")}})
-
-        answers = {"anyOf": [saved, partial]}
-        if self.offers(alias, "create"):
-            collection["post"] = {"tags": tag, "operationId": f"create-{alias}", "summary": f"Create {alias} (batch)",
-                                  "parameters": [transactional], "requestBody": batch("create"),
-                                  "responses": _responses("201", answers, "Saved rows", failed)}
-        if not self.offers(alias, "update"):
-            return
-        collection["patch"] = {"tags": tag, "operationId": f"update-{alias}", "summary": f"Update {alias} (batch)",
-                               "parameters": [transactional], "requestBody": batch("update"),
-                               "responses": _responses("200", answers, "Saved rows", failed)}
-        collection["put"] = {"tags": tag, "operationId": f"upsert-{alias}", "summary": f"Upsert {alias} (batch)",
-                             "parameters": [transactional], "requestBody": batch("replace"),
-                             "responses": _responses("200", answers, "Saved rows", failed)}
-        single["patch"] = {"tags": tag, "operationId": f"update-one-{alias}", "summary": f"Update one of {alias}",
-                           "requestBody": one("update-one"),
-                           "responses": _responses("200", _data(item), "The saved row")}
-        single["put"] = {"tags": tag, "operationId": f"upsert-one-{alias}", "summary": f"Upsert one of {alias}",
-                         "requestBody": one("replace"), "responses": _responses("200", _data(item), "The saved row")}
+    def one_operation(self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str,
+                      summary: str) -> dict[str, Any]:
+        """A write of the row ``/{id}`` names: ``{"data": item}`` in, the saved row out."""
+        alias = entity.alias
+        self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
+        body = _body({"type": "object", "required": ["data"], "additionalProperties": False,
+                      "properties": {"data": _ref(f"{alias}-{mode}")}})
+        return {"tags": [alias], "operationId": f"{verb}-{alias}", "summary": summary, "requestBody": body,
+                "responses": _responses("200", _data(item), "The saved row")}
 
     def token_path(self) -> dict[str, Any]:
         """``POST /token``: RFC 6749 form parameters, or Spryker's JSON (flat or in Glue's envelope)."""
         grants = ["client_credentials", "refresh_token", *(["password"] if self.settings.password_grant else [])]
-        names = ("client_id", "client_secret", "scope", "username", "password", "refresh_token")
-        self.schemas["TokenForm"] = {
-            "type": "object", "required": ["grant_type"],
-            "properties": {"grant_type": {"type": "string", "enum": grants},
-                           **{name: {"type": "string"} for name in names}},
-        }
-        self.schemas["TokenJson"] = {
-            "type": "object", "required": ["grantType"],
-            "properties": {"grantType": {"type": "string", "enum": grants},
-                           **{_camel(name): {"type": "string"} for name in names}},
-        }
-        self.schemas["TokenGlue"] = {
-            "type": "object", "required": ["data"],
-            "properties": {"data": {"type": "object", "required": ["attributes"], "properties": {
-                "type": {"type": "string", "enum": ["token"]}, "attributes": _ref("TokenJson")}}},
-        }
-        self.schemas["TokenResponse"] = {
-            "type": "object", "required": ["token_type", "expires_in", "access_token", "scope"],
-            "properties": {"token_type": {"type": "string"}, "expires_in": {"type": "integer"},
-                           "access_token": {"type": "string"}, "scope": {"type": "string"},
-                           "refresh_token": {"type": "string"}},
-        }
-        self.schemas["OAuthError"] = {"type": "object", "required": ["error"],
-                                      "properties": {"error": {"type": "string"}}}
-        failure = {"content": {"application/json": {"schema": _ref("OAuthError")}}}
-        return {"post": {
-            "tags": ["auth"], "operationId": "token", "summary": "Get an access token", "security": [],
-            # Not `required`: openapi-python-client (0.29) cannot compile a required body of several media
-            # types. A missing body is answered like any other invalid one: 400 invalid_request.
-            "requestBody": {"required": False, "content": {
-                "application/x-www-form-urlencoded": {"schema": _ref("TokenForm")},
-                "application/json": {"schema": {"oneOf": [_ref("TokenJson"), _ref("TokenGlue")]}},
-            }},
-            "responses": {
-                "200": {"description": "A bearer token",
-                        "content": {"application/json": {"schema": _ref("TokenResponse")}}},
-                "400": {"description": "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type",
-                        **failure},
-                "401": {"description": "invalid_client", **failure},
-                "429": {"description": "Too many attempts (see Retry-After)", **failure},
-                "503": {"description": "temporarily_unavailable (see Retry-After)", **failure},
-            },
-        }}
+        self.schemas.update(_token_schemas(grants))
+        return {"post": _token_operation()}
 
     def build(self) -> dict[str, Any]:
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "dxapi", "version": f"config-{self.snapshot.version}",
+                     "description": "Generated from the active configuration, showing what the scopes of the "
+                                    "credentials used allow; errors are listed in docs/errors.md."},
+            "paths": self.paths(),
+            "components": {
+                "schemas": dict(sorted(self.schemas.items())),
+                "securitySchemes": _security_schemes(self.settings),
+            },
+            "security": [{"bearer": []}, {"oauth2": []}, {"apiKey": []}],
+        }
+
+    def paths(self) -> dict[str, Any]:
+        """Every entity's paths in alias order, then ``/token``."""
         prefix = self.settings.api_prefix.rstrip("/")
         paths: dict[str, Any] = {}
         for alias in sorted(self.snapshot.entities):
@@ -322,30 +267,78 @@ class _Document:
             if single:
                 paths[f"{prefix}/{alias}/{{id}}"] = single
         paths["/token"] = self.token_path()
-        flows: dict[str, Any] = {"clientCredentials": {"tokenUrl": "/token", "scopes": {}}}
-        if self.settings.password_grant:
-            flows["password"] = {"tokenUrl": "/token", "refreshUrl": "/token", "scopes": {}}
-        return {
-            "openapi": "3.1.0",
-            "info": {"title": "dxapi", "version": f"config-{self.snapshot.version}",
-                     "description": "Generated from the active configuration, showing what the scopes of the "
-                                    "credentials used allow; errors are listed in docs/errors.md."},
-            "paths": paths,
-            "components": {
-                "schemas": dict(sorted(self.schemas.items())),
-                "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                    "oauth2": {"type": "oauth2", "flows": flows},
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-                },
-            },
-            "security": [{"bearer": []}, {"oauth2": []}, {"apiKey": []}],
-        }
+        return paths
 
 
 def build_openapi(snapshot: Snapshot, settings: Settings, allows: Allows | None = None) -> dict[str, Any]:
     """The document of ``snapshot`` for a principal (``allows``: its ``Principal.allows``; None: everything)."""
     return _Document(snapshot, settings, allows or _everything).build()
+
+
+def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """GET on the collection (filters, page, sort, include) and on one row (include only)."""
+    item = _ref(alias)
+    listing = {"tags": [alias], "operationId": f"list-{alias}", "summary": f"List {alias}", "parameters": parameters,
+               "responses": _responses("200", _data_array(item), "A page of rows")}
+    one = {"tags": [alias], "operationId": f"get-{alias}", "summary": f"One of {alias}",
+           "parameters": [p for p in parameters if p["name"] == "include"],
+           "responses": _responses("200", _data(item), "The row")}
+    return listing, one
+
+
+def _delete_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """DELETE on the collection (the rows the filters match) and on one row."""
+    matching = {"tags": [alias], "operationId": f"delete-{alias}", "summary": f"Delete matching {alias}",
+                "parameters": [p for p in parameters if p["name"].startswith("filter[")],
+                "responses": _responses("204", None, "Deleted")}
+    one = {"tags": [alias], "operationId": f"delete-one-{alias}", "summary": f"Delete one of {alias}",
+           "responses": _responses("204", None, "Deleted")}
+    return matching, one
+
+
+def _id_parameter(entity: EntitySnapshot) -> dict[str, Any]:
+    id_schema = {"type": "integer"} if entity.identifier.type is FieldType.INTEGER else {"type": "string"}
+    return {"name": "id", "in": "path", "required": True, "schema": id_schema}
+
+
+def _security_schemes(settings: Settings) -> dict[str, Any]:
+    flows: dict[str, Any] = {"clientCredentials": {"tokenUrl": "/token", "scopes": {}}}
+    if settings.password_grant:
+        flows["password"] = {"tokenUrl": "/token", "refreshUrl": "/token", "scopes": {}}
+    return {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        "oauth2": {"type": "oauth2", "flows": flows},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+    }
+
+
+def _token_schemas(grants: list[str]) -> dict[str, Any]:
+    """The bodies and answers of ``POST /token``; the grants offered depend on the settings."""
+    names = ("client_id", "client_secret", "scope", "username", "password", "refresh_token")
+    return {
+        "TokenForm": {
+            "type": "object", "required": ["grant_type"],
+            "properties": {"grant_type": {"type": "string", "enum": grants},
+                           **{name: {"type": "string"} for name in names}},
+        },
+        "TokenJson": {
+            "type": "object", "required": ["grantType"],
+            "properties": {"grantType": {"type": "string", "enum": grants},
+                           **{_camel(name): {"type": "string"} for name in names}},
+        },
+        "TokenGlue": {
+            "type": "object", "required": ["data"],
+            "properties": {"data": {"type": "object", "required": ["attributes"], "properties": {
+                "type": {"type": "string", "enum": ["token"]}, "attributes": _ref("TokenJson")}}},
+        },
+        "TokenResponse": {
+            "type": "object", "required": ["token_type", "expires_in", "access_token", "scope"],
+            "properties": {"token_type": {"type": "string"}, "expires_in": {"type": "integer"},
+                           "access_token": {"type": "string"}, "scope": {"type": "string"},
+                           "refresh_token": {"type": "string"}},
+        },
+        "OAuthError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    }
 
 
 def _everything(alias: str, action: str) -> bool:
@@ -414,3 +407,47 @@ def _responses(
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _accepts(entity: EntitySnapshot, field: FieldSnapshot, mode: str) -> bool:
+    """Whether an item body of ``mode`` may carry ``field`` (see ``_Document.input_schema``)."""
+    if mode == "create":
+        return field.config.is_creatable
+    if mode == "update-one":  # /{id} names the row; a non-editable identifier in the body is refused
+        return field.config.is_editable
+    return field.config.is_editable or field is entity.identifier
+
+
+def _requires(entity: EntitySnapshot, field: FieldSnapshot, mode: str) -> bool:
+    """Whether an item body of ``mode`` must carry ``field`` (the identifier of PATCH items is added apart)."""
+    # PUT resets an omitted editable field to NULL: where the column refuses that, it must be sent.
+    resets = mode == "replace" and field.config.is_editable and not field.column.nullable
+    needed = (mode in ("create", "replace") and field.config.rules.is_required) or resets
+    return needed and field is not entity.identifier
+
+
+def _input_value(field: FieldSnapshot) -> dict[str, Any]:
+    value = _value_schema(field, for_input=True)
+    return _nullable(value) if field.column.nullable else value
+
+
+def _token_operation() -> dict[str, Any]:
+    failure = {"content": {"application/json": {"schema": _ref("OAuthError")}}}
+    return {
+        "tags": ["auth"], "operationId": "token", "summary": "Get an access token", "security": [],
+        # Not `required`: openapi-python-client (0.29) cannot compile a required body of several media
+        # types. A missing body is answered like any other invalid one: 400 invalid_request.
+        "requestBody": {"required": False, "content": {
+            "application/x-www-form-urlencoded": {"schema": _ref("TokenForm")},
+            "application/json": {"schema": {"oneOf": [_ref("TokenJson"), _ref("TokenGlue")]}},
+        }},
+        "responses": {
+            "200": {"description": "A bearer token",
+                    "content": {"application/json": {"schema": _ref("TokenResponse")}}},
+            "400": {"description": "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type",
+                    **failure},
+            "401": {"description": "invalid_client", **failure},
+            "429": {"description": "Too many attempts (see Retry-After)", **failure},
+            "503": {"description": "temporarily_unavailable (see Retry-After)", **failure},
+        },
+    }
