@@ -125,63 +125,10 @@ def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityCo
     fields = []
     index = 0
     while f"f-{index}-column" in form:
-        prefix = f"f-{index}-"
+        field = _grid_row(_Row(form, f"f-{index}-"), problems)
+        if field is not None:
+            fields.append(field)
         index += 1
-        column = form[prefix + "column"]
-        with_nul = [key for key in _TEXT_CELLS if "\x00" in form.get(prefix + key, "")]
-        if with_nul:
-            problems.setdefault(column, []).append(f"{', '.join(with_nul)}: NUL characters are not allowed")
-            continue
-
-        def text(key: str, prefix: str = prefix) -> str:
-            return form.get(prefix + key, "").strip()
-
-        def flag(key: str, prefix: str = prefix) -> bool:
-            return form.get(prefix + key) == "on"
-
-        try:
-            field_type = FieldType(text("type"))
-        except ValueError:
-            problems.setdefault(column, []).append(f"unknown type `{text('type')}`")
-            continue
-        numeric = float if field_type in (FieldType.FLOAT, FieldType.DECIMAL) else int
-        low: Any
-        high: Any
-        if field_type in (FieldType.DATE, FieldType.DATETIME):
-            low, high = text("min") or None, text("max") or None
-        else:
-            low = _number(text("min"), numeric, column, "min", problems)
-            high = _number(text("max"), numeric, column, "max", problems)
-        enum_text = text("enum")
-        enum: tuple[Any, ...] | None = None
-        if enum_text:
-            values = [v.strip() for v in enum_text.split(",") if v.strip()]
-            enum = tuple(_enum_value(v, field_type, column, problems) for v in values)
-        pattern = text("pattern") or None
-        if pattern is not None and not _FORMATS.conforms(pattern, "regex"):
-            problems.setdefault(column, []).append(f"pattern: `{pattern}` is not a valid regular expression")
-        fields.append(
-            FieldConfig(
-                field_name=column,
-                visible_name=text("name") or column,
-                type=field_type,
-                is_creatable=flag("creatable"),
-                is_editable=flag("editable"),
-                is_enabled=flag("enabled"),
-                description=text("description") or None,
-                rules=FieldRules(
-                    is_required=flag("required"),
-                    min=low,
-                    max=high,
-                    min_length=_number(text("min_length"), int, column, "min length", problems),
-                    max_length=_number(text("max_length"), int, column, "max length", problems),
-                    precision=_number(text("precision"), int, column, "precision", problems),
-                    scale=_number(text("scale"), int, column, "scale", problems),
-                    pattern=pattern,
-                    enum=enum,
-                ),
-            )
-        )
     config = EntityConfig(
         alias=form.get("alias", current.alias).strip(),
         table_name=current.table_name,
@@ -192,6 +139,77 @@ def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityCo
         relations=current.relations,
     )
     return config, GridProblems(problems, [])
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """The cells of one grid row (``f-{index}-{key}``)."""
+
+    form: Mapping[str, str]
+    prefix: str
+
+    @property
+    def column(self) -> str:
+        return self.form[self.prefix + "column"]
+
+    def text(self, key: str) -> str:
+        return self.form.get(self.prefix + key, "").strip()
+
+    def flag(self, key: str) -> bool:
+        return self.form.get(self.prefix + key) == "on"
+
+
+def _grid_row(row: _Row, problems: dict[str, list[str]]) -> FieldConfig | None:
+    """One row → a field; None (and the reason in ``problems``) when its cells cannot be read at all."""
+    column = row.column
+    with_nul = [key for key in _TEXT_CELLS if "\x00" in row.form.get(row.prefix + key, "")]
+    if with_nul:
+        problems.setdefault(column, []).append(f"{', '.join(with_nul)}: NUL characters are not allowed")
+        return None
+    try:
+        field_type = FieldType(row.text("type"))
+    except ValueError:
+        problems.setdefault(column, []).append(f"unknown type `{row.text('type')}`")
+        return None
+    low, high = _grid_bounds(row, field_type, problems)
+    enum_text = row.text("enum")
+    enum: tuple[Any, ...] | None = None
+    if enum_text:
+        values = [v.strip() for v in enum_text.split(",") if v.strip()]
+        enum = tuple(_enum_value(v, field_type, column, problems) for v in values)
+    pattern = row.text("pattern") or None
+    if pattern is not None and not _FORMATS.conforms(pattern, "regex"):
+        problems.setdefault(column, []).append(f"pattern: `{pattern}` is not a valid regular expression")
+    return FieldConfig(
+        field_name=column,
+        visible_name=row.text("name") or column,
+        type=field_type,
+        is_creatable=row.flag("creatable"),
+        is_editable=row.flag("editable"),
+        is_enabled=row.flag("enabled"),
+        description=row.text("description") or None,
+        rules=FieldRules(
+            is_required=row.flag("required"),
+            min=low,
+            max=high,
+            min_length=_number(row.text("min_length"), int, column, "min length", problems),
+            max_length=_number(row.text("max_length"), int, column, "max length", problems),
+            precision=_number(row.text("precision"), int, column, "precision", problems),
+            scale=_number(row.text("scale"), int, column, "scale", problems),
+            pattern=pattern,
+            enum=enum,
+        ),
+    )
+
+
+def _grid_bounds(row: _Row, field_type: FieldType, problems: dict[str, list[str]]) -> tuple[Any, Any]:
+    """``min`` and ``max`` as the field type holds them: ISO text for dates, numbers otherwise."""
+    if field_type in (FieldType.DATE, FieldType.DATETIME):
+        return row.text("min") or None, row.text("max") or None
+    numeric = float if field_type in (FieldType.FLOAT, FieldType.DECIMAL) else int
+    low = _number(row.text("min"), numeric, row.column, "min", problems)
+    high = _number(row.text("max"), numeric, row.column, "max", problems)
+    return low, high
 
 
 def assign_problems(problems: list[str], config: EntityConfig) -> GridProblems:
