@@ -65,7 +65,8 @@ def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 
 
 
 async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> Any | None:
-    """PostgreSQL only: a plain asyncpg pool for the hot read path (``execute.read``); None elsewhere.
+    """PostgreSQL only: a plain asyncpg pool for every read (``execute.read``: a request's root rows and its
+    includes, on one connection); None elsewhere.
 
     SQLAlchemy's pool checkout costs about as much as the query itself at a few thousand requests per
     second; asyncpg's own pool is the one a hand-written server would use.
@@ -83,8 +84,8 @@ async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> An
 
 
 async def _keep_session(connection: Any) -> None:
-    """The read pool only ever runs single SELECTs in autocommit: no session state to undo, so the
-    default reset (``RESET ALL; UNLISTEN *; …``, one more round trip per request) is skipped."""
+    """The read pool only ever runs SELECTs in autocommit: no session state to undo, so the default reset
+    (``RESET ALL; UNLISTEN *; …``, one more round trip per request) is skipped."""
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

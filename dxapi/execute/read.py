@@ -1,154 +1,206 @@
-"""Executing reads: run the statements of a read plan on one connection and shape rows into API objects.
+"""Executing reads: a read plan's root rows and included children on one connection, rendered once at the end.
 
-Fed by plans (``plan``) and statements (``sql``); feeds ``responses``. Database failures are translated by
-``dberrors``.
+Fed by plans (``plan``) and statements (``sql``); feeds ``responses``. Driver failures are translated by
+``dberrors`` (``read_errors`` around each attempt, ``database_errors`` around the request).
 
-The root query of a request is the hot path of every integration. Its statement is built and compiled once
-per request *shape* (``sql.build.read_shape``) and kept in the entity's snapshot; on PostgreSQL the compiled
-SQL then goes straight to an asyncpg pool (``db.create_driver_pool``), as a hand-written server would do,
-skipping SQLAlchemy's checkout and per-execution machinery (asyncpg returns the same Python values).
+The root query of a request is the hot path of every integration. Every statement (the root rows, and the
+children of each include level) is built and compiled once per *shape* and kept in the entity snapshot's
+``read_statements``. One driver path serves the whole request:
+
+* PostgreSQL: the compiled SQL goes straight to a connection of the asyncpg pool (``db.create_driver_pool``),
+  as a hand-written server would do, skipping SQLAlchemy's checkout and per-execution machinery (asyncpg
+  returns the same Python values). Children bind their parent keys as one array (``= ANY($1)``), so one
+  prepared statement serves any number of keys.
+* SQLite, MariaDB: the statement goes to a SQLAlchemy connection (its expanding ``IN`` is expanded per
+  execution from one compiled form).
+
+One acquire per request, one fetch for the root rows, one per include level (per 2000 parent keys). Rows stay
+as the driver returned them until the end: children are attached by the raw key values, then
+``EntitySnapshot.render_row`` turns each row into its API object once.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select
-from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.dberrors import database_errors, schema_changed, unavailable
+from dxapi.dberrors import StaleConnection, database_errors, read_errors
 from dxapi.plan.types import IncludePlan, ReadPlan
-from dxapi.sql.build import build_children, build_read, read_parameters, read_shape
+from dxapi.registry.snapshot import EntitySnapshot
+from dxapi.sql.build import build_children, build_read, children_shape, read_parameters, read_shape
 
 log = logging.getLogger("dxapi.execute")
 
-# Parent keys per child query; bounded so every backend's bind-parameter limit holds.
+# Parent keys per child query; bounded so every backend's bind-parameter limit holds (an expanding IN binds
+# each key), and so no single statement grows without bound on PostgreSQL either.
 CHILD_KEYS_PER_QUERY = 2000
-# Distinct request shapes remembered per entity; past it the cache starts over (a client looping over
-# ever new filter combinations must not grow memory).
-STATEMENTS_PER_ENTITY = 256
+
+Row = Sequence[Any]  # an asyncpg Record or a SQLAlchemy Row, columns in ``EntitySnapshot.columns`` order
 
 
 @dataclass(frozen=True, slots=True)
 class CachedRead:
     statement: Select[Any]
-    sql: str | None  # compiled text for the driver fast path (PostgreSQL), else None
-    names: tuple[str, ...]  # bind names in the order of the driver's positional parameters
+    sql: str | None  # compiled text for asyncpg (PostgreSQL), else None
+    names: tuple[str, ...]  # bind names in the order of asyncpg's positional parameters
 
 
-class _StaleConnection(Exception):
-    pass
+@dataclass(frozen=True, slots=True)
+class _Children:
+    """The rows of one include for all parents of the level above, grouped by the raw key value they share."""
+
+    include: IncludePlan
+    parent_at: int  # where the relation's parent field sits in a parent row
+    by_key: dict[Any, list[Row]]
+    nested: tuple[_Children, ...]
+
+
+class _Session(Protocol):
+    async def fetch(self, cached: CachedRead, params: dict[str, Any]) -> Sequence[Row]: ...
 
 
 async def execute_read(engine: AsyncEngine, plan: ReadPlan, pool: Any | None = None) -> list[dict[str, Any]]:
     """Rows of the plan's page with their included children; for ``single`` plans, [] or [one].
 
-    ``pool`` is the asyncpg pool of ``db.create_driver_pool`` (PostgreSQL) for the root query.
+    ``pool`` is the asyncpg pool of ``db.create_driver_pool`` (PostgreSQL), else None.
     """
     async with database_errors():
         try:
             return await _read(engine, pool, plan)
-        except (sa_exc.DBAPIError, _StaleConnection) as exc:
-            if isinstance(exc, sa_exc.DBAPIError) and not exc.connection_invalidated:
-                raise
+        except StaleConnection:
             # A pooled connection died (database restarted) and was dropped; reads are safe to repeat once.
-            try:
-                return await _read(engine, pool, plan)
-            except _StaleConnection:
-                raise unavailable() from None
+            return await _read(engine, pool, plan)
 
 
 async def _read(engine: AsyncEngine, pool: Any | None, plan: ReadPlan) -> list[dict[str, Any]]:
-    cached = _cached_read(engine, plan)
-    params = read_parameters(plan)
-    if pool is not None and cached.sql is not None:
-        rows = await _fetch_from_pool(pool, cached.sql, [params[name] for name in cached.names])
-        items = _render(plan, rows)
-        if plan.includes:
+    """One attempt: every statement of the plan on one connection, released before rendering."""
+    with read_errors():
+        if pool is not None:
+            async with pool.acquire() as connection:
+                rows, children = await _fetch(_DriverSession(connection), engine.dialect, plan)
+        else:
             async with engine.connect() as conn:
-                for include in plan.includes:
-                    await _attach(conn, include, items)
-        return items
-    async with engine.connect() as conn:
-        items = _render(plan, (await conn.execute(cached.statement, params)).all())
-        for include in plan.includes:
-            await _attach(conn, include, items)
+                rows, children = await _fetch(_EngineSession(conn), engine.dialect, plan)
+    return _render(plan.entity, rows, children)
+
+
+async def _fetch(session: _Session, dialect: Dialect, plan: ReadPlan) -> tuple[Sequence[Row], tuple[_Children, ...]]:
+    rows = _identified(plan, await session.fetch(_root_statement(dialect, plan), read_parameters(plan)))
+    children = [await _fetch_children(session, dialect, include, plan.entity, rows) for include in plan.includes]
+    return rows, tuple(children)
+
+
+def _identified(plan: ReadPlan, rows: Sequence[Row]) -> Sequence[Row]:
+    """For ``single`` plans, the row the identifier names exactly; the others as they came."""
+    if not plan.single:
+        return rows
+    # A case-insensitive collation (MariaDB) finds `K1` for `k1`; an identifier names exactly one row, the way
+    # writes look rows up.
+    key = plan.conditions[-1].value
+    at = plan.entity.columns.index(plan.entity.identifier.column)
+    rows = [row for row in rows if row[at] == key]
+    if len(rows) > 1:
+        log.error("identifier of `%s` is not unique; refusing to pick one row", plan.entity.alias)
+        raise errors.INTERNAL_ERROR.error()
+    return rows
+
+
+async def _fetch_children(
+    session: _Session, dialect: Dialect, include: IncludePlan, parent: EntitySnapshot, parents: Sequence[Row]
+) -> _Children:
+    """One include level for all ``parents`` (one query per chunk of keys), then its own includes."""
+    relation = include.relation
+    parent_at = parent.names.index(relation.parent_field.name)
+    child_at = include.entity.names.index(relation.child_field.name)
+    keys = list(dict.fromkeys(row[parent_at] for row in parents if row[parent_at] is not None))
+    cached = _children_statement(dialect, include)
+    rows: list[Row] = []
+    for start in range(0, len(keys), CHILD_KEYS_PER_QUERY):
+        rows.extend(await session.fetch(cached, {"keys": keys[start:start + CHILD_KEYS_PER_QUERY]}))
+    by_key: dict[Any, list[Row]] = {}
+    for row in rows:
+        by_key.setdefault(row[child_at], []).append(row)
+    nested = [await _fetch_children(session, dialect, deeper, include.entity, rows) for deeper in include.includes]
+    return _Children(include, parent_at, by_key, tuple(nested))
+
+
+def _render(entity: EntitySnapshot, rows: Sequence[Row], children: tuple[_Children, ...]) -> list[dict[str, Any]]:
+    """API objects, each with its children under the relation names (a key shared by parents renders once)."""
+    render = entity.render_row
+    if not children:
+        return [render(row) for row in rows]
+    rendered: list[dict[Any, list[dict[str, Any]]]] = [{} for _ in children]
+    items = []
+    for row in rows:
+        item = render(row)
+        for level, done in zip(children, rendered, strict=True):
+            key = row[level.parent_at]
+            found = done.get(key)
+            if found is None:
+                found = done[key] = _render(level.include.entity, level.by_key.get(key, ()), level.nested)
+            item[level.include.relation.name] = found
+        items.append(item)
     return items
 
 
-def _render(plan: ReadPlan, rows: Any) -> list[dict[str, Any]]:
-    if plan.single:
-        # A case-insensitive collation (MariaDB) finds `K1` for `k1`; an identifier names exactly one row,
-        # the way writes look rows up.
-        key = plan.conditions[-1].value
-        at = plan.entity.columns.index(plan.entity.identifier.column)
-        rows = [row for row in rows if row[at] == key]
-    if plan.single and len(rows) > 1:
-        log.error("identifier of `%s` is not unique; refusing to pick one row", plan.entity.alias)
-        raise errors.INTERNAL_ERROR.error()
-    render = plan.entity.render_row
-    return [render(row) for row in rows]
+# --- statements, per shape ------------------------------------------------------------------------------------
 
-
-def _cached_read(engine: AsyncEngine, plan: ReadPlan) -> CachedRead:
-    statements = plan.entity.statements
+def _root_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
+    statements = plan.entity.read_statements
     shape = read_shape(plan)
     cached: CachedRead | None = statements.get(shape)
     if cached is None:
-        statement = build_read(plan)
-        sql: str | None = None
-        names: tuple[str, ...] = ()
-        if engine.dialect.name == "postgresql":
-            compiled = statement.compile(dialect=engine.dialect)
-            sql, names = compiled.string, tuple(compiled.positiontup or ())
-        if len(statements) >= STATEMENTS_PER_ENTITY:
-            statements.clear()
-        cached = statements[shape] = CachedRead(statement, sql, names)
+        cached = statements.remember(shape, _compiled(dialect, build_read(plan)))
     return cached
 
 
-async def _fetch_from_pool(pool: Any, sql: str, args: list[Any]) -> Any:
-    import asyncpg
-
-    try:
-        async with pool.acquire() as driver:
-            return await driver.fetch(sql, *args)
-    except TimeoutError:
-        log.warning("connection pool exhausted")
-        raise unavailable() from None
-    except asyncpg.DataError:  # a value the driver cannot encode: a planning bug, never the client's
-        log.exception("read parameters rejected by the driver")
-        raise errors.INTERNAL_ERROR.error() from None
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
-        # asyncpg's pool drops a closed connection by itself; the caller retries once on a fresh one.
-        raise _StaleConnection() from exc
-    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
-        raise schema_changed() from None
-    except asyncpg.PostgresError:
-        log.exception("unexpected database error on a read")
-        raise errors.INTERNAL_ERROR.error() from None
+def _children_statement(dialect: Dialect, include: IncludePlan) -> CachedRead:
+    statements = include.entity.read_statements
+    shape = children_shape(include)
+    cached: CachedRead | None = statements.get(shape)
+    if cached is None:
+        key_array = dialect.name == "postgresql"
+        cached = statements.remember(shape, _compiled(dialect, build_children(include, key_array=key_array)))
+    return cached
 
 
-async def _attach(conn: AsyncConnection, include: IncludePlan, parents: list[dict[str, Any]]) -> None:
-    """Fill ``parent[relation]`` for every parent with one query per level (chunked for huge pages)."""
-    relation = include.relation
-    parent_name = relation.parent_field.name
-    child_name = relation.child_field.name
-    keys = list(dict.fromkeys(p[parent_name] for p in parents if p[parent_name] is not None))
-    children: list[dict[str, Any]] = []
-    for start in range(0, len(keys), CHILD_KEYS_PER_QUERY):
-        chunk = [relation.parent_field.parse(k) if isinstance(k, str) else k
-                 for k in keys[start:start + CHILD_KEYS_PER_QUERY]]
-        result = await conn.execute(build_children(include, chunk))
-        children.extend(include.entity.render_row(row) for row in result)
-    by_key: dict[Any, list[dict[str, Any]]] = {}
-    for child in children:
-        by_key.setdefault(child[child_name], []).append(child)
-    for parent in parents:
-        parent[relation.name] = by_key.get(parent[parent_name], [])
-    for nested in include.includes:
-        await _attach(conn, nested, children)
+def _compiled(dialect: Dialect, statement: Select[Any]) -> CachedRead:
+    if dialect.name != "postgresql":
+        return CachedRead(statement, None, ())
+    compiled = statement.compile(dialect=dialect)
+    return CachedRead(statement, compiled.string, tuple(compiled.positiontup or ()))
+
+
+# --- the two drivers ------------------------------------------------------------------------------------------
+
+class _DriverSession:
+    """PostgreSQL: one connection of the asyncpg pool, given each statement's compiled SQL."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def fetch(self, cached: CachedRead, params: dict[str, Any]) -> Sequence[Row]:
+        rows: Sequence[Row] = await self._connection.fetch(cached.sql, *[params[name] for name in cached.names])
+        return rows
+
+
+class _EngineSession:
+    """SQLite, MariaDB: one SQLAlchemy connection, given the statement (SQLAlchemy caches its compiled form)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def fetch(self, cached: CachedRead, params: dict[str, Any]) -> Sequence[Row]:
+        rows: Sequence[Row] = (await self._conn.execute(cached.statement, params)).all()
+        return rows

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.registry.checks import check_entities
 from dxapi.registry.model import EntityConfig, FieldConfig
+from dxapi.registry.statements import Statements
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
 from dxapi.types import (
@@ -77,8 +78,10 @@ class EntitySnapshot:
     by_column: Mapping[str, FieldSnapshot]
     serial_identifier: bool  # a single integer primary key the database generates
     unique_keys: Mapping[str, tuple[str, ...]]  # constraint/index name → column names (for 1309 paths)
-    # Read statements by shape (sql.build.read_shape), filled on first use: the same request pattern never
-    # builds or compiles its SQL twice. Lives and dies with the snapshot.
+    # Statements by shape, filled on first use: the same request pattern never builds or compiles its SQL
+    # twice. Reads and writes apart, so neither evicts the other; they live and die with the snapshot.
+    read_statements: Statements[Any] = dataclasses.field(default_factory=Statements, compare=False)
+    write_statements: Statements[Any] = dataclasses.field(default_factory=Statements, compare=False)
     statements: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict, compare=False)
 
     # Fields already reported as holding a value that cannot be answered (one WARNING per field and snapshot).

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Column,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     Update,
     and_,
+    any_,
     bindparam,
     delete,
     false,
@@ -172,15 +174,32 @@ def build_read(plan: ReadPlan) -> Select[Any]:
     )
 
 
-def build_children(include: IncludePlan, parent_keys: Sequence[Any]) -> Select[Any]:
-    """All children of one relation level for the given parent key values, in identifier order."""
+def children_shape(include: IncludePlan) -> tuple[Any, ...]:
+    """What decides the SQL text of :func:`build_children` besides the child entity (whose cache holds it)."""
+    return ("children", include.relation.child_field.column.name)
+
+
+def build_children(
+    include: IncludePlan, parent_keys: Sequence[Any] | None = None, *, key_array: bool = False
+) -> Select[Any]:
+    """All children of one relation level for a list of parent key values, in key then identifier order.
+
+    The keys are one bind parameter, ``keys``, given here or at execution. With ``key_array`` (PostgreSQL) it
+    is one array, ``key = ANY(:keys)``: one compiled and prepared statement serves every number of keys.
+    Elsewhere it is an expanding ``IN``, which SQLAlchemy expands per execution from one compiled form.
+
+        parts of items (parts.fkItem = items.idItem), keys [3, 7], key_array
+        → SELECT … FROM shop_part WHERE shop_part.fk_item = ANY ($1::INTEGER[]) ORDER BY fk_item, id_part
+    """
     child: EntitySnapshot = include.entity
     key_column = include.relation.child_field.column
-    return (
-        select(*selected(child))
-        .where(key_column.in_(parent_keys))
-        .order_by(key_column, child.identifier.column)
-    )
+    values = None if parent_keys is None else list(parent_keys)
+    where: ColumnElement[bool]
+    if key_array:
+        where = key_column == any_(bindparam("keys", values, type_=ARRAY(key_column.type)))
+    else:
+        where = key_column.in_(bindparam("keys", values, type_=key_column.type, expanding=True))
+    return select(*selected(child)).where(where).order_by(key_column, child.identifier.column)
 
 
 # --- writes -------------------------------------------------------------------------------------------------
