@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -168,17 +169,84 @@ async def database_errors() -> AsyncIterator[None]:
         log.warning("connection pool exhausted")
         raise unavailable() from None
     except sa_exc.DBAPIError as exc:
-        problem = classify(exc)
-        if problem.kind == UNAVAILABLE:
-            log.warning("database unavailable: %s", exc.orig)
-            raise unavailable() from None
-        if problem.kind == CONFLICT:
-            log.warning("write conflict: %s", exc.orig)
-            raise errors.WRITE_CONFLICT.error() from None
-        if problem.kind == SCHEMA:
-            raise schema_changed() from None
-        log.exception("unexpected database error")
-        raise errors.INTERNAL_ERROR.error() from None
-    except OSError as exc:  # the driver could not even open a socket
+        raise request_error(classify(exc), exc.orig) from None
+    except (OSError, StaleConnection) as exc:  # no socket at all, or a read met a dead connection twice
         log.warning("database unreachable: %s", exc)
         raise unavailable() from None
+
+
+def request_error(problem: DbProblem, orig: object) -> errors.ApiError:
+    """The catalogued error of a problem that concerns the whole request (any kind a write does not name)."""
+    if problem.kind == UNAVAILABLE:
+        log.warning("database unavailable: %s", orig)
+        return unavailable()
+    if problem.kind == CONFLICT:
+        log.warning("write conflict: %s", orig)
+        return errors.WRITE_CONFLICT.error()
+    if problem.kind == SCHEMA:
+        return schema_changed()
+    log.error("unexpected database error: %s", orig, exc_info=True)
+    return errors.INTERNAL_ERROR.error()
+
+
+# --- asyncpg, used directly by the PostgreSQL read path -------------------------------------------------------
+
+class StaleConnection(Exception):
+    """A pooled connection died under a read (the database restarted) and was dropped: the read may be repeated
+    once on a fresh one. Escaping :func:`database_errors` (the second time) it becomes 503 ``5002``."""
+
+
+def read_errors() -> _ReadErrors:
+    """Around one attempt of a read, on either driver: a dead connection → :class:`StaleConnection`; asyncpg's
+    own exceptions → the same kinds (``_PG_KINDS``) and catalogued errors SQLAlchemy's get from
+    :func:`database_errors`, which the caller wraps around every attempt. A plain ``with``: the hot path pays
+    no generator for it."""
+    return _READ_ERRORS
+
+
+class _ReadErrors:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is not None and (translated := _read_failure(exc)) is not None:
+            raise translated from (exc if isinstance(translated, StaleConnection) else None)
+
+
+_READ_ERRORS = _ReadErrors()
+
+
+def _read_failure(exc: BaseException) -> Exception | None:
+    """What an exception of a read attempt becomes; None: it passes on unchanged."""
+    if isinstance(exc, sa_exc.DBAPIError):  # database_errors translates the others
+        return StaleConnection(str(exc.orig)) if exc.connection_invalidated else None
+    if isinstance(exc, TimeoutError):  # asyncpg's pool.acquire; SQLAlchemy's pool raises its own
+        log.warning("connection pool exhausted")
+        return unavailable()
+    if isinstance(exc, OSError):  # asyncpg's pool drops a closed connection by itself
+        return StaleConnection(str(exc))
+    if isinstance(exc, _asyncpg_errors()):
+        return _from_asyncpg(exc)
+    return None
+
+
+def _asyncpg_errors() -> tuple[type[Exception], ...]:
+    # Looked up only when an exception passes; a process that never loaded asyncpg (SQLite, MariaDB) cannot
+    # have met one, and need not import it.
+    driver = sys.modules.get("asyncpg")
+    return () if driver is None else (driver.PostgresError, driver.InterfaceError)
+
+
+def _from_asyncpg(exc: BaseException) -> Exception:
+    driver = sys.modules["asyncpg"]
+    if isinstance(exc, driver.DataError):  # a value the driver cannot encode: a planning bug, never the client's
+        log.error("read parameters rejected by the driver: %s", exc, exc_info=True)
+        return errors.INTERNAL_ERROR.error()
+    if isinstance(exc, driver.InterfaceError):  # "connection is closed" and the like
+        return StaleConnection(str(exc))
+    problem = _classify_postgresql(str(getattr(exc, "sqlstate", "")), exc)
+    if problem.kind == UNAVAILABLE:  # class 08 (connection), 57P (shutdown): the connection is gone
+        return StaleConnection(str(exc))
+    return request_error(problem, exc)
