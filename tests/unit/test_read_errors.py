@@ -1,0 +1,94 @@
+"""What a read attempt's driver exceptions become (``dberrors.read_errors``), without a database.
+
+Both drivers of the read path end in the same kinds: a dead connection is ``StaleConnection`` (the read is
+repeated once, ``execute.read``), a vanished table or column 503 ``5004``, a full pool or an unreachable
+database 503 ``5002``, anything else 500 ``5001``; catalogued errors pass unchanged. The PostgreSQL restart
+itself is ``tests/reload/test_health.py::test_database_restart``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from dxapi import errors
+from dxapi.dberrors import StaleConnection, database_errors, read_errors
+from tests.conftest import SERVER_ERRORS
+
+
+def _raised(exc: BaseException) -> BaseException:
+    try:
+        with read_errors():
+            raise exc
+    except BaseException as translated:  # whatever came out is what the test looks at
+        return translated
+    raise AssertionError("read_errors swallowed an exception")
+
+
+def _code(exc: BaseException) -> str:
+    assert isinstance(exc, errors.ApiError), repr(exc)
+    return exc.items[0].code
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.exceptions.InterfaceError("cannot perform operation: connection is closed"),
+        ConnectionResetError("reset by peer"),
+        sa_exc.DBAPIError("SELECT 1", None, Exception("gone"), connection_invalidated=True),
+    ],
+    ids=["asyncpg-closed", "asyncpg-shutdown", "asyncpg-interface", "socket", "sqlalchemy-invalidated"],
+)
+def test_a_dead_connection_is_stale_on_either_driver(exc: BaseException) -> None:
+    assert isinstance(_raised(exc), StaleConnection)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [asyncpg.exceptions.UndefinedTableError("relation does not exist"),
+     asyncpg.exceptions.UndefinedColumnError("column does not exist")],
+    ids=["table", "column"],
+)
+def test_asyncpg_schema_change_is_5004(exc: BaseException) -> None:
+    assert _code(_raised(exc)) == errors.SCHEMA_CHANGED.code
+
+
+def test_asyncpg_pool_exhausted_is_5002() -> None:
+    translated = _raised(TimeoutError())
+    assert _code(translated) == errors.DATABASE_UNAVAILABLE.code
+    assert isinstance(translated, errors.ApiError) and "Retry-After" in translated.headers
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [asyncpg.exceptions.DataError("invalid input for query argument $1"),
+     asyncpg.exceptions.DivisionByZeroError("division by zero")],
+    ids=["unencodable-value", "unexpected"],
+)
+def test_asyncpg_anything_else_is_5001_and_logged(exc: BaseException) -> None:
+    assert _code(_raised(exc)) == errors.INTERNAL_ERROR.code
+    assert SERVER_ERRORS.take(), "an unexpected database error must reach the log as ERROR"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [errors.INTERNAL_ERROR.error(), sa_exc.DBAPIError("SELECT 1", None, Exception("locked"))],
+    ids=["api-error", "sqlalchemy-other"],
+)
+def test_the_rest_passes_unchanged(exc: BaseException) -> None:
+    assert _raised(exc) is exc
+
+
+def test_stale_twice_is_5002() -> None:
+    async def read_twice() -> None:
+        async with database_errors():
+            raise StaleConnection("connection is closed")
+
+    with pytest.raises(errors.ApiError) as raised:
+        asyncio.run(read_twice())
+    assert _code(raised.value) == errors.DATABASE_UNAVAILABLE.code
