@@ -21,12 +21,14 @@ from starlette.responses import Response
 from dxapi import errors
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import ACTIONS, DELETE, READ, WRITE, Authenticator, Principal, require
+from dxapi.execute.delete import execute_delete
 from dxapi.execute.read import execute_read
-from dxapi.execute.write import execute_delete, execute_write
+from dxapi.execute.write import execute_write
 from dxapi.openapi import build_openapi
 from dxapi.plan.build import build_read_plan, resolve_entity
-from dxapi.plan.types import IncludePlan
-from dxapi.plan.write import PATCH, POST, PUT, ItemPlan, answer_row, build_write_plan
+from dxapi.plan.delete import build_delete_by_filter, build_delete_by_key
+from dxapi.plan.types import PATCH, POST, PUT, IncludePlan, ItemPlan
+from dxapi.plan.write import answer_row, build_write_plan
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
 from dxapi.request.body import is_transactional, parse_write_request, read_body
@@ -154,10 +156,12 @@ async def _write(request: Request, method: str) -> Response:
     children = _child_aliases(plan.items)
     require(principal, children, WRITE)  # a nested child without scope refuses it all
     outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None)
+    if plan.transactional and outcome.errors:
+        raise errors.ApiError(list(outcome.errors))
     saved = outcome.saved
     if not all(principal.allows(alias, READ) for alias in (entity.alias, *children)):
         # Write scope is not read scope: where the caller may not read, a saved item is its identifier.
-        saved = [answer_row(snapshot, entity, row, lambda alias: principal.allows(alias, READ)) for row in saved]
+        saved = tuple(answer_row(snapshot, entity, row, lambda alias: principal.allows(alias, READ)) for row in saved)
     status = 201 if method == POST else 200
     if plan.single:
         return render_json({"data": saved[0]}, status)
@@ -174,12 +178,8 @@ async def delete_item(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = _deletable(snapshot, request.path_params["alias"], principal)
-    try:
-        key = entity.identifier.parse(request.path_params["id"])
-    except ValueError:
-        raise errors.ENTITY_NOT_FOUND.error(path=entity.alias) from None
-    await execute_delete(rt.engine, entity, (), key, rt.settings.max_batch_items,
-                         _child_alias(snapshot, entity, principal))
+    plan = build_delete_by_key(entity, request.path_params["id"], rt.settings)
+    await execute_delete(rt.engine, plan, _child_alias(snapshot, entity, principal))
     return Response(status_code=204, headers=BASE_HEADERS)
 
 
@@ -191,15 +191,12 @@ async def delete_collection(request: Request) -> Response:
     entity = _deletable(snapshot, alias, principal)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     _refuse_list_parameters(read, allowed_filters=True, where="on DELETE", include=True)
-    if not read.filters:
-        raise errors.DELETE_NEEDS_FILTER.error(alias=alias)
-    if not principal.allows(entity.alias, READ) and not _by_identifier(entity, read.filters):
+    if read.filters and not principal.allows(entity.alias, READ) and not _by_identifier(entity, read.filters):
         # A blocked DELETE deletes nothing, so its 1317 would tell whether rows match a filter on values:
         # that is a read. Without read scope rows are chosen by identifier, keys the caller names itself.
         raise errors.INSUFFICIENT_SCOPE.error(alias=entity.alias, action=READ)
-    plan = build_read_plan(snapshot, alias, read, rt.settings)
-    await execute_delete(rt.engine, entity, plan.conditions, None, rt.settings.max_batch_items,
-                         _child_alias(snapshot, entity, principal))
+    plan = build_delete_by_filter(snapshot, entity, read, rt.settings)
+    await execute_delete(rt.engine, plan, _child_alias(snapshot, entity, principal))
     return Response(status_code=204, headers=BASE_HEADERS)
 
 

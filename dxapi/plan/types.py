@@ -1,15 +1,18 @@
 """Plans: what a request will do, resolved against one snapshot, before any SQL exists.
 
-Produced by ``plan.build``; consumed by ``sql.build`` and ``execute``. Every name in a plan is already a
-``FieldSnapshot``/``RelationSnapshot`` (and so a reflected ``Column``); every value is already parsed to the
-Python type its column binds.
+Produced by ``plan.build`` (reads), ``plan.write`` (writes) and ``plan.delete`` (deletes); consumed by
+``plan.decide``, ``sql.build`` and ``execute``. All frozen, built once, never changed afterwards. Every name
+in a plan is already a ``FieldSnapshot``/``RelationSnapshot`` (and so a reflected ``Column``); every value is
+already parsed to the Python type its column binds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dxapi.errors import ErrorItem
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, RelationSnapshot
 
 
@@ -44,3 +47,73 @@ class ReadPlan:
     limit: int
     includes: tuple[IncludePlan, ...]
     single: bool  # GET /{alias}/{id}: answer one object or 404
+
+
+POST, PATCH, PUT = "POST", "PATCH", "PUT"
+INSERT, UPDATE = "insert", "update"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPlan:
+    """One body item, checked against its entity: ``products[3]``, nested ``products[3].stocks[0]``."""
+
+    index: int
+    path: str
+    given: Mapping[str, Any]  # column name → bound value, for the valid fields in the body (None = null)
+    key: Any  # the identifier's bound value (from the URL when ``by_id``), or None when absent
+    children: tuple[ChildrenPlan, ...]
+    by_id: bool  # the identifier came from the URL (/{alias}/{id})
+    rejected: frozenset[str]  # column names sent with a value refused as invalid (never also "required")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildrenPlan:
+    """The items under one relation name of one parent item, written after the parent."""
+
+    relation: RelationSnapshot
+    entity: EntitySnapshot
+    items: tuple[ItemPlan, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What the executor does for one item: insert or update these column values (``key``: the identifier)."""
+
+    kind: str
+    values: Mapping[str, Any]
+    key: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One item's verdict: an action (None: refused, or PUT not decidable yet) and its problems."""
+
+    action: Action | None
+    errors: tuple[ErrorItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    entity: EntitySnapshot
+    method: str  # POST, PATCH or PUT
+    items: tuple[ItemPlan, ...]
+    # Per root item (same order as ``items``): its problems and its children's, found without the database.
+    problems: tuple[tuple[ErrorItem, ...], ...]
+    # Per root item: ``plan.decide``'s decision without the database (final for POST and PATCH, open for PUT).
+    decisions: tuple[Decision, ...]
+    single: bool  # /{alias}/{id}: answer one object
+    transactional: bool
+
+    @property
+    def has_problems(self) -> bool:
+        return any(self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class DeletePlan:
+    """Rows to delete together, or none at all: one by ``key`` (/{alias}/{id}) or all matching ``conditions``."""
+
+    entity: EntitySnapshot
+    key: Any  # the identifier's bound value, or None for a delete by filter
+    conditions: tuple[Condition, ...]
+    max_rows: int  # more matching rows than this → 2013, nothing deleted
