@@ -82,7 +82,6 @@ class EntitySnapshot:
     # twice. Reads and writes apart, so neither evicts the other; they live and die with the snapshot.
     read_statements: Statements[Any] = dataclasses.field(default_factory=Statements, compare=False)
     write_statements: Statements[Any] = dataclasses.field(default_factory=Statements, compare=False)
-    statements: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict, compare=False)
 
     # Fields already reported as holding a value that cannot be answered (one WARNING per field and snapshot).
     unrenderable: set[str] = dataclasses.field(default_factory=set, compare=False)
