@@ -26,7 +26,6 @@ Allows = Callable[[str, str], bool]  # (alias, "read" | "write" | "delete") → 
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorList"}
 MODES = ("create", "update", "replace")  # the item bodies of POST, PATCH and PUT batches
-LOCAL_DATETIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?$"
 ERROR_STATUSES = {
     "400": "Invalid request (see the error codes)", "401": "Missing or invalid credentials",
     "403": "The credentials lack a scope", "404": "Unknown alias or row", "405": "Method not allowed",
@@ -36,49 +35,7 @@ ERROR_STATUSES = {
 
 
 def _value_schema(field: FieldSnapshot, *, for_input: bool) -> dict[str, Any]:
-    rules = field.config.rules
-    schema: dict[str, Any]
-    match field.type:
-        case FieldType.INTEGER:
-            schema = {"type": "integer", "format": "int64"}
-            if rules.min is not None:
-                schema["minimum"] = rules.min
-            if rules.max is not None:
-                schema["maximum"] = rules.max
-            if rules.enum:
-                schema["enum"] = list(rules.enum)
-        case FieldType.STRING:
-            schema = {"type": "string"}
-            for key, value in (("minLength", rules.min_length), ("maxLength", rules.max_length),
-                               ("pattern", rules.pattern)):
-                if value is not None:
-                    schema[key] = value
-            if rules.enum:
-                schema["enum"] = list(rules.enum)
-            if rules.format in ("email", "uuid"):
-                schema["format"] = rules.format
-            if rules.format == "url":
-                schema["format"] = "uri"
-        case FieldType.BOOLEAN:
-            schema = {"type": "boolean"}
-        case FieldType.DECIMAL:
-            # Decimals travel as strings ("20.00") so no precision is lost; numbers are accepted on input.
-            text = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
-            schema = {"oneOf": [text, {"type": "number"}]} if for_input else text
-        case FieldType.FLOAT:
-            schema = {"type": "number"}
-        case FieldType.DATE:
-            schema = {"type": "string", "format": "date"}
-        case FieldType.DATETIME:
-            if getattr(field.column.type, "timezone", False):
-                schema = {"type": "string", "format": "date-time"}
-            else:  # a column without time zone holds local date-times: RFC 3339 would demand an offset
-                schema = {"type": "string", "pattern": LOCAL_DATETIME,
-                          "description": "ISO 8601 date-time; without an offset it is read as UTC when filtering."}
-        case FieldType.UUID:
-            schema = {"type": "string", "format": "uuid"}
-        case FieldType.JSON:
-            schema = {}
+    schema = field.codec.schema(field.config.rules, field.column, for_input=for_input)
     if field.config.description:
         schema["description"] = field.config.description
     return schema
@@ -358,7 +315,7 @@ def _output_schema(field: FieldSnapshot) -> dict[str, Any]:
     schema = _value_schema(field, for_input=False)
     # Output mirrors what the database holds: rules constrain input only.
     schema = {k: v for k, v in schema.items() if k in ("type", "format", "oneOf", "description", "pattern")}
-    return _nullable(schema) if field.column.nullable or field.type is FieldType.JSON else schema
+    return _nullable(schema) if field.column.nullable or field.codec.answers_null else schema
 
 
 def _data(item: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,6 @@ from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
 from dxapi.request.params import FilterTerm, ReadRequest
 from dxapi.settings import Settings
-from dxapi.types import FieldType
-
-_ORDERED_TYPES = frozenset(FieldType) - {FieldType.JSON, FieldType.BOOLEAN}
 
 
 def resolve_entity(snapshot: Snapshot, alias: str) -> EntitySnapshot:
@@ -77,7 +74,8 @@ def _operand(field: FieldSnapshot, operator: str, raw: Any, settings: Settings) 
         if not isinstance(raw, bool):
             raise fail("`isNull` takes true or false")
         return raw
-    if field.type is FieldType.JSON:
+    codec = field.codec
+    if not codec.comparable:
         raise fail("JSON fields can only be filtered with isNull")
     if operator == "in":
         if not isinstance(raw, list):
@@ -86,10 +84,10 @@ def _operand(field: FieldSnapshot, operator: str, raw: Any, settings: Settings) 
             raise errors.FILTER_TOO_LARGE.error(field=field.name, count=len(raw), maximum=settings.max_filter_values)
         return tuple(_value(field, item, fail) for item in raw)
     if operator in ("like", "ilike"):
-        if field.type is not FieldType.STRING or not isinstance(raw, str):
+        if not codec.likeable or not isinstance(raw, str):
             raise fail(f"`{operator}` takes a string and works on string fields only")
         return _value(field, raw, fail)  # the escapes were checked with the grammar (request.params)
-    if operator in ("gt", "gte", "lt", "lte") and field.type not in _ORDERED_TYPES:
+    if operator in ("gt", "gte", "lt", "lte") and not codec.ordered:
         raise fail(f"`{operator}` does not apply to {field.type.value} fields")
     if raw is None:
         raise fail("use {\"isNull\": true} to match NULL")
@@ -111,7 +109,7 @@ def _order(entity: EntitySnapshot, sort: tuple[tuple[str, bool], ...]) -> tuple[
         field = entity.by_name.get(name)
         if field is None:
             raise errors.SORT_FIELD_NOT_FOUND.error(field=name, alias=entity.alias)
-        if field.type is FieldType.JSON:
+        if not field.codec.comparable:
             # PostgreSQL's json has no ordering at all, the others would order by text: refused everywhere.
             raise errors.SORT_FIELD_NOT_SORTABLE.error(field=name, alias=entity.alias, type=field.type.value)
         keys.append(OrderKey(field, descending))

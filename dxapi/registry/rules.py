@@ -1,6 +1,6 @@
-"""Validation rules per field type: which rules each type allows (``RULES_BY_TYPE``, the one table to edit
-when a type gains or loses a rule), the installer key of each rule, and the checks that a field's rules are
-allowed and consistent (``min`` ≤ ``max`` …).
+"""Validation rules of a field: the installer key of each rule, and the checks that a field's rules are allowed
+for its type and consistent (``min`` ≤ ``max`` …). Which rules a type allows and what its bounds must be is the
+type's codec's (``fields.CODECS[type].rules``, ``bound_problem``).
 
 Fed by a ``FieldConfig``; feeds ``checks.check_shape`` (every configuration passes it before it is saved or
 served) and ``installer`` (rule keys when writing the installer format).
@@ -8,25 +8,10 @@ served) and ``installer`` (rule keys when writing the installer format).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
+from dxapi.fields import CODECS, FieldType
 from dxapi.registry.model import FieldConfig, FieldRules
-from dxapi.types import FieldType
-
-RULES_BY_TYPE: dict[FieldType, frozenset[str]] = {
-    FieldType.INTEGER: frozenset({"isRequired", "min", "max", "enum", "constraints"}),
-    FieldType.STRING: frozenset(
-        {"isRequired", "minLength", "maxLength", "pattern", "enum", "format", "constraints"}
-    ),
-    FieldType.BOOLEAN: frozenset({"isRequired", "constraints"}),
-    FieldType.DECIMAL: frozenset({"isRequired", "min", "max", "precision", "scale", "constraints"}),
-    FieldType.FLOAT: frozenset({"isRequired", "min", "max", "constraints"}),
-    FieldType.DATE: frozenset({"isRequired", "min", "max", "constraints"}),
-    FieldType.DATETIME: frozenset({"isRequired", "min", "max", "constraints"}),
-    FieldType.JSON: frozenset({"isRequired", "constraints"}),
-    FieldType.UUID: frozenset({"isRequired", "constraints"}),
-}
 
 # Installer key → FieldRules attribute, for the scalar rules (`enum` and `constraints` are lists).
 RULE_KEYS = (
@@ -34,9 +19,6 @@ RULE_KEYS = (
     ("maxLength", "max_length"), ("precision", "precision"), ("scale", "scale"), ("pattern", "pattern"),
     ("format", "format"),
 )
-
-_NUMERIC = (FieldType.INTEGER, FieldType.DECIMAL, FieldType.FLOAT)
-_TEMPORAL = (FieldType.DATE, FieldType.DATETIME)
 
 
 def _is_number(value: object) -> bool:
@@ -60,28 +42,15 @@ def _not_allowed(f: FieldConfig) -> list[str]:
         given.add("enum")
     if r.constraints:
         given.add("constraints")
-    not_allowed = sorted(given - RULES_BY_TYPE[f.type])
+    not_allowed = sorted(given - CODECS[f.type].rules)
     if not not_allowed:
         return []
     return [f"Validation rule(s): `{', '.join(not_allowed)}` is not allowed for field type `{f.type.value}`."]
 
 
 def _bound_kinds(type_: FieldType, bounds: list[tuple[str, Any]]) -> list[str]:
-    problems = []
-    if type_ in _NUMERIC:
-        for key, value in bounds:
-            if not _is_number(value):
-                problems.append(f"`{key}` must be a number")
-            elif type_ is FieldType.INTEGER and not isinstance(value, int):
-                problems.append(f"`{key}` must be an integer")
-    if type_ in _TEMPORAL:
-        parse = dt.date.fromisoformat if type_ is FieldType.DATE else dt.datetime.fromisoformat
-        for key, value in bounds:
-            try:
-                parse(value)
-            except (TypeError, ValueError):
-                problems.append(f"`{key}` must be an ISO 8601 {type_.value} string")
-    return problems
+    codec = CODECS[type_]
+    return [f"`{key}` {problem}" for key, value in bounds if (problem := codec.bound_problem(value)) is not None]
 
 
 def _bound_order(bounds: list[tuple[str, Any]]) -> list[str]:

@@ -21,23 +21,12 @@ from sqlalchemy import Column, PrimaryKeyConstraint, Table, UniqueConstraint
 from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dxapi.fields import CODECS, Check, Codec, FieldType, Parse, Render, Unrenderable, describe_rules
 from dxapi.registry.checks import check_entities
 from dxapi.registry.model import EntityConfig, FieldConfig
 from dxapi.registry.statements import Statements
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
-from dxapi.types import (
-    PARSERS,
-    RENDERERS,
-    FieldType,
-    Parse,
-    Render,
-    Unrenderable,
-    datetime_for_column,
-    integer_within,
-    parse_uuid_as_stored,
-)
-from dxapi.validate import Check, build_validator, describe_rules, integer_range
 
 log = logging.getLogger("dxapi.render")
 
@@ -47,9 +36,10 @@ class FieldSnapshot:
     name: str
     column: Column[Any]
     type: FieldType
+    codec: Codec  # what the type knows (operators, schema, SQL form): fields.CODECS[type]
     config: FieldConfig
-    parse: Parse  # URL text (filters, /{id}) → bound value
-    check: Check  # JSON body value → bound value, or validate.Invalid
+    parse: Parse  # URL text (filters, /{id}) → bound value, or ValueError (fields.Invalid)
+    check: Check  # JSON body value → bound value, or fields.Invalid
     rules_text: str  # Spryker's "Field rules: …" text for 1306
     db_required: bool  # NOT NULL and nothing fills it in: an insert without it must fail
 
@@ -89,7 +79,7 @@ class EntitySnapshot:
     def render_row(self, row: Sequence[Any]) -> dict[str, Any]:
         """A result row (columns in ``columns`` order) → the API object, keys in configured order.
 
-        A value no answer can carry (``types.Unrenderable``: JSON too deep or not JSON at all, written by
+        A value no answer can carry (``fields.Unrenderable``: JSON too deep or not JSON at all, written by
         another application) is served as null: one bad row must not take the whole collection down, nor turn
         a committed write into a 500.
         """
@@ -173,7 +163,7 @@ def _build_entity(config: EntityConfig, table: Table, backend: str) -> EntitySna
     fields = tuple(_build_field(f, table.columns[f.field_name], backend) for f in config.enabled_fields)
     by_name = {f.name: f for f in fields}
     identifier = next(f for f in fields if f.column.name == config.identifier)
-    renderers = tuple((f.name, render) for f in fields if (render := RENDERERS[f.type]) is not None)
+    renderers = tuple((f.name, render) for f in fields if (render := f.codec.renderer()) is not None)
     return EntitySnapshot(
         alias=config.alias,
         table=table,
@@ -205,26 +195,17 @@ def _unique_keys(table: Table) -> dict[str, tuple[str, ...]]:
 
 
 def _build_field(config: FieldConfig, column: Column[Any], backend: str) -> FieldSnapshot:
-    parse = PARSERS[config.type]
-    if config.type is FieldType.INTEGER:
-        parse = integer_within(*integer_range(column.type, backend))
-    if config.type is FieldType.FLOAT and isinstance(column.type, sqltypes.Float):
-        # MariaDB reflects DOUBLE as asdecimal=True, and SQLAlchemy would round 3.9e-122 to Decimal("0E-10").
-        # The reflected Table belongs to this snapshot alone, so adjusting its type is safe.
-        column.type.asdecimal = False
-    if config.type is FieldType.DATETIME:
-        aware = isinstance(column.type, sqltypes.DateTime) and bool(column.type.timezone)
-        parse = datetime_for_column(parse, aware)
-    if config.type is FieldType.UUID and not isinstance(column.type, sqltypes.Uuid):
-        parse = parse_uuid_as_stored
+    codec = CODECS[config.type]
+    codec.adapt(column)
     return FieldSnapshot(
         name=config.visible_name,
         column=column,
         type=config.type,
+        codec=codec,
         config=config,
-        parse=parse,
-        check=build_validator(config, column, backend),
-        rules_text=describe_rules(config),
+        parse=codec.parser(column, backend),
+        check=codec.checker(config.rules, column, backend),
+        rules_text=describe_rules(config.rules),
         db_required=_db_required(column),
     )
 

@@ -1,8 +1,8 @@
-"""Which API field types fit which reflected column types, and which one to suggest.
+"""Column facts the configuration checks and the admin page ask about: the declared length of a string column,
+and whether the database fills a column itself. Which API types fit which column types is the codecs' (each
+codec's ``serves`` table); ``compatible_types`` is re-exported from ``dxapi.fields`` for the callers here.
 
-Fed by reflected SQLAlchemy column types; feeds configuration validation (a `decimal` field on a TEXT column
-is refused) and the admin page's suggestions. Kept permissive where a backend stores one thing as another
-(MariaDB has no boolean: it reflects BOOL as TINYINT; SQLite keeps anything anywhere).
+Fed by reflected SQLAlchemy columns; feeds ``registry.checks`` and the admin page's suggestions.
 """
 
 from __future__ import annotations
@@ -12,39 +12,9 @@ import re
 from sqlalchemy import Column
 from sqlalchemy import types as sqltypes
 
-from dxapi.types import FieldType
+from dxapi.fields import compatible_types
 
-_T = FieldType
-
-
-def compatible_types(column_type: sqltypes.TypeEngine[object]) -> tuple[FieldType, ...]:
-    """API types a column can serve, the best suggestion first.
-
-    >>> compatible_types(sqltypes.Numeric(8, 2))
-    (<FieldType.DECIMAL: 'decimal'>, <FieldType.FLOAT: 'float'>, <FieldType.STRING: 'string'>)
-    """
-    t = column_type
-    if isinstance(t, sqltypes.Boolean):
-        return (_T.BOOLEAN, _T.INTEGER)
-    if isinstance(t, sqltypes.Integer):
-        return (_T.INTEGER, _T.BOOLEAN, _T.DECIMAL, _T.FLOAT)
-    if isinstance(t, sqltypes.Float):
-        return (_T.FLOAT, _T.DECIMAL)
-    if isinstance(t, sqltypes.Numeric):
-        return (_T.DECIMAL, _T.FLOAT, _T.STRING)
-    if isinstance(t, sqltypes.DateTime):
-        return (_T.DATETIME, _T.DATE)
-    if isinstance(t, sqltypes.Date):
-        return (_T.DATE,)
-    if isinstance(t, sqltypes.JSON):
-        return (_T.JSON,)
-    if isinstance(t, sqltypes.Uuid):
-        return (_T.UUID, _T.STRING)
-    if isinstance(t, sqltypes.Enum):
-        return (_T.STRING,)
-    if isinstance(t, (sqltypes.String, sqltypes.Text)):
-        return (_T.STRING, _T.JSON, _T.UUID)
-    return ()
+__all__ = ["compatible_types", "maintained_by_database", "string_length"]
 
 
 def string_length(column_type: sqltypes.TypeEngine[object]) -> int | None:

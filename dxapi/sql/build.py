@@ -14,15 +14,11 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
-    JSON,
     BigInteger,
     Column,
     ColumnElement,
-    Date,
     Delete,
-    Float,
     Insert,
-    Numeric,
     Select,
     String,
     Text,
@@ -38,10 +34,10 @@ from sqlalchemy import (
     update,
 )
 
+from dxapi.fields import SqlForm
 from dxapi.plan.types import Condition, IncludePlan, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 from dxapi.sql.dialect import Day, ILike, Like, LikePattern, Moment, RoundedDecimal, effective_scale
-from dxapi.types import FieldType
 
 
 def field_value(field: FieldSnapshot) -> ColumnElement[Any]:
@@ -52,16 +48,17 @@ def field_value(field: FieldSnapshot) -> ColumnElement[Any]:
     filter always matches its row.
     """
     column = field.column
-    if field.type is FieldType.DATETIME:
-        return Moment(column)
-    if field.type is FieldType.DATE:
-        return Day(column)
-    if field.type is FieldType.DECIMAL and isinstance(column.type, Numeric) and not isinstance(column.type, Float):
-        return RoundedDecimal(column, effective_scale(column))
-    if field.type is FieldType.JSON and isinstance(column.type, JSON):
-        # Read as text: the driver-side decoder would fail the whole read on one row of text that is no JSON
-        # (SQLite holds anything); types.RENDERERS decodes it, and answers null for such a row.
-        return type_coerce(column, Text())
+    match field.codec.sql_form(column.type):
+        case SqlForm.MOMENT:
+            return Moment(column)
+        case SqlForm.DAY:
+            return Day(column)
+        case SqlForm.ROUNDED:
+            return RoundedDecimal(column, effective_scale(column))
+        case SqlForm.TEXT:
+            # Read as text, decoded by the field's renderer (a JSON column: one row of text that is no JSON
+            # would otherwise fail the driver's decoder, and with it the whole read).
+            return type_coerce(column, Text())
     return column
 
 
@@ -86,11 +83,7 @@ def build_condition(condition: Condition, name: str) -> ColumnElement[bool]:
     ``in``), so statements can be cached by shape and filled by :func:`read_parameters`."""
     field = condition.field
     column: ColumnElement[Any] = field_value(field)
-    bind_type: Any = field.column.type
-    if field.type is FieldType.DECIMAL:
-        bind_type = Numeric(asdecimal=True)  # with the column's NUMERIC(p, s) 563.799 would be rounded first
-    elif field.type is FieldType.DATE:
-        bind_type = Date()  # also for the day of a date-time column
+    bind_type = field.codec.bind_type(field.column.type)
 
     def value(suffix: str = "") -> Any:
         return bindparam(name + suffix, type_=bind_type)
