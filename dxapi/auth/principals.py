@@ -95,13 +95,6 @@ class ProvenKey:
         return self.principal
 
 
-def require(principal: Principal, aliases: Iterable[str], action: str) -> None:
-    """Refuse the whole request (403) if any entity it touches is outside the principal's scopes."""
-    for alias in dict.fromkeys(aliases):
-        if not principal.allows(alias, action):
-            raise errors.INSUFFICIENT_SCOPE.error(alias=alias, action=action)
-
-
 def parse_scopes(text: str) -> frozenset[str]:
     """``"products:read *:write"`` → the set; raises ValueError on anything else."""
     scopes = frozenset(text.replace(",", " ").split())

@@ -10,25 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from dxapi import errors
+from dxapi.plan.access import READ, Allows, require
 from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
 from dxapi.request.params import FilterTerm, ReadRequest
 from dxapi.settings import Settings
 
 
-def resolve_entity(snapshot: Snapshot, alias: str) -> EntitySnapshot:
-    entity = snapshot.entities.get(alias)
-    if entity is None:
-        if alias in snapshot.unavailable:
-            raise errors.ENTITY_UNAVAILABLE.error(alias=alias)
-        raise errors.NOT_FOUND.error()
-    return entity
-
-
 def build_read_plan(
-    snapshot: Snapshot, alias: str, request: ReadRequest, settings: Settings, identifier: str | None = None
+    snapshot: Snapshot,
+    entity: EntitySnapshot,
+    request: ReadRequest,
+    settings: Settings,
+    *,
+    allows: Allows,
+    identifier: str | None = None,
 ) -> ReadPlan:
-    entity = resolve_entity(snapshot, alias)
+    """``entity`` comes from ``plan.access.authorize`` (its read scope checked); included entities are
+    checked here, once the relations are resolved."""
     conditions = [c for term in request.filters for c in _conditions(entity, term, settings)]
     if identifier is not None:
         try:
@@ -40,15 +39,22 @@ def build_read_plan(
     limit = request.limit if request.limit is not None else settings.default_page_limit
     if limit > settings.max_page_limit:
         raise errors.PAGE_LIMIT_TOO_LARGE.error(value=limit, maximum=settings.max_page_limit)
+    order = _order(entity, request.sort)
+    includes = build_includes(snapshot, entity, request.include, settings.max_include_depth)
+    require(_included_aliases(includes), allows, READ)
     return ReadPlan(
         entity=entity,
         conditions=tuple(conditions),
-        order=_order(entity, request.sort),
+        order=order,
         offset=request.offset or 0,
         limit=1 if identifier is not None else limit,
-        includes=build_includes(snapshot, entity, request.include, settings.max_include_depth),
+        includes=includes,
         single=identifier is not None,
     )
+
+
+def _included_aliases(includes: tuple[IncludePlan, ...]) -> list[str]:
+    return [a for i in includes for a in (i.entity.alias, *_included_aliases(i.includes))]
 
 
 def _field(entity: EntitySnapshot, name: str) -> FieldSnapshot:

@@ -13,12 +13,13 @@ place), then the rules of the item.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from dxapi import errors
 from dxapi.errors import ErrorItem
+from dxapi.plan.access import WRITE, Allows, require
 from dxapi.plan.decide import decide_item
 from dxapi.plan.types import ChildrenPlan, Decision, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
@@ -34,14 +35,23 @@ def build_write_plan(
     url_key: str | None,
     transactional: bool,
     max_depth: int,
+    allows: Allows,
 ) -> WritePlan:
+    """``entity`` comes from ``plan.access.authorize`` (its write scope checked); a nested child without write
+    scope refuses the whole request, whatever else is wrong with the body."""
     planner = _Planner(snapshot, method, max_depth)
     planned = [
         planner.item(entity, raw, index, f"{entity.alias}[{index}]", depth=0, covered=None, url_key=url_key)
         for index, raw in enumerate(raw_items)
     ]
     items, problems, decisions = zip(*planned, strict=True) if planned else ((), (), ())
+    require(child_aliases(items), allows, WRITE)
     return WritePlan(entity, method, items, problems, decisions, url_key is not None, transactional)
+
+
+def child_aliases(items: Iterable[ItemPlan]) -> list[str]:
+    """Every entity nested under ``items``, at any depth, in reading order."""
+    return [a for item in items for c in item.children for a in (c.entity.alias, *child_aliases(c.items))]
 
 
 # An item planned: its plan, the problems of the item and its children in reading order, and its own decision

@@ -73,6 +73,23 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
     return ReadRequest(tuple(filters), sort, page.get("offset"), page.get("limit"), include)
 
 
+def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, where: str) -> None:
+    """Parameters that only make sense on a list are a client mistake elsewhere (2017); name the first one.
+
+    ``filters``/``include``: whether those are refused too (a DELETE takes filters, a single row includes).
+    """
+    given = [
+        ("filter[...]", filters and bool(read.filters)),
+        ("sort", bool(read.sort)),
+        ("page[offset]", read.offset is not None),
+        ("page[limit]", read.limit is not None),
+        ("include", include and bool(read.include)),
+    ]
+    for name, present in given:
+        if present:
+            raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name=name, where=where)
+
+
 def parse_filter(target: str, value: str) -> FilterTerm:
     """``filter[alias.field]=value``: the part before the first dot is ignored, as in Spryker."""
     _prefix, dot, field = target.partition(".")

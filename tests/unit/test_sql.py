@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.sql.compiler import Compiled
 
+from dxapi.plan.access import resolve_entity
 from dxapi.plan.build import build_read_plan
 from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
 from dxapi.registry.installer import parse_entry
@@ -151,9 +152,14 @@ def snapshot() -> Snapshot:
 SETTINGS = Settings(database_url="sqlite:///unused.db", default_page_limit=100, max_page_limit=500)
 
 
+def every_scope(alias: str, action: str) -> bool:
+    return True
+
+
 def _plan(snapshot: Snapshot, alias: str, *pairs: tuple[str, str], identifier: str | None = None) -> ReadPlan:
     request = parse_read_request(list(pairs), 50)
-    return build_read_plan(snapshot, alias, request, SETTINGS, identifier)
+    return build_read_plan(snapshot, resolve_entity(snapshot, alias), request, SETTINGS, allows=every_scope,
+                           identifier=identifier)
 
 
 def _hand_plan(entity: EntitySnapshot, conditions: tuple[Condition, ...] = (), *, offset: int = 0,
@@ -392,5 +398,5 @@ def test_plan_built_by_hand_matches_plan_from_request(snapshot: Snapshot, dialec
 
 
 def test_empty_request_uses_default_limit(snapshot: Snapshot) -> None:
-    plan = build_read_plan(snapshot, "items", ReadRequest(), SETTINGS)
+    plan = build_read_plan(snapshot, snapshot.entities["items"], ReadRequest(), SETTINGS, allows=every_scope)
     assert (plan.offset, plan.limit, plan.single) == (0, SETTINGS.default_page_limit, False)
