@@ -35,7 +35,9 @@ STATIC = Path(__file__).resolve().parent / "static"
 # The docs page runs only its own script and styles; names from the database are inserted as text.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
 }
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -101,16 +103,20 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.pool_size,
-                               pool_timeout=settings.pool_timeout)
+        engine = create_engine(settings.database_url, pool_size=settings.pool_size, pool_timeout=settings.pool_timeout)
         registry = Registry(reader(engine), interval=settings.reload_interval, deny=settings.deny_tables)
         await registry.load_first()
         driver_pool = await create_driver_pool(
             settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout
         )
         app.state.runtime = endpoints.Runtime(
-            settings, engine, reader(engine), registry, driver_pool,
-            Authenticator(reader(engine), keys, settings), TokenService(engine, keys, settings),
+            settings,
+            engine,
+            reader(engine),
+            registry,
+            driver_pool,
+            Authenticator(reader(engine), keys, settings),
+            TokenService(engine, keys, settings),
         )
         registry.start()
         # Everything built so far lives as long as the process; keep the collector from rescanning it.

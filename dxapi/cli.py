@@ -228,8 +228,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"-d client_id={client_id} -d client_secret={client_secret} | python3 -c "
         "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n"
         f"  curl -g -H \"Authorization: Bearer $TOKEN\" '{base}/products?page[limit]=2&include=productStocks'\n"
-        f"  curl -g -H \"Authorization: Bearer $TOKEN\" "
-        f"'{base}/countries?filter[countries.iso2Code]={{\"in\":[\"DE\",\"AT\"]}}&include=countryTaxRates'\n"
+        f'  curl -g -H "Authorization: Bearer $TOKEN" '
+        f'\'{base}/countries?filter[countries.iso2Code]={{"in":["DE","AT"]}}&include=countryTaxRates\'\n'
     )
     return _serve(settings.model_copy(update={"database_url": url}), workers=1)
 

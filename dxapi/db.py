@@ -17,10 +17,7 @@ from sqlalchemy.pool import NullPool
 
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy", "mariadb": "asyncmy"}
 
-MYSQL_SQL_MODE = (
-    "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
-    "NO_ENGINE_SUBSTITUTION"
-)
+MYSQL_SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
 def async_url(url: str | URL) -> URL:
@@ -77,9 +74,16 @@ async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> An
     import asyncpg
 
     return await asyncpg.create_pool(
-        host=target.host, port=target.port, user=target.username, password=target.password,
-        database=target.database, min_size=0, max_size=size, timeout=timeout,
-        max_inactive_connection_lifetime=300, reset=_keep_session,
+        host=target.host,
+        port=target.port,
+        user=target.username,
+        password=target.password,
+        database=target.database,
+        min_size=0,
+        max_size=size,
+        timeout=timeout,
+        max_inactive_connection_lifetime=300,
+        reset=_keep_session,
     )
 
 

@@ -43,14 +43,42 @@ class DbProblem:
 
 
 _PG_KINDS = {
-    "23505": UNIQUE, "23503": FOREIGN_KEY, "23502": NOT_NULL, "23514": VALUE, "22001": VALUE, "22003": VALUE,
-    "22P02": VALUE, "22007": VALUE, "22008": VALUE, "22021": VALUE, "40001": CONFLICT, "40P01": CONFLICT,
-    "55P03": CONFLICT, "42P01": SCHEMA, "42703": SCHEMA,
+    "23505": UNIQUE,
+    "23503": FOREIGN_KEY,
+    "23502": NOT_NULL,
+    "23514": VALUE,
+    "22001": VALUE,
+    "22003": VALUE,
+    "22P02": VALUE,
+    "22007": VALUE,
+    "22008": VALUE,
+    "22021": VALUE,
+    "40001": CONFLICT,
+    "40P01": CONFLICT,
+    "55P03": CONFLICT,
+    "42P01": SCHEMA,
+    "42703": SCHEMA,
 }
 _MYSQL_KINDS = {
-    1062: UNIQUE, 1452: FOREIGN_KEY, 1451: REFERENCED, 1048: NOT_NULL, 1364: NOT_NULL, 1406: VALUE, 1264: VALUE,
-    1366: VALUE, 1292: VALUE, 3819: VALUE, 1265: VALUE, 1213: CONFLICT, 1205: CONFLICT,
-    2002: UNAVAILABLE, 2003: UNAVAILABLE, 2006: UNAVAILABLE, 2013: UNAVAILABLE, 1146: SCHEMA, 1054: SCHEMA,
+    1062: UNIQUE,
+    1452: FOREIGN_KEY,
+    1451: REFERENCED,
+    1048: NOT_NULL,
+    1364: NOT_NULL,
+    1406: VALUE,
+    1264: VALUE,
+    1366: VALUE,
+    1292: VALUE,
+    3819: VALUE,
+    1265: VALUE,
+    1213: CONFLICT,
+    1205: CONFLICT,
+    2002: UNAVAILABLE,
+    2003: UNAVAILABLE,
+    2006: UNAVAILABLE,
+    2013: UNAVAILABLE,
+    1146: SCHEMA,
+    1054: SCHEMA,
 }
 _PG_KEY_COLUMNS = re.compile(r"Key \((.+?)\)=")
 
@@ -118,9 +146,7 @@ def _classify_sqlite(message: str, exc: sa_exc.DBAPIError) -> DbProblem:
         return DbProblem(CONFLICT)
     if message.startswith(("no such table", "no such column")):
         return DbProblem(SCHEMA)
-    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not isinstance(
-        exc, sa_exc.IntegrityError
-    ):
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not isinstance(exc, sa_exc.IntegrityError):
         return DbProblem(UNAVAILABLE)
     return DbProblem(UNKNOWN)
 
@@ -190,6 +216,7 @@ def request_error(problem: DbProblem, orig: object) -> errors.ApiError:
 
 
 # --- asyncpg, used directly by the PostgreSQL read path -------------------------------------------------------
+
 
 class StaleConnection(Exception):
     """A pooled connection died under a read (the database restarted) and was dropped: the read may be repeated

@@ -107,18 +107,48 @@ _COUNTRIES: tuple[tuple[str, str, str, bool, str | None], ...] = (
 
 # Tax rates per country (iso2): standard rate first, then the reduced ones.  Illustrative, not tax advice.
 _TAX_RATES: dict[str, tuple[str, ...]] = {
-    "AT": ("20.00", "10.00", "13.00"), "BE": ("21.00", "6.00", "12.00"), "BG": ("20.00", "9.00"),
-    "HR": ("25.00", "13.00", "5.00"), "CY": ("19.00", "9.00"), "CZ": ("21.00", "12.00"), "DK": ("25.00",),
-    "EE": ("22.00", "9.00"), "FI": ("25.50", "14.00", "10.00"), "FR": ("20.00", "10.00", "5.50"),
-    "DE": ("19.00", "7.00"), "GR": ("24.00", "13.00", "6.00"), "HU": ("27.00", "18.00", "5.00"),
-    "IE": ("23.00", "13.50", "9.00"), "IT": ("22.00", "10.00", "4.00"), "LV": ("21.00", "12.00"),
-    "LT": ("21.00", "9.00"), "LU": ("17.00", "8.00", "3.00"), "MT": ("18.00", "5.00"),
-    "NL": ("21.00", "9.00"), "PL": ("23.00", "8.00", "5.00"), "PT": ("23.00", "13.00", "6.00"),
-    "RO": ("19.00", "9.00"), "SK": ("23.00", "10.00"), "SI": ("22.00", "9.50"),
-    "ES": ("21.00", "10.00", "4.00"), "SE": ("25.00", "12.00", "6.00"), "GB": ("20.00", "5.00"),
-    "CH": ("8.10", "2.60"), "NO": ("25.00", "15.00"), "CA": ("5.00",), "MX": ("16.00",),
-    "AR": ("21.00", "10.50"), "CL": ("19.00",), "JP": ("10.00", "8.00"), "KR": ("10.00",), "AU": ("10.00",),
-    "NZ": ("15.00",), "ZA": ("15.00",), "TR": ("20.00", "10.00", "1.00"), "AE": ("5.00",), "SG": ("9.00",),
+    "AT": ("20.00", "10.00", "13.00"),
+    "BE": ("21.00", "6.00", "12.00"),
+    "BG": ("20.00", "9.00"),
+    "HR": ("25.00", "13.00", "5.00"),
+    "CY": ("19.00", "9.00"),
+    "CZ": ("21.00", "12.00"),
+    "DK": ("25.00",),
+    "EE": ("22.00", "9.00"),
+    "FI": ("25.50", "14.00", "10.00"),
+    "FR": ("20.00", "10.00", "5.50"),
+    "DE": ("19.00", "7.00"),
+    "GR": ("24.00", "13.00", "6.00"),
+    "HU": ("27.00", "18.00", "5.00"),
+    "IE": ("23.00", "13.50", "9.00"),
+    "IT": ("22.00", "10.00", "4.00"),
+    "LV": ("21.00", "12.00"),
+    "LT": ("21.00", "9.00"),
+    "LU": ("17.00", "8.00", "3.00"),
+    "MT": ("18.00", "5.00"),
+    "NL": ("21.00", "9.00"),
+    "PL": ("23.00", "8.00", "5.00"),
+    "PT": ("23.00", "13.00", "6.00"),
+    "RO": ("19.00", "9.00"),
+    "SK": ("23.00", "10.00"),
+    "SI": ("22.00", "9.50"),
+    "ES": ("21.00", "10.00", "4.00"),
+    "SE": ("25.00", "12.00", "6.00"),
+    "GB": ("20.00", "5.00"),
+    "CH": ("8.10", "2.60"),
+    "NO": ("25.00", "15.00"),
+    "CA": ("5.00",),
+    "MX": ("16.00",),
+    "AR": ("21.00", "10.50"),
+    "CL": ("19.00",),
+    "JP": ("10.00", "8.00"),
+    "KR": ("10.00",),
+    "AU": ("10.00",),
+    "NZ": ("15.00",),
+    "ZA": ("15.00",),
+    "TR": ("20.00", "10.00", "1.00"),
+    "AE": ("5.00",),
+    "SG": ("9.00",),
 }
 # Countries whose only rate is called GST rather than "Standard".
 _GST_COUNTRIES: frozenset[str] = frozenset({"CA", "AU", "NZ", "SG"})
@@ -128,67 +158,143 @@ _COUNTRYLESS_TAX_RATES: tuple[tuple[str, str], ...] = (("Tax Exempt", "0.00"), (
 
 # Root categories: (key, name, ((child key suffix, child name, product noun, child active), ...)).
 _CATEGORY_TREE: tuple[tuple[str, str, tuple[tuple[str, str, str, bool], ...]], ...] = (
-    ("electronics", "Electronics", (
-        ("laptops", "Laptops", "Laptop", True),
-        ("smartphones", "Smartphones", "Smartphone", True),
-        ("audio", "Audio", "Headphones", True),
-        ("cameras", "Cameras", "Camera", True),
-    )),
-    ("home-garden", "Home & Garden", (
-        ("furniture", "Furniture", "Armchair", True),
-        ("kitchen", "Kitchen", "Frying Pan", True),
-        ("lighting", "Lighting", "Lamp", True),
-        ("garden-tools", "Garden Tools", "Rake", True),
-    )),
-    ("fashion", "Fashion", (
-        ("womens-clothing", "Women's Clothing", "Dress", True),
-        ("mens-clothing", "Men's Clothing", "Jacket", True),
-        ("shoes", "Shoes", "Sneaker", True),
-        ("accessories", "Accessories", "Scarf", True),
-    )),
-    ("sports", "Sports", (
-        ("fitness", "Fitness", "Kettlebell", True),
-        ("cycling", "Cycling", "Bike Helmet", True),
-        ("outdoor", "Outdoor", "Tent", True),
-        ("team-sports", "Team Sports", "Football", True),
-    )),
-    ("toys", "Toys", (
-        ("board-games", "Board Games", "Board Game", True),
-        ("puzzles", "Puzzles", "Puzzle", True),
-        ("building-sets", "Building Sets", "Building Set", True),
-        ("outdoor-toys", "Outdoor Toys", "Kite", False),
-    )),
-    ("books", "Books", (
-        ("fiction", "Fiction", "Novel", True),
-        ("non-fiction", "Non-Fiction", "Biography", True),
-        ("childrens-books", "Children's Books", "Picture Book", True),
-        ("comics", "Comics", "Comic", True),
-    )),
-    ("beauty", "Beauty", (
-        ("skincare", "Skincare", "Face Cream", True),
-        ("haircare", "Haircare", "Shampoo", True),
-        ("fragrances", "Fragrances", "Perfume", True),
-        ("makeup", "Makeup", "Lipstick", True),
-    )),
-    ("office", "Office", (
-        ("stationery", "Stationery", "Notebook", True),
-        ("office-furniture", "Office Furniture", "Desk", True),
-        ("printers", "Printers", "Printer", False),
-        ("paper", "Paper", "Paper Ream", True),
-    )),
+    (
+        "electronics",
+        "Electronics",
+        (
+            ("laptops", "Laptops", "Laptop", True),
+            ("smartphones", "Smartphones", "Smartphone", True),
+            ("audio", "Audio", "Headphones", True),
+            ("cameras", "Cameras", "Camera", True),
+        ),
+    ),
+    (
+        "home-garden",
+        "Home & Garden",
+        (
+            ("furniture", "Furniture", "Armchair", True),
+            ("kitchen", "Kitchen", "Frying Pan", True),
+            ("lighting", "Lighting", "Lamp", True),
+            ("garden-tools", "Garden Tools", "Rake", True),
+        ),
+    ),
+    (
+        "fashion",
+        "Fashion",
+        (
+            ("womens-clothing", "Women's Clothing", "Dress", True),
+            ("mens-clothing", "Men's Clothing", "Jacket", True),
+            ("shoes", "Shoes", "Sneaker", True),
+            ("accessories", "Accessories", "Scarf", True),
+        ),
+    ),
+    (
+        "sports",
+        "Sports",
+        (
+            ("fitness", "Fitness", "Kettlebell", True),
+            ("cycling", "Cycling", "Bike Helmet", True),
+            ("outdoor", "Outdoor", "Tent", True),
+            ("team-sports", "Team Sports", "Football", True),
+        ),
+    ),
+    (
+        "toys",
+        "Toys",
+        (
+            ("board-games", "Board Games", "Board Game", True),
+            ("puzzles", "Puzzles", "Puzzle", True),
+            ("building-sets", "Building Sets", "Building Set", True),
+            ("outdoor-toys", "Outdoor Toys", "Kite", False),
+        ),
+    ),
+    (
+        "books",
+        "Books",
+        (
+            ("fiction", "Fiction", "Novel", True),
+            ("non-fiction", "Non-Fiction", "Biography", True),
+            ("childrens-books", "Children's Books", "Picture Book", True),
+            ("comics", "Comics", "Comic", True),
+        ),
+    ),
+    (
+        "beauty",
+        "Beauty",
+        (
+            ("skincare", "Skincare", "Face Cream", True),
+            ("haircare", "Haircare", "Shampoo", True),
+            ("fragrances", "Fragrances", "Perfume", True),
+            ("makeup", "Makeup", "Lipstick", True),
+        ),
+    ),
+    (
+        "office",
+        "Office",
+        (
+            ("stationery", "Stationery", "Notebook", True),
+            ("office-furniture", "Office Furniture", "Desk", True),
+            ("printers", "Printers", "Printer", False),
+            ("paper", "Paper", "Paper Ream", True),
+        ),
+    ),
 )
 
 _ADJECTIVES: tuple[str, ...] = (
-    "Compact", "Classic", "Deluxe", "Ergonomic", "Essential", "Premium", "Rugged", "Sleek", "Smart",
-    "Vintage", "Modern", "Portable", "Lightweight", "Heavy-Duty", "Eco", "Pro", "Ultra", "Everyday",
-    "Refined", "Bold",
+    "Compact",
+    "Classic",
+    "Deluxe",
+    "Ergonomic",
+    "Essential",
+    "Premium",
+    "Rugged",
+    "Sleek",
+    "Smart",
+    "Vintage",
+    "Modern",
+    "Portable",
+    "Lightweight",
+    "Heavy-Duty",
+    "Eco",
+    "Pro",
+    "Ultra",
+    "Everyday",
+    "Refined",
+    "Bold",
 )
 _QUALIFIERS: tuple[str, ...] = (
-    "Oak", "Steel", "Carbon", "Cotton", "Linen", "Granite", "Copper", "Bamboo", "Leather", "Wool",
-    "Aurora", "Nordic", "Atlas", "Summit", "Harbor", "Meadow", "Pixel", "Nova", "Terra", "Zephyr",
+    "Oak",
+    "Steel",
+    "Carbon",
+    "Cotton",
+    "Linen",
+    "Granite",
+    "Copper",
+    "Bamboo",
+    "Leather",
+    "Wool",
+    "Aurora",
+    "Nordic",
+    "Atlas",
+    "Summit",
+    "Harbor",
+    "Meadow",
+    "Pixel",
+    "Nova",
+    "Terra",
+    "Zephyr",
 )
 _COLORS: tuple[str, ...] = (
-    "black", "white", "grey", "red", "blue", "green", "yellow", "brown", "silver", "navy",
+    "black",
+    "white",
+    "grey",
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "brown",
+    "silver",
+    "navy",
 )
 _SIZES: tuple[str, ...] = ("XS", "S", "M", "L", "XL")
 _WAREHOUSES: tuple[str, ...] = ("WH-BERLIN", "WH-MUNICH", "WH-VIENNA", "WH-AMSTERDAM", "WH-WARSAW")
@@ -212,9 +318,7 @@ def shop_metadata() -> sa.MetaData:
         sa.Column("iso2_code", sa.String(2), nullable=False),
         sa.Column("iso3_code", sa.String(3), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
-        sa.Column(
-            "postal_code_mandatory", sa.Boolean, nullable=False, default=False, server_default=sa.false()
-        ),
+        sa.Column("postal_code_mandatory", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
         sa.Column("postal_code_regex", sa.String(255), nullable=True),
         sa.PrimaryKeyConstraint("id_country", name="pk_shop_country"),
         sa.UniqueConstraint("iso2_code", name="uq_shop_country_iso2_code"),
@@ -228,9 +332,7 @@ def shop_metadata() -> sa.MetaData:
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("rate", sa.Numeric(8, 2), nullable=False),
         sa.PrimaryKeyConstraint("id_tax_rate", name="pk_shop_tax_rate"),
-        sa.ForeignKeyConstraint(
-            ["fk_country"], ["shop_country.id_country"], name="fk_shop_tax_rate_fk_country"
-        ),
+        sa.ForeignKeyConstraint(["fk_country"], ["shop_country.id_country"], name="fk_shop_tax_rate_fk_country"),
         sa.Index("ix_shop_tax_rate_fk_country", "fk_country"),
     )
     sa.Table(
@@ -265,12 +367,8 @@ def shop_metadata() -> sa.MetaData:
         sa.Column("updated_at", sa.DateTime, nullable=False, server_default=now),
         sa.PrimaryKeyConstraint("id_product", name="pk_shop_product"),
         sa.UniqueConstraint("sku", name="uq_shop_product_sku"),
-        sa.ForeignKeyConstraint(
-            ["fk_category"], ["shop_category.id_category"], name="fk_shop_product_fk_category"
-        ),
-        sa.ForeignKeyConstraint(
-            ["fk_tax_rate"], ["shop_tax_rate.id_tax_rate"], name="fk_shop_product_fk_tax_rate"
-        ),
+        sa.ForeignKeyConstraint(["fk_category"], ["shop_category.id_category"], name="fk_shop_product_fk_category"),
+        sa.ForeignKeyConstraint(["fk_tax_rate"], ["shop_tax_rate.id_tax_rate"], name="fk_shop_product_fk_tax_rate"),
         sa.Index("ix_shop_product_fk_category", "fk_category"),
         sa.Index("ix_shop_product_fk_tax_rate", "fk_tax_rate"),
         sa.Index("ix_shop_product_updated_at", "updated_at"),
@@ -282,9 +380,7 @@ def shop_metadata() -> sa.MetaData:
         sa.Column("fk_product", sa.Integer, nullable=False),
         sa.Column("warehouse", sa.String(64), nullable=False),
         sa.Column("quantity", sa.Integer, nullable=False, default=0, server_default=sa.text("0")),
-        sa.Column(
-            "is_never_out_of_stock", sa.Boolean, nullable=False, default=False, server_default=sa.false()
-        ),
+        sa.Column("is_never_out_of_stock", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id_stock", name="pk_shop_stock"),
         sa.ForeignKeyConstraint(["fk_product"], ["shop_product.id_product"], name="fk_shop_stock_fk_product"),
         # Leads with fk_product, so it also serves as the foreign key's index.
@@ -351,8 +447,11 @@ def build_shop(connection: sa.Connection, products: int = 10_000, seed: int = 7)
         counts["shop_stock"] += _insert(connection, stock, stock_rows)
 
     if connection.dialect.name == "postgresql":
-        for table, rows in zip(tables, (len(country_rows), len(tax_rate_rows), len(category_rows),
-                                        products, next_stock_id - 1), strict=True):
+        for table, rows in zip(
+            tables,
+            (len(country_rows), len(tax_rate_rows), len(category_rows), products, next_stock_id - 1),
+            strict=True,
+        ):
             _advance_pg_sequence(connection, table, rows)
     return counts
 
@@ -368,7 +467,7 @@ def _insert(connection: sa.Connection, table: sa.Table, rows: Sequence[Row]) -> 
 def _chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
     # An empty list passed to execute() would insert one all-defaults row, so empty input yields nothing.
     for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+        yield rows[start : start + size]
 
 
 def _advance_pg_sequence(connection: sa.Connection, table: sa.Table, last_id: int) -> None:
@@ -383,14 +482,16 @@ def _country_and_tax_rate_rows() -> tuple[list[Row], list[Row]]:
     countries: list[Row] = []
     tax_rates: list[Row] = []
     for country_id, (iso2, iso3, name, postal_mandatory, postal_regex) in enumerate(_COUNTRIES, 1):
-        countries.append({
-            "id_country": country_id,
-            "iso2_code": iso2,
-            "iso3_code": iso3,
-            "name": name,
-            "postal_code_mandatory": postal_mandatory,
-            "postal_code_regex": postal_regex,
-        })
+        countries.append(
+            {
+                "id_country": country_id,
+                "iso2_code": iso2,
+                "iso3_code": iso3,
+                "name": name,
+                "postal_code_mandatory": postal_mandatory,
+                "postal_code_regex": postal_regex,
+            }
+        )
         labels = ("GST",) if iso2 in _GST_COUNTRIES else ("Standard", "Reduced", "Reduced II")
         for label, rate in zip(labels, _TAX_RATES.get(iso2, ()), strict=False):
             tax_rates.append({"fk_country": country_id, "name": f"{iso2} {label}", "rate": Decimal(rate)})
@@ -407,14 +508,28 @@ def _category_rows() -> tuple[list[Row], list[tuple[int, str, str]]]:
     root_ids: dict[str, int] = {}
     for root_key, root_name, _children in _CATEGORY_TREE:
         root_ids[root_key] = len(rows) + 1
-        rows.append({"id_category": len(rows) + 1, "fk_parent_category": None, "category_key": root_key,
-                     "name": root_name, "is_active": True})
+        rows.append(
+            {
+                "id_category": len(rows) + 1,
+                "fk_parent_category": None,
+                "category_key": root_key,
+                "name": root_name,
+                "is_active": True,
+            }
+        )
     leaves: list[tuple[int, str, str]] = []
     for root_key, _root_name, children in _CATEGORY_TREE:
         for suffix, name, noun, active in children:
             category_id = len(rows) + 1
-            rows.append({"id_category": category_id, "fk_parent_category": root_ids[root_key],
-                         "category_key": f"{root_key}-{suffix}", "name": name, "is_active": active})
+            rows.append(
+                {
+                    "id_category": category_id,
+                    "fk_parent_category": root_ids[root_key],
+                    "category_key": f"{root_key}-{suffix}",
+                    "name": name,
+                    "is_active": active,
+                }
+            )
             leaves.append((category_id, name, noun))
     return rows, leaves
 
@@ -432,7 +547,8 @@ def _product_row(
     adjective = rng.choice(_ADJECTIVES)
     qualifier = rng.choice(_QUALIFIERS)
     description = (
-        None if rng.random() < 0.2
+        None
+        if rng.random() < 0.2
         else f"The {adjective.lower()} {qualifier} {noun.lower()} from our {category_name} range."
     )
     attributes: dict[str, object] = {"color": rng.choice(_COLORS), "weightGrams": rng.randint(50, 25_000)}

@@ -103,8 +103,9 @@ async def read_item(request: Request) -> Response:
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     refuse_list_parameters(read, filters=True, include=False, where="on a single row")
-    plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows,
-                           identifier=request.path_params["id"])
+    plan = build_read_plan(
+        snapshot, entity, read, rt.settings, allows=principal.allows, identifier=request.path_params["id"]
+    )
     items = await execute_read(rt.reader, plan, rt.driver_pool)
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
@@ -137,8 +138,14 @@ async def _write(request: Request, method: str) -> Response:
         max_items=rt.settings.max_batch_items,
     )
     plan = build_write_plan(
-        snapshot, entity, method, write.items, url_key=url_key, transactional=write.transactional,
-        max_depth=rt.settings.max_include_depth, allows=principal.allows,
+        snapshot,
+        entity,
+        method,
+        write.items,
+        url_key=url_key,
+        transactional=write.transactional,
+        max_depth=rt.settings.max_include_depth,
+        allows=principal.allows,
     )
     outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None)
     if plan.transactional and outcome.errors:
@@ -146,8 +153,9 @@ async def _write(request: Request, method: str) -> Response:
     return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
 
 
-def _write_answer(snapshot: Snapshot, plan: WritePlan, outcome: WriteOutcome, principal: Principal,
-                  status: int) -> Response:
+def _write_answer(
+    snapshot: Snapshot, plan: WritePlan, outcome: WriteOutcome, principal: Principal, status: int
+) -> Response:
     saved = outcome.saved
     readable = [plan.entity.alias, *child_aliases(plan.items)]
     if not all(principal.allows(alias, READ) for alias in readable):

@@ -66,231 +66,318 @@ def _spec(code: str, status: int, template: str, summary: str, retired: bool = F
 # --- routing and framework (Spryker/Glue codes) -------------------------------------------------------------
 NOT_FOUND = _spec("007", 404, "Not found", "Unknown route, or an alias that is not configured or not active.")
 FILTER_FORMAT = _spec(
-    "011", 400,
+    "011",
+    400,
     "Unsupported `Filter` format is used. Please use `filter[resource.property]`",
     "A `filter[...]` key without a dot.",
 )
 
 # --- Spryker Data Exchange API codes ------------------------------------------------------------------------
 INVALID_BODY = _spec(
-    "1301", 400,
-    'Invalid or missing data format. Please ensure that the data is provided in the correct format. '
+    "1301",
+    400,
+    "Invalid or missing data format. Please ensure that the data is provided in the correct format. "
     'Example request body: {{"data":[{{...}},{{...}},..]}}',
-    "The body is not JSON or not of the shape `{\"data\": ...}` the method expects.",
+    'The body is not JSON or not of the shape `{"data": ...}` the method expects.',
 )
 PERSISTENCE_FAILED = _spec(
-    "1302", 500,
+    "1302",
+    500,
     "Failed to persist the data for `{path}`. Please verify the provided data and try again.",
     "An unexpected database error while writing (the cause is logged, never sent).",
 )
 ENTITY_NOT_FOUND = _spec(
-    "1303", 404, "The entity `{path}` could not be found in the database.",
+    "1303",
+    404,
+    "The entity `{path}` could not be found in the database.",
     "No row with the given identifier.",
 )
 IMMUTABLE_FIELD = _spec(
-    "1304", 400, "Modification of immutable field `{path}.{field}` is prohibited",
+    "1304",
+    400,
+    "Modification of immutable field `{path}.{field}` is prohibited",
     "A value for a field that is not creatable (POST) or not editable (PATCH/PUT).",
 )
 INVALID_TYPE = _spec(
-    "1305", 400, "Invalid data type `{path}` for field `{field}`",
+    "1305",
+    400,
+    "Invalid data type `{path}` for field `{field}`",
     "A value of the wrong JSON type for the field's type.",
 )
 INVALID_VALUE = _spec(
-    "1306", 400, "Invalid data value `{path}` for field: `{field}`. Field rules: {rules}",
+    "1306",
+    400,
+    "Invalid data value `{path}` for field: `{field}`. Field rules: {rules}",
     "A value that breaks one of the field's rules (range, length, pattern, enum, precision).",
 )
 REQUIRED_FIELD = _spec(
-    "1307", 400, "The required field must not be empty. Field: `{path}.{field}`",
+    "1307",
+    400,
+    "The required field must not be empty. Field: `{path}.{field}`",
     "A required field is absent or null.",
 )
 NOT_CREATABLE_IDENTIFIER = _spec(
-    "1308", 400,
+    "1308",
+    400,
     "Entity `{path}.{identifier}` not found by identifier, and new identifier can not be persisted. "
     "Please update the request.",
     "PUT of a missing row whose identifier is not creatable.",
 )
 DUPLICATE_ENTRY = _spec(
-    "1309", 400,
-    "Failed to persist the data for `{path}`. Please verify the provided data and try again. "
-    "Entry is duplicated.",
+    "1309",
+    400,
+    "Failed to persist the data for `{path}`. Please verify the provided data and try again. Entry is duplicated.",
     "A unique constraint was violated.",
 )
 MISSING_IDENTIFIER = _spec(
-    "1310", 400, "Incomplete Request - missing identifier for `{path}`",
+    "1310",
+    400,
+    "Incomplete Request - missing identifier for `{path}`",
     "A collection PATCH item without the identifier.",
 )
 UNKNOWN_FIELD = _spec(
-    "1311", 400, "The provided `{path}.{field}` is incorrect or invalid.",
+    "1311",
+    400,
+    "The provided `{path}.{field}` is incorrect or invalid.",
     "A body key that is neither a configured field nor a relation.",
 )
 CONFIGURATION_NOT_FOUND = _spec(
-    "1312", 404, "Dynamic entity configuration for table alias `{alias}` not found.",
-    "Retired by Spryker in favour of 007; never sent by dxapi.", retired=True,
+    "1312",
+    404,
+    "Dynamic entity configuration for table alias `{alias}` not found.",
+    "Retired by Spryker in favour of 007; never sent by dxapi.",
+    retired=True,
 )
 RELATION_NOT_FOUND = _spec(
-    "1313", 400,
+    "1313",
+    400,
     "Relation `{relation}` not found. Please check the requested relation name and try again.",
     "An `include` chain or nested key names a relation that is not configured.",
 )
 RELATION_NOT_EDITABLE = _spec(
-    "1314", 422, "The relationship `{relation}` is not editable by configuration.",
+    "1314",
+    422,
+    "The relationship `{relation}` is not editable by configuration.",
     "A nested write through a relation configured as not editable.",
 )
 FILTER_FIELD_NOT_FOUND = _spec(
-    "1315", 400, "Filter field `{field}` for table alias `{alias}` not found.",
+    "1315",
+    400,
+    "Filter field `{field}` for table alias `{alias}` not found.",
     "A filter on a field that is not configured for the entity.",
 )
 INVALID_URL = _spec(
-    "1316", 400, "The URL is invalid. `{path}` field `{field}` must have a URL data format.",
+    "1316",
+    400,
+    "The URL is invalid. `{path}` field `{field}` must have a URL data format.",
     "A value that breaks the `url` constraint.",
 )
 DELETE_BLOCKED = _spec(
-    "1317", 400,
+    "1317",
+    400,
     "Failed to delete the data for `{path}`. The entity has a child entity and can not be deleted. {children}",
     "A row that other rows reference cannot be deleted. Names the child entity only when it is configured and "
     "the caller has a scope on it (never a table).",
 )
 METHOD_NOT_ALLOWED_FOR_ENTITY = _spec(
-    "1318", 405, "Method not allowed for the entity `{alias}`.",
+    "1318",
+    405,
+    "Method not allowed for the entity `{alias}`.",
     "DELETE on an entity that is not deletable.",
 )
 
 # --- dxapi: request syntax (2xxx) ---------------------------------------------------------------------------
 FILTER_VALUE_INVALID = _spec(
-    "2001", 400, "Filter `{field}`: {reason}",
+    "2001",
+    400,
+    "Filter `{field}`: {reason}",
     "A filter value that is not valid for the field's type, or a malformed operator object.",
 )
 FILTER_OPERATOR_UNKNOWN = _spec(
-    "2002", 400,
+    "2002",
+    400,
     "Filter `{field}`: unknown operator `{operator}`. Allowed: {allowed}.",
     "An operator object with a key that is not a known operator.",
 )
 PAGE_VALUE_INVALID = _spec(
-    "2003", 400, "`page[{name}]` must be an integer of at least {smallest}, got `{value}`.",
+    "2003",
+    400,
+    "`page[{name}]` must be an integer of at least {smallest}, got `{value}`.",
     "`page[offset]` or `page[limit]` that is not an integer in range (a limit must be at least 1).",
 )
 PAGE_LIMIT_TOO_LARGE = _spec(
-    "2004", 400, "`page[limit]` is {value}; the maximum is {maximum}.",
+    "2004",
+    400,
+    "`page[limit]` is {value}; the maximum is {maximum}.",
     "A page larger than the configured maximum (`DXAPI_MAX_PAGE_LIMIT`).",
 )
 SORT_FIELD_NOT_FOUND = _spec(
-    "2005", 400, "Sort field `{field}` for table alias `{alias}` not found.",
+    "2005",
+    400,
+    "Sort field `{field}` for table alias `{alias}` not found.",
     "`sort` names a field that is not configured for the entity.",
 )
 SORT_FIELD_NOT_SORTABLE = _spec(
-    "2018", 400, "Sort field `{field}` for table alias `{alias}` is of type {type}, which has no order.",
+    "2018",
+    400,
+    "Sort field `{field}` for table alias `{alias}` is of type {type}, which has no order.",
     "`sort` names a `json` field (JSON values have no order on every backend).",
 )
 SORT_TOO_LARGE = _spec(
-    "2019", 400, "`sort` names {count} fields; the maximum is {maximum}.",
+    "2019",
+    400,
+    "`sort` names {count} fields; the maximum is {maximum}.",
     "More sort keys than dxapi accepts (16).",
 )
 INCLUDE_TOO_DEEP = _spec(
-    "2006", 400, "Include chain `{chain}` is deeper than the maximum of {maximum}.",
+    "2006",
+    400,
+    "Include chain `{chain}` is deeper than the maximum of {maximum}.",
     "An `include` chain longer than `DXAPI_MAX_INCLUDE_DEPTH`.",
 )
 QUERY_PARAMETER_UNKNOWN = _spec(
-    "2007", 400, "Unknown query parameter `{name}`. Allowed: filter[...], page[...], sort, include.",
+    "2007",
+    400,
+    "Unknown query parameter `{name}`. Allowed: filter[...], page[...], sort, include.",
     "A query parameter dxapi does not know (a typo would otherwise silently widen the result).",
 )
 QUERY_PARAMETER_REPEATED = _spec(
-    "2008", 400, "Query parameter `{name}` is given more than once.",
+    "2008",
+    400,
+    "Query parameter `{name}` is given more than once.",
     "The same query parameter twice, which would be ambiguous.",
 )
 FILTER_TOO_LARGE = _spec(
-    "2009", 400, "Filter `{field}`: {count} values given; the maximum is {maximum}.",
+    "2009",
+    400,
+    "Filter `{field}`: {count} values given; the maximum is {maximum}.",
     "An `in` list longer than `DXAPI_MAX_FILTER_VALUES`, or more filters than that.",
 )
 QUERY_PARAMETER_NOT_ALLOWED = _spec(
-    "2017", 400, "Query parameter `{name}` is not allowed {where}.",
+    "2017",
+    400,
+    "Query parameter `{name}` is not allowed {where}.",
     "A query parameter that means nothing for this request (for example `sort` on a single row).",
 )
 METHOD_NOT_ALLOWED = _spec(
-    "2010", 405, "Method `{method}` is not allowed on this path.",
+    "2010",
+    405,
+    "Method `{method}` is not allowed on this path.",
     "An HTTP method the route does not serve.",
 )
 
 UNSUPPORTED_MEDIA_TYPE = _spec(
-    "2011", 415, "Unsupported media type `{media_type}`; send `Content-Type: application/json`.",
+    "2011",
+    415,
+    "Unsupported media type `{media_type}`; send `Content-Type: application/json`.",
     "A write whose body is not declared as JSON.",
 )
 BODY_TOO_LARGE = _spec(
-    "2012", 413, "The request body is larger than {maximum} bytes.",
+    "2012",
+    413,
+    "The request body is larger than {maximum} bytes.",
     "A body over `DXAPI_MAX_BODY_BYTES` (refused before it is read in full).",
 )
 TOO_MANY_ITEMS = _spec(
-    "2013", 400, "The batch has {count} items; the maximum is {maximum}.",
+    "2013",
+    400,
+    "The batch has {count} items; the maximum is {maximum}.",
     "More items in one request than `DXAPI_MAX_BATCH_ITEMS`.",
 )
 DELETE_NEEDS_FILTER = _spec(
-    "2014", 400, "A collection DELETE on `{alias}` needs at least one filter.",
+    "2014",
+    400,
+    "A collection DELETE on `{alias}` needs at least one filter.",
     "`DELETE /{alias}` without `filter[...]` (it would delete every row).",
 )
 NESTING_TOO_DEEP = _spec(
-    "2015", 400, "Nested relations at `{path}` are deeper than the maximum of {maximum}.",
+    "2015",
+    400,
+    "Nested relations at `{path}` are deeper than the maximum of {maximum}.",
     "Nested writes deeper than `DXAPI_MAX_INCLUDE_DEPTH`.",
 )
 IDENTIFIER_MISMATCH = _spec(
-    "2016", 400, "The identifier in `{path}` differs from the one in the URL.",
+    "2016",
+    400,
+    "The identifier in `{path}` differs from the one in the URL.",
     "`/{alias}/{id}` with a body naming another identifier.",
 )
 
 # --- dxapi: data conflicts found by the database (3xxx) -----------------------------------------------------
 NOT_NULLABLE = _spec(
-    "3001", 400,
-    "Failed to persist the data for `{path}`. Please verify the provided data and try again. "
-    "Field must not be null.",
+    "3001",
+    400,
+    "Failed to persist the data for `{path}`. Please verify the provided data and try again. Field must not be null.",
     "A NULL for a column that does not accept it (Spryker's not_nullable_field, which has no code there).",
 )
 REFERENCE_NOT_FOUND = _spec(
-    "3002", 400,
+    "3002",
+    400,
     "Failed to persist the data for `{path}`. The referenced row does not exist.",
     "A foreign key pointing at a row that does not exist.",
 )
 VALUE_REJECTED = _spec(
-    "3003", 400,
+    "3003",
+    400,
     "Failed to persist the data for `{path}`. The database rejected a value (out of range or too long).",
     "A value the database refused (check constraint, range); the cause is logged.",
 )
 WRITE_CONFLICT = _spec(
-    "3004", 409, "The write conflicted with a concurrent one and was rolled back. Please retry.",
+    "3004",
+    409,
+    "The write conflicted with a concurrent one and was rolled back. Please retry.",
     "A deadlock or serialization failure that persisted after one automatic retry.",
 )
 
 # --- authentication and authorization (Spryker's 001, dxapi 4xxx) ------------------------------------------
 INVALID_TOKEN = _spec(
-    "001", 401, "Invalid access token.",
+    "001",
+    401,
+    "Invalid access token.",
     "A bearer token or API key that is malformed, expired, wrongly signed, revoked or of the wrong kind.",
 )
 AUTHENTICATION_REQUIRED = _spec(
-    "4001", 401, "Authentication required: send `Authorization: Bearer <token>` or `X-Api-Key`.",
+    "4001",
+    401,
+    "Authentication required: send `Authorization: Bearer <token>` or `X-Api-Key`.",
     "No credentials on a protected path.",
 )
 INSUFFICIENT_SCOPE = _spec(
-    "4003", 403, "Not allowed: the credentials lack the scope `{alias}:{action}`.",
+    "4003",
+    403,
+    "Not allowed: the credentials lack the scope `{alias}:{action}`.",
     "Valid credentials without the scope the request needs (checked for included and nested entities too).",
 )
 TOO_MANY_ATTEMPTS = _spec(
-    "4029", 429, "Too many failed authentication attempts from this address. Retry in {seconds} seconds.",
+    "4029",
+    429,
+    "Too many failed authentication attempts from this address. Retry in {seconds} seconds.",
     "More failed API-key checks from one address than `DXAPI_TOKEN_ATTEMPTS_PER_ADDRESS` in a minute "
     "(sent with `Retry-After`).",
 )
 
 # --- dxapi: server side (5xxx) ------------------------------------------------------------------------------
 INTERNAL_ERROR = _spec(
-    "5001", 500, "Internal server error. The incident has been logged.",
+    "5001",
+    500,
+    "Internal server error. The incident has been logged.",
     "An unexpected error; details go to the server log only.",
 )
 DATABASE_UNAVAILABLE = _spec(
-    "5002", 503, "The database is not reachable. Please retry later.",
+    "5002",
+    503,
+    "The database is not reachable. Please retry later.",
     "The database is down or the connection pool is exhausted; sent with `Retry-After`.",
 )
 SCHEMA_CHANGED = _spec(
-    "5004", 503, "The database schema changed under this endpoint; its configuration is being checked. Retry soon.",
+    "5004",
+    503,
+    "The database schema changed under this endpoint; its configuration is being checked. Retry soon.",
     "A configured table or column disappeared since the configuration was loaded (sent with `Retry-After`).",
 )
 ENTITY_UNAVAILABLE = _spec(
-    "5003", 503, "The entity `{alias}` is temporarily unavailable: its configuration does not match the "
-    "database schema.",
+    "5003",
+    503,
+    "The entity `{alias}` is temporarily unavailable: its configuration does not match the database schema.",
     "The configuration of an active entity no longer matches its table (for example a dropped column).",
 )

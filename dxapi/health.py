@@ -58,7 +58,8 @@ async def ready(request: Request) -> Response:
         document["listening"] = rt.registry.listening
         document["problems"] = problems
         document["unavailableEntities"] = {
-            alias: list(found) for alias, found in snapshot.unavailable.items()
+            alias: list(found)
+            for alias, found in snapshot.unavailable.items()
             if any(operator.allows(alias, action) for action in ACTIONS)
         }
     return render_json(document, 503 if problems else 200)

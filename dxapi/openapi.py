@@ -27,9 +27,14 @@ Allows = Callable[[str, str], bool]  # (alias, "read" | "write" | "delete") → 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorList"}
 MODES = ("create", "update", "replace")  # the item bodies of POST, PATCH and PUT batches
 ERROR_STATUSES = {
-    "400": "Invalid request (see the error codes)", "401": "Missing or invalid credentials",
-    "403": "The credentials lack a scope", "404": "Unknown alias or row", "405": "Method not allowed",
-    "413": "Body too large", "415": "Body is not JSON", "422": "Relation not editable",
+    "400": "Invalid request (see the error codes)",
+    "401": "Missing or invalid credentials",
+    "403": "The credentials lack a scope",
+    "404": "Unknown alias or row",
+    "405": "Method not allowed",
+    "413": "Body too large",
+    "415": "Body is not JSON",
+    "422": "Relation not editable",
     "503": "Database unavailable",
 }
 
@@ -48,9 +53,13 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # The header of every batch write.
-TRANSACTIONAL = {"name": "X-Is-Transactional", "in": "header", "required": False,
-                 "description": "`false` or `0`: save each item on its own and report per item.",
-                 "schema": {"type": "string"}}
+TRANSACTIONAL = {
+    "name": "X-Is-Transactional",
+    "in": "header",
+    "required": False,
+    "description": "`false` or `0`: save each item on its own and report per item.",
+    "schema": {"type": "string"},
+}
 
 
 class _Document:
@@ -62,9 +71,13 @@ class _Document:
         self.allows = allows
         self.schemas: dict[str, Any] = {
             "Error": {
-                "type": "object", "required": ["code", "status", "message"],
-                "properties": {"code": {"type": "string"}, "status": {"type": "integer"},
-                               "message": {"type": "string"}},
+                "type": "object",
+                "required": ["code", "status", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "message": {"type": "string"},
+                },
             },
             "ErrorList": {"type": "array", "items": {"$ref": "#/components/schemas/Error"}},
         }
@@ -136,8 +149,9 @@ class _Document:
         alias = entity.alias
         collection: dict[str, Any] = {}
         single: dict[str, Any] = {}
-        parameters = _read_parameters(entity, self.settings, [n for n, r in entity.relations.items()
-                                                              if self.may(r.child_alias, READ)])
+        parameters = _read_parameters(
+            entity, self.settings, [n for n, r in entity.relations.items() if self.may(r.child_alias, READ)]
+        )
         if self.may(alias, READ):
             self.schemas[alias] = self.item_schema(entity)
             collection["get"], single["get"] = _read_operations(alias, parameters)
@@ -164,34 +178,59 @@ class _Document:
         single["patch"] = self.one_operation(entity, "update-one", item, "update-one", f"Update one of {alias}")
         single["put"] = self.one_operation(entity, "replace", item, "upsert-one", f"Upsert one of {alias}")
 
-    def batch_operation(self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str,
-                        summary: str) -> dict[str, Any]:
+    def batch_operation(
+        self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str
+    ) -> dict[str, Any]:
         """A batch write: ``{"data": [items]}`` in, the saved rows (or, per item, rows and errors) out."""
         alias = entity.alias
         self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
-        data = {"type": "array", "minItems": 1, "maxItems": self.settings.max_batch_items,
-                "items": _ref(f"{alias}-{mode}")}
-        body = _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                      "properties": {"data": data}})
+        data = {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": self.settings.max_batch_items,
+            "items": _ref(f"{alias}-{mode}"),
+        }
+        body = _body(
+            {"type": "object", "required": ["data"], "additionalProperties": False, "properties": {"data": data}}
+        )
         partial = {
-            "type": "object", "required": ["data", "errors"],
+            "type": "object",
+            "required": ["data", "errors"],
             "properties": {"data": {"type": "array", "items": item}, "errors": ERROR_REF},
         }
         status = "201" if mode == "create" else "200"
-        return {"tags": [alias], "operationId": f"{verb}-{alias}", "summary": summary,
-                "parameters": [TRANSACTIONAL], "requestBody": body,
-                "responses": _responses(status, {"anyOf": [_data_array(item), partial]}, "Saved rows",
-                                        {"oneOf": [ERROR_REF, partial]})}
+        return {
+            "tags": [alias],
+            "operationId": f"{verb}-{alias}",
+            "summary": summary,
+            "parameters": [TRANSACTIONAL],
+            "requestBody": body,
+            "responses": _responses(
+                status, {"anyOf": [_data_array(item), partial]}, "Saved rows", {"oneOf": [ERROR_REF, partial]}
+            ),
+        }
 
-    def one_operation(self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str,
-                      summary: str) -> dict[str, Any]:
+    def one_operation(
+        self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str
+    ) -> dict[str, Any]:
         """A write of the row ``/{id}`` names: ``{"data": item}`` in, the saved row out."""
         alias = entity.alias
         self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
-        body = _body({"type": "object", "required": ["data"], "additionalProperties": False,
-                      "properties": {"data": _ref(f"{alias}-{mode}")}})
-        return {"tags": [alias], "operationId": f"{verb}-{alias}", "summary": summary, "requestBody": body,
-                "responses": _responses("200", _data(item), "The saved row")}
+        body = _body(
+            {
+                "type": "object",
+                "required": ["data"],
+                "additionalProperties": False,
+                "properties": {"data": _ref(f"{alias}-{mode}")},
+            }
+        )
+        return {
+            "tags": [alias],
+            "operationId": f"{verb}-{alias}",
+            "summary": summary,
+            "requestBody": body,
+            "responses": _responses("200", _data(item), "The saved row"),
+        }
 
     def token_path(self) -> dict[str, Any]:
         """``POST /token``: RFC 6749 form parameters, or Spryker's JSON (flat or in Glue's envelope)."""
@@ -202,9 +241,12 @@ class _Document:
     def build(self) -> dict[str, Any]:
         return {
             "openapi": "3.1.0",
-            "info": {"title": "dxapi", "version": f"config-{self.snapshot.version}",
-                     "description": "Generated from the active configuration, showing what the scopes of the "
-                                    "credentials used allow; errors are listed in docs/errors.md."},
+            "info": {
+                "title": "dxapi",
+                "version": f"config-{self.snapshot.version}",
+                "description": "Generated from the active configuration, showing what the scopes of the "
+                "credentials used allow; errors are listed in docs/errors.md.",
+            },
             "paths": self.paths(),
             "components": {
                 "schemas": dict(sorted(self.schemas.items())),
@@ -235,21 +277,38 @@ def build_openapi(snapshot: Snapshot, settings: Settings, allows: Allows | None 
 def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """GET on the collection (filters, page, sort, include) and on one row (include only)."""
     item = _ref(alias)
-    listing = {"tags": [alias], "operationId": f"list-{alias}", "summary": f"List {alias}", "parameters": parameters,
-               "responses": _responses("200", _data_array(item), "A page of rows")}
-    one = {"tags": [alias], "operationId": f"get-{alias}", "summary": f"One of {alias}",
-           "parameters": [p for p in parameters if p["name"] == "include"],
-           "responses": _responses("200", _data(item), "The row")}
+    listing = {
+        "tags": [alias],
+        "operationId": f"list-{alias}",
+        "summary": f"List {alias}",
+        "parameters": parameters,
+        "responses": _responses("200", _data_array(item), "A page of rows"),
+    }
+    one = {
+        "tags": [alias],
+        "operationId": f"get-{alias}",
+        "summary": f"One of {alias}",
+        "parameters": [p for p in parameters if p["name"] == "include"],
+        "responses": _responses("200", _data(item), "The row"),
+    }
     return listing, one
 
 
 def _delete_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """DELETE on the collection (the rows the filters match) and on one row."""
-    matching = {"tags": [alias], "operationId": f"delete-{alias}", "summary": f"Delete matching {alias}",
-                "parameters": [p for p in parameters if p["name"].startswith("filter[")],
-                "responses": _responses("204", None, "Deleted")}
-    one = {"tags": [alias], "operationId": f"delete-one-{alias}", "summary": f"Delete one of {alias}",
-           "responses": _responses("204", None, "Deleted")}
+    matching = {
+        "tags": [alias],
+        "operationId": f"delete-{alias}",
+        "summary": f"Delete matching {alias}",
+        "parameters": [p for p in parameters if p["name"].startswith("filter[")],
+        "responses": _responses("204", None, "Deleted"),
+    }
+    one = {
+        "tags": [alias],
+        "operationId": f"delete-one-{alias}",
+        "summary": f"Delete one of {alias}",
+        "responses": _responses("204", None, "Deleted"),
+    }
     return matching, one
 
 
@@ -274,25 +333,42 @@ def _token_schemas(grants: list[str]) -> dict[str, Any]:
     names = ("client_id", "client_secret", "scope", "username", "password", "refresh_token")
     return {
         "TokenForm": {
-            "type": "object", "required": ["grant_type"],
-            "properties": {"grant_type": {"type": "string", "enum": grants},
-                           **{name: {"type": "string"} for name in names}},
+            "type": "object",
+            "required": ["grant_type"],
+            "properties": {
+                "grant_type": {"type": "string", "enum": grants},
+                **{name: {"type": "string"} for name in names},
+            },
         },
         "TokenJson": {
-            "type": "object", "required": ["grantType"],
-            "properties": {"grantType": {"type": "string", "enum": grants},
-                           **{_camel(name): {"type": "string"} for name in names}},
+            "type": "object",
+            "required": ["grantType"],
+            "properties": {
+                "grantType": {"type": "string", "enum": grants},
+                **{_camel(name): {"type": "string"} for name in names},
+            },
         },
         "TokenGlue": {
-            "type": "object", "required": ["data"],
-            "properties": {"data": {"type": "object", "required": ["attributes"], "properties": {
-                "type": {"type": "string", "enum": ["token"]}, "attributes": _ref("TokenJson")}}},
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "object",
+                    "required": ["attributes"],
+                    "properties": {"type": {"type": "string", "enum": ["token"]}, "attributes": _ref("TokenJson")},
+                }
+            },
         },
         "TokenResponse": {
-            "type": "object", "required": ["token_type", "expires_in", "access_token", "scope"],
-            "properties": {"token_type": {"type": "string"}, "expires_in": {"type": "integer"},
-                           "access_token": {"type": "string"}, "scope": {"type": "string"},
-                           "refresh_token": {"type": "string"}},
+            "type": "object",
+            "required": ["token_type", "expires_in", "access_token", "scope"],
+            "properties": {
+                "token_type": {"type": "string"},
+                "expires_in": {"type": "integer"},
+                "access_token": {"type": "string"},
+                "scope": {"type": "string"},
+                "refresh_token": {"type": "string"},
+            },
         },
         "OAuthError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
     }
@@ -328,23 +404,41 @@ def _data_array(item: dict[str, Any]) -> dict[str, Any]:
 
 def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: list[str]) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": f"filter[{entity.alias}.{field.name}]", "in": "query", "required": False,
-         "description": 'Equality, or a JSON operator object such as {"in":[…]}, {"gte":…}, {"isNull":true}.',
-         "schema": {"type": "string"}}
+        {
+            "name": f"filter[{entity.alias}.{field.name}]",
+            "in": "query",
+            "required": False,
+            "description": 'Equality, or a JSON operator object such as {"in":[…]}, {"gte":…}, {"isNull":true}.',
+            "schema": {"type": "string"},
+        }
         for field in entity.fields
     ]
     params += [
         {"name": "page[offset]", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
-        {"name": "page[limit]", "in": "query", "required": False,
-         "schema": {"type": "integer", "minimum": 1, "maximum": settings.max_page_limit}},
-        {"name": "sort", "in": "query", "required": False,
-         "description": "Comma-separated fields, `-` for descending: " + ", ".join(entity.names),
-         "schema": {"type": "string"}},
+        {
+            "name": "page[limit]",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": settings.max_page_limit},
+        },
+        {
+            "name": "sort",
+            "in": "query",
+            "required": False,
+            "description": "Comma-separated fields, `-` for descending: " + ", ".join(entity.names),
+            "schema": {"type": "string"},
+        },
     ]
     if includable:
-        params.append({"name": "include", "in": "query", "required": False,
-                       "description": "Comma-separated relation chains: " + ", ".join(includable),
-                       "schema": {"type": "string"}})
+        params.append(
+            {
+                "name": "include",
+                "in": "query",
+                "required": False,
+                "description": "Comma-separated relation chains: " + ", ".join(includable),
+                "schema": {"type": "string"},
+            }
+        )
     return params
 
 
@@ -391,18 +485,25 @@ def _input_value(field: FieldSnapshot) -> dict[str, Any]:
 def _token_operation() -> dict[str, Any]:
     failure = {"content": {"application/json": {"schema": _ref("OAuthError")}}}
     return {
-        "tags": ["auth"], "operationId": "token", "summary": "Get an access token", "security": [],
+        "tags": ["auth"],
+        "operationId": "token",
+        "summary": "Get an access token",
+        "security": [],
         # Not `required`: openapi-python-client (0.29) cannot compile a required body of several media
         # types. A missing body is answered like any other invalid one: 400 invalid_request.
-        "requestBody": {"required": False, "content": {
-            "application/x-www-form-urlencoded": {"schema": _ref("TokenForm")},
-            "application/json": {"schema": {"oneOf": [_ref("TokenJson"), _ref("TokenGlue")]}},
-        }},
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": _ref("TokenForm")},
+                "application/json": {"schema": {"oneOf": [_ref("TokenJson"), _ref("TokenGlue")]}},
+            },
+        },
         "responses": {
-            "200": {"description": "A bearer token",
-                    "content": {"application/json": {"schema": _ref("TokenResponse")}}},
-            "400": {"description": "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type",
-                    **failure},
+            "200": {
+                "description": "A bearer token",
+                "content": {"application/json": {"schema": _ref("TokenResponse")}},
+            },
+            "400": {"description": "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type", **failure},
             "401": {"description": "invalid_client", **failure},
             "429": {"description": "Too many attempts (see Retry-After)", **failure},
             "503": {"description": "temporarily_unavailable (see Retry-After)", **failure},

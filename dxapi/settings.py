@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes.")
     max_batch_items: int = Field(10_000, ge=1, description="Most items in one write request.")
     admin_max_import_bytes: int = Field(
-        10 * 1024 * 1024, ge=1,
+        10 * 1024 * 1024,
+        ge=1,
         description="Largest configuration file the back office accepts for import, in bytes (larger: 413, "
         "unread). Other back-office forms accept at most 1 MiB.",
     )
@@ -62,8 +63,8 @@ class Settings(BaseSettings):
         description="Comma-separated HS256 secrets still accepted for verification during a key rotation.",
     )
     jwt_private_key_file: str | None = Field(
-        None, description="PEM private key for RS256/EdDSA signing; its public key is served at "
-        "`/.well-known/jwks.json`.",
+        None,
+        description="PEM private key for RS256/EdDSA signing; its public key is served at `/.well-known/jwks.json`.",
     )
     jwt_public_key_files: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -81,8 +82,10 @@ class Settings(BaseSettings):
         10, ge=1, description="`/token` attempts per minute per client or user, per worker (then 429)."
     )
     token_attempts_per_address: int = Field(
-        30, ge=1, description="`/token` attempts per minute per source address, per worker (then 429); the same "
-        "limit applies to failed API-key checks per source address (then 429 `4029`)."
+        30,
+        ge=1,
+        description="`/token` attempts per minute per source address, per worker (then 429); the same "
+        "limit applies to failed API-key checks per source address (then 429 `4029`).",
     )
     principal_cache_seconds: float = Field(
         2.0, ge=0, le=5, description="How long a worker trusts that a client, user or key is still active."
@@ -98,8 +101,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Worker processes started by `dxapi serve`.")
     log_level: str = Field("info", description="Log level of the server (`debug`, `info`, `warning`, …).")
 
-    @field_validator("deny_tables", "jwt_previous_secrets", "jwt_public_key_files", "trusted_proxies",
-                     mode="before")
+    @field_validator("deny_tables", "jwt_previous_secrets", "jwt_public_key_files", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

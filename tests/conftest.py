@@ -56,19 +56,22 @@ def awkward_metadata() -> sa.MetaData:
     """Tables whose names need quoting everywhere: a reserved word, mixed case with spaces."""
     metadata = sa.MetaData()
     sa.Table(
-        "order", metadata,
+        "order",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("select", sa.String(50), nullable=False),
         sa.Column("group", sa.Integer, nullable=True),
     )
     sa.Table(
-        "Mixed Case Table", metadata,
+        "Mixed Case Table",
+        metadata,
         sa.Column("Code", sa.String(20), primary_key=True),
         sa.Column("Display Name", sa.String(100), nullable=False),
         sa.Column("Weight", sa.Numeric(10, 3), nullable=True),
     )
     sa.Table(
-        "parked", metadata,
+        "parked",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("note", sa.String(50), nullable=True),
     )
@@ -87,33 +90,87 @@ AWKWARD_ROWS = {
 
 AWKWARD_CONFIG: list[dict[str, Any]] = [
     {
-        "tableName": "order", "tableAlias": "orders", "isActive": True,
-        "definition": {"identifier": "id", "isDeletable": False, "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": True,
-             "isEditable": False},
-            {"fieldName": "select", "fieldVisibleName": "select", "type": "string", "isCreatable": True,
-             "isEditable": True, "validation": {"isRequired": True, "maxLength": 50}},
-            {"fieldName": "group", "fieldVisibleName": "group", "type": "integer", "isCreatable": True,
-             "isEditable": True},
-        ]},
+        "tableName": "order",
+        "tableAlias": "orders",
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "isDeletable": False,
+            "fields": [
+                {
+                    "fieldName": "id",
+                    "fieldVisibleName": "id",
+                    "type": "integer",
+                    "isCreatable": True,
+                    "isEditable": False,
+                },
+                {
+                    "fieldName": "select",
+                    "fieldVisibleName": "select",
+                    "type": "string",
+                    "isCreatable": True,
+                    "isEditable": True,
+                    "validation": {"isRequired": True, "maxLength": 50},
+                },
+                {
+                    "fieldName": "group",
+                    "fieldVisibleName": "group",
+                    "type": "integer",
+                    "isCreatable": True,
+                    "isEditable": True,
+                },
+            ],
+        },
     },
     {
-        "tableName": "Mixed Case Table", "tableAlias": "MixedCase", "isActive": True,
-        "definition": {"identifier": "Code", "isDeletable": False, "fields": [
-            {"fieldName": "Code", "fieldVisibleName": "code", "type": "string", "isCreatable": True,
-             "isEditable": False},
-            {"fieldName": "Display Name", "fieldVisibleName": "displayName", "type": "string",
-             "isCreatable": True, "isEditable": True},
-            {"fieldName": "Weight", "fieldVisibleName": "weight", "type": "decimal", "isCreatable": True,
-             "isEditable": True, "validation": {"precision": 10, "scale": 3}},
-        ]},
+        "tableName": "Mixed Case Table",
+        "tableAlias": "MixedCase",
+        "isActive": True,
+        "definition": {
+            "identifier": "Code",
+            "isDeletable": False,
+            "fields": [
+                {
+                    "fieldName": "Code",
+                    "fieldVisibleName": "code",
+                    "type": "string",
+                    "isCreatable": True,
+                    "isEditable": False,
+                },
+                {
+                    "fieldName": "Display Name",
+                    "fieldVisibleName": "displayName",
+                    "type": "string",
+                    "isCreatable": True,
+                    "isEditable": True,
+                },
+                {
+                    "fieldName": "Weight",
+                    "fieldVisibleName": "weight",
+                    "type": "decimal",
+                    "isCreatable": True,
+                    "isEditable": True,
+                    "validation": {"precision": 10, "scale": 3},
+                },
+            ],
+        },
     },
-    {   # configured but switched off: must answer exactly like an unknown alias
-        "tableName": "parked", "tableAlias": "parked", "isActive": False,
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False},
-        ]},
+    {  # configured but switched off: must answer exactly like an unknown alias
+        "tableName": "parked",
+        "tableAlias": "parked",
+        "isActive": False,
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                {
+                    "fieldName": "id",
+                    "fieldVisibleName": "id",
+                    "type": "integer",
+                    "isCreatable": False,
+                    "isEditable": False,
+                },
+            ],
+        },
     },
 ]
 
@@ -302,8 +359,9 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def _start_server(settings: Settings) -> tuple[_Server, threading.Thread, str]:
     port = _free_port()
     # log_config=None: uvicorn keeps its hands off logging, so its error records reach SERVER_ERRORS.
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="on", log_config=None)
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on", log_config=None
+    )
     server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -316,8 +374,9 @@ def _start_server(settings: Settings) -> tuple[_Server, threading.Thread, str]:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def backend(request: pytest.FixtureRequest, loop: asyncio.AbstractEventLoop,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
     name: str = request.param
     if name == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'shop.db'}"
@@ -327,9 +386,15 @@ def backend(request: pytest.FixtureRequest, loop: asyncio.AbstractEventLoop,
         pytest.fail(f"unknown backend `{name}` in DXAPI_TEST_BACKENDS (use sqlite, postgresql, mysql)")
     try:
         client_id, client_secret = loop.run_until_complete(_prepare(url))
-        settings = Settings(database_url=url, reload_interval=0.05, default_page_limit=100,
-                            max_page_limit=500, jwt_secret=SecretStr(secrets.token_urlsafe(48)),
-                            token_attempts_per_minute=1000, token_attempts_per_address=1000)
+        settings = Settings(
+            database_url=url,
+            reload_interval=0.05,
+            default_page_limit=100,
+            max_page_limit=500,
+            jwt_secret=SecretStr(secrets.token_urlsafe(48)),
+            token_attempts_per_minute=1000,
+            token_attempts_per_address=1000,
+        )
         server, thread, base_url = _start_server(settings)
         token = fetch_token(base_url, client_id, client_secret)
         with httpx.Client(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:

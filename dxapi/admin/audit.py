@@ -35,8 +35,12 @@ MAX_AUDIT_ID = 2**31 - 1
 
 @page()
 async def audit_page(request: Request, user: AdminUser) -> Response:
-    rows = await fetch_rows(request, select(dx_audit.c.id, dx_audit.c.at, dx_audit.c.actor, dx_audit.c.action,
-                                       dx_audit.c.table_alias).order_by(dx_audit.c.id.desc()).limit(500))
+    rows = await fetch_rows(
+        request,
+        select(dx_audit.c.id, dx_audit.c.at, dx_audit.c.actor, dx_audit.c.action, dx_audit.c.table_alias)
+        .order_by(dx_audit.c.id.desc())
+        .limit(500),
+    )
     return render(request, "audit.html", user, entries=rows)
 
 
@@ -83,8 +87,11 @@ async def config_page(request: Request, user: AdminUser) -> Response:
 @page()
 async def config_export(request: Request, user: AdminUser) -> Response:
     document = await export_entities(engine(request))
-    return Response(orjson.dumps(document, option=orjson.OPT_INDENT_2), media_type="application/json",
-                    headers={**HEADERS, "Content-Disposition": 'attachment; filename="dxapi-config.json"'})
+    return Response(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={**HEADERS, "Content-Disposition": 'attachment; filename="dxapi-config.json"'},
+    )
 
 
 @page("editor", upload=True)
@@ -99,4 +106,3 @@ async def config_import(request: Request, user: AdminUser) -> Response:
     except ConfigError as exc:
         return render(request, "config.html", user, status=400, problems=exc.problems)
     return render(request, "config.html", user, imported=len(configs), version=version)
-

@@ -46,11 +46,13 @@ async def read_form(request: Request, cap: int, *, files: int = 0) -> FormData:
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     try:
         if kind == "multipart/form-data":
-            return await MultiPartParser(request.headers, _once(bytes(body)), max_files=files,
-                                         max_fields=MAX_FIELDS, max_part_size=cap).parse()
+            return await MultiPartParser(
+                request.headers, _once(bytes(body)), max_files=files, max_fields=MAX_FIELDS, max_part_size=cap
+            ).parse()
         if kind == "application/x-www-form-urlencoded":
-            return await FormParser(request.headers, _once(bytes(body)), max_fields=MAX_FIELDS,
-                                    max_part_size=cap).parse()
+            return await FormParser(
+                request.headers, _once(bytes(body)), max_fields=MAX_FIELDS, max_part_size=cap
+            ).parse()
         return FormData()  # as Starlette does for other types: no fields, so no CSRF token either
     except MultiPartException:
         raise Unreadable from None

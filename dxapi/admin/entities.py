@@ -61,8 +61,16 @@ async def _changes(request: Request) -> dict[str, Any]:
 async def entity_list(request: Request, user: AdminUser) -> Response:
     configs, broken = await stored_entities(request)
     snapshot = runtime(request).registry.current()
-    return render(request, "entities.html", user, configs=configs, broken=broken, changed=await _changes(request),
-                  unavailable=snapshot.unavailable, query=request.query_params.get("q", ""))
+    return render(
+        request,
+        "entities.html",
+        user,
+        configs=configs,
+        broken=broken,
+        changed=await _changes(request),
+        unavailable=snapshot.unavailable,
+        query=request.query_params.get("q", ""),
+    )
 
 
 @page("editor")
@@ -98,21 +106,34 @@ async def entity_create(request: Request, user: AdminUser) -> Response:
     form = form_fields(request)
     table_name = form.get("table", "")
     if table_name not in await _free_tables(request):
-        return render(request, "create.html", user, status=400, tables=await _free_tables(request),
-                      error="Choose one of the offered tables.")
+        return render(
+            request,
+            "create.html",
+            user,
+            status=400,
+            tables=await _free_tables(request),
+            error="Choose one of the offered tables.",
+        )
     async with engine(request).connect() as conn:
         tables = await conn.run_sync(lambda sync: reflect_tables(sync, [table_name]))
     alias = form.get("alias", "").strip() or forms.suggest_alias(table_name)
     configs, _ = await stored_entities(request)
     if any(c.alias.lower() == alias.lower() for c in configs):  # saving is an upsert: never replace here
-        return render(request, "create.html", user, status=400, tables=await _free_tables(request),
-                      error=f"The alias `{alias}` is taken; choose another one.")
+        return render(
+            request,
+            "create.html",
+            user,
+            status=400,
+            tables=await _free_tables(request),
+            error=f"The alias `{alias}` is taken; choose another one.",
+        )
     config = forms.suggest_entity(tables[table_name], alias)
     try:
         await save_configs(request, user, [config], "create")
     except ConfigError as exc:
-        return render(request, "create.html", user, status=400, tables=await _free_tables(request),
-                      error="; ".join(exc.problems))
+        return render(
+            request, "create.html", user, status=400, tables=await _free_tables(request), error="; ".join(exc.problems)
+        )
     return RedirectResponse(f"/admin/entities/{alias}", status_code=303, headers=HEADERS)
 
 
@@ -142,8 +163,14 @@ async def entity_edit_page(request: Request, user: AdminUser) -> Response:
     if config is None:
         return _missing(request, user)
     saved = request.query_params.get("saved") == "1"
-    return render(request, "edit.html", user, saved=saved, problems=forms.GridProblems({}, []),
-                  **await _edit_context(request, config))
+    return render(
+        request,
+        "edit.html",
+        user,
+        saved=saved,
+        problems=forms.GridProblems({}, []),
+        **await _edit_context(request, config),
+    )
 
 
 @page("editor")
@@ -160,8 +187,9 @@ async def entity_save(request: Request, user: AdminUser) -> Response:
             return RedirectResponse(f"/admin/entities/{config.alias}?saved=1", status_code=303, headers=HEADERS)
         except ConfigError as exc:
             problems = forms.assign_problems(exc.problems, config)
-    return render(request, "edit.html", user, status=400, saved=False, problems=problems,
-                  **await _edit_context(request, config))
+    return render(
+        request, "edit.html", user, status=400, saved=False, problems=problems, **await _edit_context(request, config)
+    )
 
 
 @page("editor")
@@ -170,17 +198,33 @@ async def relation_add(request: Request, user: AdminUser) -> Response:
     if current is None:
         return _missing(request, user)
     relation = forms.relation_from_form(form_fields(request))
-    refused = [f"The relation name is not valid (an import would refuse it too): {e.message}"
-               for e in RELATION_NAME.iter_errors(relation.name)]
+    refused = [
+        f"The relation name is not valid (an import would refuse it too): {e.message}"
+        for e in RELATION_NAME.iter_errors(relation.name)
+    ]
     if refused:
-        return render(request, "edit.html", user, status=400, saved=False, problems=forms.GridProblems({}, refused),
-                      **await _edit_context(request, current))
+        return render(
+            request,
+            "edit.html",
+            user,
+            status=400,
+            saved=False,
+            problems=forms.GridProblems({}, refused),
+            **await _edit_context(request, current),
+        )
     changed = dataclasses.replace(current, relations=(*current.relations, relation))
     try:
         await save_configs(request, user, [changed], "update")
     except ConfigError as exc:
-        return render(request, "edit.html", user, status=400, saved=False,
-                      problems=forms.GridProblems({}, exc.problems), **await _edit_context(request, current))
+        return render(
+            request,
+            "edit.html",
+            user,
+            status=400,
+            saved=False,
+            problems=forms.GridProblems({}, exc.problems),
+            **await _edit_context(request, current),
+        )
     return RedirectResponse(f"/admin/entities/{current.alias}?saved=1", status_code=303, headers=HEADERS)
 
 
@@ -196,4 +240,3 @@ async def relation_remove(request: Request, user: AdminUser) -> Response:
     except ConfigError as exc:
         return render(request, "error.html", user, status=400, message="; ".join(exc.problems))
     return RedirectResponse(f"/admin/entities/{current.alias}?saved=1", status_code=303, headers=HEADERS)
-

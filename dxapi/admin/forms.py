@@ -80,8 +80,14 @@ def suggest_entity(table: Table, alias: str) -> EntityConfig:
                 rules=FieldRules(is_required=required, max_length=string_length(column.type)),
             )
         )
-    return EntityConfig(alias=alias, table_name=table.name, is_active=False, identifier=identifier,
-                        is_deletable=False, fields=tuple(fields))
+    return EntityConfig(
+        alias=alias,
+        table_name=table.name,
+        is_active=False,
+        identifier=identifier,
+        is_deletable=False,
+        fields=tuple(fields),
+    )
 
 
 _INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
@@ -115,8 +121,20 @@ def _enum_value(text: str, field_type: FieldType, column: str, problems: dict[st
     return text if found is None else int(found)
 
 
-_TEXT_CELLS = ("column", "name", "type", "min", "max", "min_length", "max_length", "precision", "scale", "pattern",
-               "enum", "description")
+_TEXT_CELLS = (
+    "column",
+    "name",
+    "type",
+    "min",
+    "max",
+    "min_length",
+    "max_length",
+    "precision",
+    "scale",
+    "pattern",
+    "enum",
+    "description",
+)
 
 
 def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityConfig, GridProblems]:

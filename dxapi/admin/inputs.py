@@ -22,6 +22,8 @@ def _no_nul(value: str) -> str:
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(_no_nul)]
+
+
 def _address(value: str) -> str:
     local, at, domain = value.partition("@")
     if not (local and at and domain) or "@" in domain or any(c.isspace() for c in value):
@@ -30,7 +32,9 @@ def _address(value: str) -> str:
 
 
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=255), AfterValidator(_no_nul),
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=255),
+    AfterValidator(_no_nul),
     AfterValidator(_address),
 ]
 # The longest secret anyone types; argon2 hashes any length, but nothing longer needs hashing.
@@ -65,14 +69,23 @@ class KeyForm(_Form):
     days: Annotated[int, Field(ge=1, le=36_500)] | None = None
 
 
-_LABELS = {"email": "Email", "password": "Password", "role": "Role", "name": "Name", "scopes": "Scopes",
-           "days": "Expires after days"}
+_LABELS = {
+    "email": "Email",
+    "password": "Password",
+    "role": "Role",
+    "name": "Name",
+    "scopes": "Scopes",
+    "days": "Expires after days",
+}
 
 
 def parse(model: type[M], form: Mapping[str, str]) -> M | str:
     """The form as ``model``, or a message naming each refused field. Empty optional fields count as absent."""
-    values = {k: v for k, v in form.items() if not (v == "" and k in model.model_fields
-                                                    and not model.model_fields[k].is_required())}
+    values = {
+        k: v
+        for k, v in form.items()
+        if not (v == "" and k in model.model_fields and not model.model_fields[k].is_required())
+    }
     try:
         return model.model_validate(values)
     except ValidationError as exc:

@@ -50,8 +50,13 @@ async def login_page(request: Request) -> Response:
 def _cookie_scope(request: Request) -> dict[str, Any]:
     """Name and attributes of the session cookie: over https ``__Host-`` (Secure, Path=/, no Domain)."""
     https = request_scheme(request) == "https"
-    return {"key": cookie_name(https), "path": "/" if https else "/admin", "secure": https, "httponly": True,
-            "samesite": "strict"}
+    return {
+        "key": cookie_name(https),
+        "path": "/" if https else "/admin",
+        "secure": https,
+        "httponly": True,
+        "samesite": "strict",
+    }
 
 
 async def login(request: Request) -> Response:
@@ -71,8 +76,11 @@ async def login(request: Request) -> Response:
         response.headers["Retry-After"] = str(wait)
         return response
     given = inputs.parse(inputs.LoginForm, {k: form_text(form.get(k)) for k in ("email", "password")})
-    found = None if isinstance(given, str) else await principals.check_password(engine(request), given.email,
-                                                                               given.password)
+    found = (
+        None
+        if isinstance(given, str)
+        else await principals.check_password(engine(request), given.email, given.password)
+    )
     if found is None:  # a malformed email or password gets the same answer as a wrong one
         return render(request, "login.html", None, status=401, error="Wrong email or password.")
     session_id = await start_session(engine(request), found[0])
@@ -88,4 +96,3 @@ async def logout(request: Request, user: AdminUser) -> Response:
     response = RedirectResponse("/admin/login", status_code=303, headers=HEADERS)
     response.delete_cookie(**_cookie_scope(request))
     return response
-

@@ -42,7 +42,9 @@ HEADERS = {
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     # `same-origin`, not `no-referrer`: with no-referrer a browser posts forms with `Origin: null`, and the
     # origin check (sessions.same_origin) could not tell the page's own forms from a foreign site's.
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
@@ -76,8 +78,15 @@ def unread(response: Response) -> Response:
 
 
 def too_large(request: Request, user: AdminUser | None, cap: int) -> Response:
-    return unread(render(request, "error.html", user, status=413,
-                         message=f"The request is larger than the {cap} bytes accepted here; nothing changed."))
+    return unread(
+        render(
+            request,
+            "error.html",
+            user,
+            status=413,
+            message=f"The request is larger than the {cap} bytes accepted here; nothing changed.",
+        )
+    )
 
 
 def request_scheme(request: Request) -> str:
@@ -160,8 +169,7 @@ async def stored_entities(request: Request) -> tuple[list[EntityConfig], dict[st
 async def save_configs(request: Request, user: AdminUser, configs: list[EntityConfig], action: str) -> int:
     """Save through the store (all or nothing, validated as an import is) and wake the registry at once."""
     settings = runtime(request).settings
-    version = await save_entities(engine(request), configs, actor=user.email, action=action,
-                                  deny=settings.deny_tables)
+    version = await save_entities(engine(request), configs, actor=user.email, action=action, deny=settings.deny_tables)
     runtime(request).registry.wake()
     return version
 
@@ -169,4 +177,3 @@ async def save_configs(request: Request, user: AdminUser, configs: list[EntityCo
 async def fetch_rows(request: Request, statement: Any) -> list[Any]:
     async with engine(request).connect() as conn:
         return list((await conn.execute(statement)).all())
-

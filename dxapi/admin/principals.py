@@ -30,8 +30,9 @@ from dxapi.registry.tables import dx_api_key, dx_client, dx_user
 CLIENT_LIST = select(dx_client.c.client_id, dx_client.c.name, dx_client.c.scopes, dx_client.c.is_active).order_by(
     dx_client.c.name
 )
-KEY_LIST = select(dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes, dx_api_key.c.expires_at,
-                  dx_api_key.c.revoked_at).order_by(dx_api_key.c.id)
+KEY_LIST = select(
+    dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes, dx_api_key.c.expires_at, dx_api_key.c.revoked_at
+).order_by(dx_api_key.c.id)
 
 
 def _path_text(request: Request, name: str) -> str | None:
@@ -41,8 +42,9 @@ def _path_text(request: Request, name: str) -> str | None:
 
 
 async def _users(request: Request, user: AdminUser, status: int = 200, **context: Any) -> Response:
-    rows = await fetch_rows(request, select(dx_user.c.id, dx_user.c.email, dx_user.c.role, dx_user.c.is_active)
-                       .order_by(dx_user.c.email))
+    rows = await fetch_rows(
+        request, select(dx_user.c.id, dx_user.c.email, dx_user.c.role, dx_user.c.is_active).order_by(dx_user.c.email)
+    )
     return render(request, "users.html", user, status=status, users=rows, roles=list(principals.ROLES), **context)
 
 
@@ -138,4 +140,3 @@ async def keys_revoke(request: Request, user: AdminUser) -> Response:
         return render(request, "error.html", user, status=404, message="No such key.")
     await principals.revoke_api_key(engine(request), prefix)
     return RedirectResponse("/admin/keys", status_code=303, headers=HEADERS)
-

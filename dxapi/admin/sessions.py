@@ -59,8 +59,13 @@ async def start_session(engine: AsyncEngine, user_id: int) -> str:
     now = _now()
     async with engine.begin() as conn:
         await conn.execute(
-            insert(dx_session).values(id_digest=digest(session_id), user_id=user_id,
-                                      csrf_token=secrets.token_urlsafe(32), created_at=now, seen_at=now)
+            insert(dx_session).values(
+                id_digest=digest(session_id),
+                user_id=user_id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=now,
+                seen_at=now,
+            )
         )
     return session_id
 
@@ -72,8 +77,16 @@ async def load_session(engine: AsyncEngine, session_id: str | None) -> AdminUser
     async with engine.begin() as conn:
         row = (
             await conn.execute(
-                select(dx_session.c.id, dx_session.c.csrf_token, dx_session.c.created_at, dx_session.c.seen_at,
-                       dx_user.c.id.label("user_id"), dx_user.c.email, dx_user.c.role, dx_user.c.is_active)
+                select(
+                    dx_session.c.id,
+                    dx_session.c.csrf_token,
+                    dx_session.c.created_at,
+                    dx_session.c.seen_at,
+                    dx_user.c.id.label("user_id"),
+                    dx_user.c.email,
+                    dx_user.c.role,
+                    dx_user.c.is_active,
+                )
                 .join(dx_user, dx_user.c.id == dx_session.c.user_id)
                 .where(dx_session.c.id_digest == digest(session_id))
             )

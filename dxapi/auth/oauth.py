@@ -53,9 +53,13 @@ FORM = "application/x-www-form-urlencoded"
 JSON_TYPES = ("application/json", "application/vnd.api+json")
 # JSON parameter names → the RFC's: Spryker's transfers take camelCase (and snake_case too).
 JSON_NAMES = {
-    **{name: name for name in ("grant_type", "client_id", "client_secret", "refresh_token", "scope", "username",
-                               "password")},
-    "grantType": "grant_type", "clientId": "client_id", "clientSecret": "client_secret",
+    **{
+        name: name
+        for name in ("grant_type", "client_id", "client_secret", "refresh_token", "scope", "username", "password")
+    },
+    "grantType": "grant_type",
+    "clientId": "client_id",
+    "clientSecret": "client_secret",
     "refreshToken": "refresh_token",
 }
 
@@ -69,8 +73,12 @@ class OAuthError(Exception):
 
 
 def oauth_response(document: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(document), status_code=status, media_type="application/json",
-                    headers={**NO_STORE, **(headers or {})})
+    return Response(
+        orjson.dumps(document),
+        status_code=status,
+        media_type="application/json",
+        headers={**NO_STORE, **(headers or {})},
+    )
 
 
 class _Repeated(ValueError):
@@ -242,8 +250,9 @@ class TokenService:
         async with self.engine.connect() as conn:
             found = (
                 await conn.execute(
-                    select(dx_refresh_token.c.id, dx_refresh_token.c.subject)
-                    .where(dx_refresh_token.c.token_digest == digest(presented))
+                    select(dx_refresh_token.c.id, dx_refresh_token.c.subject).where(
+                        dx_refresh_token.c.token_digest == digest(presented)
+                    )
                 )
             ).first()
         if found is None:
@@ -278,8 +287,12 @@ class TokenService:
                 # commit is what let this statement through); one minted later still dies by family_revoked.
                 await revoke_family(conn, row.family)
                 refresh = None
-            elif (row.revoked_at is not None or row.expires_at <= now or not status.active
-                  or await family_revoked(conn, row.family)):
+            elif (
+                row.revoked_at is not None
+                or row.expires_at <= now
+                or not status.active
+                or await family_revoked(conn, row.family)
+            ):
                 refresh = None
             else:
                 # What the subject may hold now: a role lowered since the login is not carried forward.
@@ -294,18 +307,22 @@ class TokenService:
         token = secrets.token_urlsafe(32)
         await conn.execute(
             insert(dx_refresh_token).values(
-                token_digest=digest(token), family=family, subject=subject, scopes=" ".join(sorted(scopes)),
+                token_digest=digest(token),
+                family=family,
+                subject=subject,
+                scopes=" ".join(sorted(scopes)),
                 expires_at=_now() + dt.timedelta(seconds=self.settings.refresh_token_ttl),
             )
         )
         return token
 
-    def _answer(
-        self, subject: str, scopes: frozenset[str], refresh: str | None, family: str | None = None
-    ) -> Response:
+    def _answer(self, subject: str, scopes: frozenset[str], refresh: str | None, family: str | None = None) -> Response:
         access, expires_in = self.keys.issue(subject, scopes, self.settings, family)
         document: dict[str, Any] = {
-            "token_type": "Bearer", "expires_in": expires_in, "access_token": access, "scope": " ".join(sorted(scopes)),
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "access_token": access,
+            "scope": " ".join(sorted(scopes)),
         }
         if refresh is not None:
             document["refresh_token"] = refresh

@@ -236,14 +236,16 @@ def invalid_token() -> errors.ApiError:
 
 # --- store: users, clients, API keys --------------------------------------------------------------------------
 
+
 async def subject_status(engine: AsyncEngine, subject: str) -> SubjectStatus:
     kind, _, ref = subject.partition(":")
     async with engine.connect() as conn:
         if kind == "client":
             row = (
                 await conn.execute(
-                    select(dx_client.c.is_active, dx_client.c.scopes, dx_client.c.revoked_before)
-                    .where(dx_client.c.client_id == ref)
+                    select(dx_client.c.is_active, dx_client.c.scopes, dx_client.c.revoked_before).where(
+                        dx_client.c.client_id == ref
+                    )
                 )
             ).first()
             if row is not None:
@@ -251,8 +253,9 @@ async def subject_status(engine: AsyncEngine, subject: str) -> SubjectStatus:
         if kind == "user" and ref.isdigit():
             row = (
                 await conn.execute(
-                    select(dx_user.c.is_active, dx_user.c.role, dx_user.c.revoked_before)
-                    .where(dx_user.c.id == int(ref))
+                    select(dx_user.c.is_active, dx_user.c.role, dx_user.c.revoked_before).where(
+                        dx_user.c.id == int(ref)
+                    )
                 )
             ).first()
             if row is not None:
@@ -273,8 +276,14 @@ async def add_user(engine: AsyncEngine, email: str, password: str, role: str) ->
     now = _now()
     async with engine.begin() as conn:
         result = await conn.execute(
-            insert(dx_user).values(email=email.lower(), password_hash=await hash_secret_async(password), role=role,
-                                   is_active=True, created_at=now, updated_at=now)
+            insert(dx_user).values(
+                email=email.lower(),
+                password_hash=await hash_secret_async(password),
+                role=role,
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+            )
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
@@ -285,7 +294,8 @@ async def set_user(engine: AsyncEngine, email: str, **values: Any) -> bool:
         values["password_hash"] = await hash_secret_async(values.pop("password"))
     async with engine.begin() as conn:
         result = await conn.execute(
-            update(dx_user).where(dx_user.c.email == email.lower())
+            update(dx_user)
+            .where(dx_user.c.email == email.lower())
             .values(updated_at=_now(), revoked_before=_now_ms(), **values)
         )
         found = (await conn.execute(select(dx_user.c.id).where(dx_user.c.email == email.lower()))).first()
@@ -303,8 +313,9 @@ async def check_password(engine: AsyncEngine, email: str, password: str) -> tupl
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(dx_user.c.id, dx_user.c.password_hash, dx_user.c.role, dx_user.c.is_active)
-                .where(dx_user.c.email == email.lower())
+                select(dx_user.c.id, dx_user.c.password_hash, dx_user.c.role, dx_user.c.is_active).where(
+                    dx_user.c.email == email.lower()
+                )
             )
         ).first()
     ok = await verify_secret_async(row.password_hash if row else None, password)
@@ -321,9 +332,15 @@ async def add_client(engine: AsyncEngine, name: str, scopes: frozenset[str]) -> 
     now = _now()
     async with engine.begin() as conn:
         await conn.execute(
-            insert(dx_client).values(client_id=client_id, name=name, secret_hash=secret_hash,
-                                     scopes=" ".join(sorted(scopes)), is_active=True, created_at=now,
-                                     updated_at=now)
+            insert(dx_client).values(
+                client_id=client_id,
+                name=name,
+                secret_hash=secret_hash,
+                scopes=" ".join(sorted(scopes)),
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+            )
         )
     return client_id, secret
 
@@ -348,8 +365,9 @@ async def check_client(engine: AsyncEngine, client_id: str, secret: str) -> froz
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(dx_client.c.secret_hash, dx_client.c.scopes, dx_client.c.is_active)
-                .where(dx_client.c.client_id == client_id)
+                select(dx_client.c.secret_hash, dx_client.c.scopes, dx_client.c.is_active).where(
+                    dx_client.c.client_id == client_id
+                )
             )
         ).first()
     ok = await verify_secret_async(row.secret_hash if row else None, secret)
@@ -365,12 +383,18 @@ async def add_api_key(
     key = new_secret(API_KEY_PREFIX)
     while not key[len(API_KEY_PREFIX) + 1].isalnum():  # the id is typed on command lines: no leading `-`
         key = new_secret(API_KEY_PREFIX)
-    prefix = key[len(API_KEY_PREFIX) + 1:][:12]
+    prefix = key[len(API_KEY_PREFIX) + 1 :][:12]
     key_hash = await hash_secret_async(key)
     async with engine.begin() as conn:
         await conn.execute(
-            insert(dx_api_key).values(name=name, prefix=prefix, key_hash=key_hash,
-                                      scopes=" ".join(sorted(scopes)), expires_at=expires_at, created_at=_now())
+            insert(dx_api_key).values(
+                name=name,
+                prefix=prefix,
+                key_hash=key_hash,
+                scopes=" ".join(sorted(scopes)),
+                expires_at=expires_at,
+                created_at=_now(),
+            )
         )
     return prefix, key
 
@@ -378,7 +402,8 @@ async def add_api_key(
 async def revoke_api_key(engine: AsyncEngine, prefix: str) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(
-            update(dx_api_key).where(dx_api_key.c.prefix == prefix, dx_api_key.c.revoked_at.is_(None))
+            update(dx_api_key)
+            .where(dx_api_key.c.prefix == prefix, dx_api_key.c.revoked_at.is_(None))
             .values(revoked_at=_now())
         )
         return bool(result.rowcount)
@@ -388,8 +413,9 @@ async def find_api_key(engine: AsyncEngine, prefix: str) -> StoredKey | None:
     async with engine.connect() as conn:
         row = (
             await conn.execute(
-                select(dx_api_key.c.key_hash, dx_api_key.c.scopes, dx_api_key.c.expires_at, dx_api_key.c.revoked_at)
-                .where(dx_api_key.c.prefix == prefix)
+                select(
+                    dx_api_key.c.key_hash, dx_api_key.c.scopes, dx_api_key.c.expires_at, dx_api_key.c.revoked_at
+                ).where(dx_api_key.c.prefix == prefix)
             )
         ).first()
     if row is None:
@@ -418,11 +444,13 @@ async def verify_api_key(engine: AsyncEngine, key: str) -> Principal | None:
 
 # --- refresh-token families -----------------------------------------------------------------------------------
 
+
 async def family_revoked(conn: AsyncConnection, family: str) -> bool:
     """True once any token of the family was revoked: a revocation covers tokens minted concurrently with it."""
     found = await conn.execute(
         select(dx_refresh_token.c.id)
-        .where(dx_refresh_token.c.family == family, dx_refresh_token.c.revoked_at.is_not(None)).limit(1)
+        .where(dx_refresh_token.c.family == family, dx_refresh_token.c.revoked_at.is_not(None))
+        .limit(1)
     )
     return found.first() is not None
 

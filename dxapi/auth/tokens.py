@@ -64,9 +64,15 @@ class SigningKeys:
         moment = time.time()
         now = int(moment)
         claims: dict[str, Any] = {
-            "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": subject, "iat": now, "nbf": now,
-            "exp": now + settings.access_token_ttl, "jti": secrets.token_urlsafe(12),
-            "scope": " ".join(sorted(scopes)), "iat_ms": int(moment * 1000),
+            "iss": settings.jwt_issuer,
+            "aud": settings.jwt_audience,
+            "sub": subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + settings.access_token_ttl,
+            "jti": secrets.token_urlsafe(12),
+            "scope": " ".join(sorted(scopes)),
+            "iat_ms": int(moment * 1000),
         }
         if family is not None:
             claims["fam"] = family
@@ -93,7 +99,11 @@ class SigningKeys:
         if key is None:
             raise InvalidToken()
         claims = jwt.decode(
-            token, key, algorithms=[self.algorithm], audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+            token,
+            key,
+            algorithms=[self.algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway,
             options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_signature": True},
         )

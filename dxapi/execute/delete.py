@@ -39,7 +39,7 @@ async def execute_delete(engine: AsyncEngine, plan: DeletePlan, child_alias: Chi
         try:
             async with conn.begin_nested():
                 for start in range(0, len(keys), KEYS_PER_QUERY):
-                    await conn.execute(build_delete(entity, keys[start:start + KEYS_PER_QUERY]))
+                    await conn.execute(build_delete(entity, keys[start : start + KEYS_PER_QUERY]))
             return
         except sa_exc.DBAPIError as exc:
             if classify(exc).kind not in (REFERENCED, FOREIGN_KEY):

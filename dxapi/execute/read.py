@@ -123,7 +123,7 @@ async def _fetch_children(
     cached = _children_statement(dialect, include)
     rows: list[Row] = []
     for start in range(0, len(keys), CHILD_KEYS_PER_QUERY):
-        rows.extend(await session.fetch(cached, {"keys": keys[start:start + CHILD_KEYS_PER_QUERY]}))
+        rows.extend(await session.fetch(cached, {"keys": keys[start : start + CHILD_KEYS_PER_QUERY]}))
     by_key: dict[Any, list[Row]] = {}
     for row in rows:
         by_key.setdefault(row[child_at], []).append(row)
@@ -152,6 +152,7 @@ def _render(entity: EntitySnapshot, rows: Sequence[Row], children: tuple[_Childr
 
 # --- statements, per shape ------------------------------------------------------------------------------------
 
+
 def _root_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
     statements = plan.entity.read_statements
     shape = read_shape(plan)
@@ -179,6 +180,7 @@ def _compiled(dialect: Dialect, statement: Select[Any]) -> CachedRead:
 
 
 # --- the two drivers ------------------------------------------------------------------------------------------
+
 
 class _DriverSession:
     """PostgreSQL: one connection of the asyncpg pool, given each statement's compiled SQL."""

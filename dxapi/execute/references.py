@@ -107,11 +107,13 @@ async def blocked_keys(
         on = and_(*(child.c[c] == parent.c[p] for c, p in zip(reference.columns, reference.referred, strict=True)))
         selected = [parent.c[identifier]] + ([child.c[identifier]] if self_reference else [])
         statement = (
-            select(*selected).distinct().select_from(parent.join(child, on))
+            select(*selected)
+            .distinct()
+            .select_from(parent.join(child, on))
             .where(parent.c[identifier].in_(bindparam("keys", expanding=True)))
         )
         for start in range(0, len(keys), KEYS_PER_QUERY):
-            for row in await conn.execute(statement, {"keys": list(keys[start:start + KEYS_PER_QUERY])}):
+            for row in await conn.execute(statement, {"keys": list(keys[start : start + KEYS_PER_QUERY])}):
                 into = inside if self_reference and row[1] in deleted else outside
                 found = into.setdefault(row[0], [])
                 if reference not in found:

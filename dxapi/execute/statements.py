@@ -38,14 +38,17 @@ async def load_existing(
     unique = list(dict.fromkeys(keys))
     extra = covered.column if covered is not None else None
     for start in range(0, len(unique), KEYS_PER_QUERY):
-        result = await conn.execute(build_existing(entity, unique[start:start + KEYS_PER_QUERY], extra))
+        result = await conn.execute(build_existing(entity, unique[start : start + KEYS_PER_QUERY], extra))
         for row in result:
             found[row[0]] = row[1] if extra is not None else True
     return found
 
 
 async def execute_inserts(
-    conn: AsyncConnection, entity: EntitySnapshot, actions: Sequence[Action], items: Sequence[ItemPlan],
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    actions: Sequence[Action],
+    items: Sequence[ItemPlan],
     precise: bool,
 ) -> tuple[Rows, Refused]:
     """The insert actions, one multi-row INSERT … RETURNING per run of items sending the same columns.
@@ -78,15 +81,20 @@ def _runs(actions: Sequence[Action]) -> list[list[int]]:
 
 
 async def _insert_run(
-    conn: AsyncConnection, entity: EntitySnapshot, positions: list[int], params: list[Any],
-    items: Sequence[ItemPlan], rows: Rows,
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    positions: list[int],
+    params: list[Any],
+    items: Sequence[ItemPlan],
+    rows: Rows,
 ) -> Refused:
     identifier = entity.identifier.column
     # Generated integer keys grow in VALUES order, so sorting by them restores request order; that spares
     # the database SQLAlchemy's order-preserving INSERT … SELECT form (about 5x slower here).
     generated = entity.serial_identifier and identifier.name not in params[0] and len(positions) > 1
-    result, refused = await _run(conn, _insert_statement(entity, ordered=not generated), params, entity,
-                                 [items[p] for p in positions])
+    result, refused = await _run(
+        conn, _insert_statement(entity, ordered=not generated), params, entity, [items[p] for p in positions]
+    )
     if refused:
         return refused
     at = entity.columns.index(identifier)
@@ -96,8 +104,12 @@ async def _insert_run(
 
 
 async def _insert_alone(
-    conn: AsyncConnection, entity: EntitySnapshot, positions: list[int], params: list[Any],
-    items: Sequence[ItemPlan], rows: Rows,
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    positions: list[int],
+    params: list[Any],
+    items: Sequence[ItemPlan],
+    rows: Rows,
 ) -> Refused:
     statement = _insert_statement(entity, ordered=True)
     refused: Refused = ()
@@ -109,7 +121,10 @@ async def _insert_alone(
 
 
 async def execute_updates(
-    conn: AsyncConnection, entity: EntitySnapshot, actions: Sequence[Action], items: Sequence[ItemPlan],
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    actions: Sequence[Action],
+    items: Sequence[ItemPlan],
     precise: bool,
 ) -> tuple[Rows, Refused]:
     """The update actions, one executemany UPDATE per group of items sending the same columns, then one SELECT
@@ -133,11 +148,18 @@ async def execute_updates(
 
 
 async def _update_group(
-    conn: AsyncConnection, entity: EntitySnapshot, columns: tuple[str, ...], positions: list[int],
-    actions: Sequence[Action], items: Sequence[ItemPlan], precise: bool, returned: Rows,
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    columns: tuple[str, ...],
+    positions: list[int],
+    actions: Sequence[Action],
+    items: Sequence[ItemPlan],
+    precise: bool,
+    returned: Rows,
 ) -> Refused:
-    params = [{"key": actions[p].key, **{f"v{i}": actions[p].values[c] for i, c in enumerate(columns)}}
-              for p in positions]
+    params = [
+        {"key": actions[p].key, **{f"v{i}": actions[p].values[c] for i, c in enumerate(columns)}} for p in positions
+    ]
     if precise and len(positions) > 1:
         statement = _update_statement(entity, columns, returning=False)
         refused: Refused = ()
@@ -164,7 +186,10 @@ def _matched(entity: EntitySnapshot, returned: Rows, items: Sequence[ItemPlan]) 
 
 
 async def _read_back(
-    conn: AsyncConnection, entity: EntitySnapshot, positions: list[int], actions: Sequence[Action],
+    conn: AsyncConnection,
+    entity: EntitySnapshot,
+    positions: list[int],
+    actions: Sequence[Action],
     items: Sequence[ItemPlan],
 ) -> tuple[Rows, Refused]:
     """The updated rows, by key; a row not found was never there (PATCH) or deleted since we looked (PUT)."""
@@ -172,7 +197,7 @@ async def _read_back(
     by_key: dict[Any, Any] = {}
     identifier_at = entity.columns.index(entity.identifier.column)
     for start in range(0, len(keys), KEYS_PER_QUERY):
-        result = await conn.execute(build_select_by_keys(entity, keys[start:start + KEYS_PER_QUERY]))
+        result = await conn.execute(build_select_by_keys(entity, keys[start : start + KEYS_PER_QUERY]))
         for row in result:
             by_key[row[identifier_at]] = row
     rows = {position: by_key.get(key) for position, key in zip(positions, keys, strict=True)}
@@ -181,7 +206,10 @@ async def _read_back(
 
 
 async def _run(
-    conn: AsyncConnection, statement: Any, params: list[dict[str, Any]], entity: EntitySnapshot,
+    conn: AsyncConnection,
+    statement: Any,
+    params: list[dict[str, Any]],
+    entity: EntitySnapshot,
     items: Sequence[ItemPlan],
 ) -> tuple[Any, Refused]:
     """Run one statement; a refusal of a single item's row is that item's error (the caller stops and rolls

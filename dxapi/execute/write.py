@@ -169,6 +169,7 @@ def _reraise_if_global(exc: sa_exc.DBAPIError) -> None:
 
 # --- one relation level ---------------------------------------------------------------------------------------
 
+
 async def _root_problems(conn: AsyncConnection, plan: WritePlan) -> list[tuple[ErrorItem, ...]]:
     """Per root item: its plan problems, or, for an item without any, what the rows that exist add."""
     valid = [item for item in plan.items if not plan.problems[item.index]]
@@ -254,8 +255,13 @@ async def _write_children(
     key from its saved parent row; their rows are attached under ``name`` (``rows`` are this level's own)."""
     relation = entity.relations[name]
     parent_at = entity.columns.index(relation.parent_field.column)
-    owners = [(position, child) for position, item in enumerate(items)
-              for children in item.children if children.relation.name == name for child in children.items]
+    owners = [
+        (position, child)
+        for position, item in enumerate(items)
+        for children in item.children
+        if children.relation.name == name
+        for child in children.items
+    ]
     for row in rows:
         row[name] = []
     if not owners:
@@ -263,8 +269,14 @@ async def _write_children(
     child_entity = next(c.entity for item in items for c in item.children if c.relation.name == name)
     # Children are decided only now: their actions carry the parent key of the saved parent row.
     written = await _write_level(
-        conn, child_entity, method, [child for _, child in owners], None, relation.child_field,
-        [raw_rows[position][parent_at] for position, _ in owners], precise=precise,
+        conn,
+        child_entity,
+        method,
+        [child for _, child in owners],
+        None,
+        relation.child_field,
+        [raw_rows[position][parent_at] for position, _ in owners],
+        precise=precise,
     )
     if written.refused:
         return written.refused

@@ -22,6 +22,19 @@ from dxapi.fields.catalogue import CODECS, compatible_types
 from dxapi.fields.documents import JSON_MAX_DEPTH, JSON_RENDER_MAX_DEPTH
 
 __all__ = [
-    "CODECS", "JSON_MAX_DEPTH", "JSON_RENDER_MAX_DEPTH", "Check", "Codec", "ColumnKind", "FieldType", "Invalid",
-    "Parse", "Render", "Rules", "SqlForm", "Unrenderable", "compatible_types", "describe_rules",
+    "CODECS",
+    "JSON_MAX_DEPTH",
+    "JSON_RENDER_MAX_DEPTH",
+    "Check",
+    "Codec",
+    "ColumnKind",
+    "FieldType",
+    "Invalid",
+    "Parse",
+    "Render",
+    "Rules",
+    "SqlForm",
+    "Unrenderable",
+    "compatible_types",
+    "describe_rules",
 ]

@@ -199,9 +199,15 @@ def describe_rules(rules: Rules) -> str:
     """Spryker's ``Field rules:`` text: ``max_length: 2, min_length: 2, is_required: 1``."""
     r = rules
     parts = [
-        ("min", r.min), ("max", r.max), ("precision", r.precision), ("scale", r.scale),
-        ("max_length", r.max_length), ("min_length", r.min_length), ("pattern", r.pattern),
-        ("enum", ", ".join(str(v) for v in r.enum) if r.enum else None), ("format", r.format),
+        ("min", r.min),
+        ("max", r.max),
+        ("precision", r.precision),
+        ("scale", r.scale),
+        ("max_length", r.max_length),
+        ("min_length", r.min_length),
+        ("pattern", r.pattern),
+        ("enum", ", ".join(str(v) for v in r.enum) if r.enum else None),
+        ("format", r.format),
     ]
     text = [f"{name}: {value}" for name, value in parts if value is not None]
     text.append(f"is_required: {int(r.is_required)}")

@@ -20,17 +20,26 @@ from dxapi.fields.numbers import BooleanCodec, DecimalCodec, FloatCodec, Integer
 from dxapi.fields.text import StringCodec, UuidCodec
 
 _ALL: tuple[Codec, ...] = (
-    IntegerCodec(), StringCodec(), BooleanCodec(), DecimalCodec(), FloatCodec(),
-    DateCodec(), DatetimeCodec(), JsonCodec(), UuidCodec(),
+    IntegerCodec(),
+    StringCodec(),
+    BooleanCodec(),
+    DecimalCodec(),
+    FloatCodec(),
+    DateCodec(),
+    DatetimeCodec(),
+    JsonCodec(),
+    UuidCodec(),
 )
 CODECS: Mapping[FieldType, Codec] = MappingProxyType({codec.type: codec for codec in _ALL})
 assert set(CODECS) == set(FieldType), "every field type needs a codec"
 
 # Per column kind, the types that serve it, the best suggestion first (ties: in FieldType order).
-_FITTING: Mapping[ColumnKind, tuple[FieldType, ...]] = MappingProxyType({
-    kind: tuple(sorted((t for t in FieldType if kind in CODECS[t].serves), key=lambda t: CODECS[t].serves[kind]))
-    for kind in ColumnKind
-})
+_FITTING: Mapping[ColumnKind, tuple[FieldType, ...]] = MappingProxyType(
+    {
+        kind: tuple(sorted((t for t in FieldType if kind in CODECS[t].serves), key=lambda t: CODECS[t].serves[kind]))
+        for kind in ColumnKind
+    }
+)
 
 
 def compatible_types(column_type: sqltypes.TypeEngine[Any]) -> tuple[FieldType, ...]:

@@ -150,8 +150,11 @@ class DatetimeCodec(Codec):
     def schema(self, rules: Rules, column: Column[Any], *, for_input: bool) -> Schema:
         if getattr(column.type, "timezone", False):
             return {"type": "string", "format": "date-time"}
-        return {"type": "string", "pattern": LOCAL_DATETIME,
-                "description": "ISO 8601 date-time; without an offset it is read as UTC when filtering."}
+        return {
+            "type": "string",
+            "pattern": LOCAL_DATETIME,
+            "description": "ISO 8601 date-time; without an offset it is read as UTC when filtering.",
+        }
 
     def sql_form(self, column_type: sqltypes.TypeEngine[Any]) -> SqlForm:
         return SqlForm.MOMENT

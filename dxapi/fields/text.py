@@ -46,7 +46,9 @@ def _is_uuid(value: str) -> bool:
 
 
 _FORMATS: dict[str, Callable[[str], object]] = {
-    "email": _EMAIL.fullmatch, "url": _URL_FORMAT.fullmatch, "uuid": _is_uuid,
+    "email": _EMAIL.fullmatch,
+    "url": _URL_FORMAT.fullmatch,
+    "uuid": _is_uuid,
 }
 
 
@@ -98,8 +100,11 @@ class StringCodec(Codec):
 
     def schema(self, rules: Rules, column: Column[Any], *, for_input: bool) -> Schema:
         schema: Schema = {"type": "string"}
-        for key, value in (("minLength", rules.min_length), ("maxLength", rules.max_length),
-                           ("pattern", rules.pattern)):
+        for key, value in (
+            ("minLength", rules.min_length),
+            ("maxLength", rules.max_length),
+            ("pattern", rules.pattern),
+        ):
             if value is not None:
                 schema[key] = value
         if rules.enum:

@@ -96,7 +96,7 @@ def _operand(field: FieldSnapshot, operator: str, raw: Any, settings: Settings) 
     if operator in ("gt", "gte", "lt", "lte") and not codec.ordered:
         raise fail(f"`{operator}` does not apply to {field.type.value} fields")
     if raw is None:
-        raise fail("use {\"isNull\": true} to match NULL")
+        raise fail('use {"isNull": true} to match NULL')
     return _value(field, raw, fail)
 
 

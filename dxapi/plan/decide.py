@@ -92,6 +92,7 @@ def missing_row(entity: EntitySnapshot, item: ItemPlan) -> ErrorItem:
 
 # --- the rules that hold whatever the row ------------------------------------------------------------------------
 
+
 def _rules_whatever_the_row(
     entity: EntitySnapshot, method: str, item: ItemPlan, covered: FieldSnapshot | None
 ) -> tuple[ErrorItem, ...]:
@@ -161,6 +162,7 @@ def _required(
 
 
 # --- PUT, once it is known whether the row exists ---------------------------------------------------------------
+
 
 def _put_update(
     entity: EntitySnapshot, item: ItemPlan, values: dict[str, Any], covered: FieldSnapshot | None

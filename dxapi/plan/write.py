@@ -107,8 +107,15 @@ class _Planner:
                 key = entity.identifier.parse(url_key)
             except ValueError:
                 problems.append(errors.ENTITY_NOT_FOUND(path=entity.alias))
-        item = ItemPlan(index, path, given, key, tuple(children), url_key is not None,
-                        frozenset(rejected) if rejected else NONE_REJECTED)
+        item = ItemPlan(
+            index,
+            path,
+            given,
+            key,
+            tuple(children),
+            url_key is not None,
+            frozenset(rejected) if rejected else NONE_REJECTED,
+        )
         # The rules that hold whatever the rows are: so every problem of every item is known before any write.
         decision = decide_item(entity, self.method, item, None, covered)
         return item, (*problems, *decision.errors) if decision.errors else tuple(problems), decision

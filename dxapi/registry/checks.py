@@ -36,6 +36,7 @@ _IDENTIFIER_TYPES = (FieldType.INTEGER, FieldType.STRING, FieldType.UUID)
 
 # --- shape ----------------------------------------------------------------------------------------------------
 
+
 def check_shape(config: EntityConfig) -> list[str]:
     """Checks that need no database: alias, names, identifier, rules allowed per type and consistent."""
     where = f"`{config.alias}`"
@@ -73,8 +74,7 @@ def _field_problems(config: EntityConfig, where: str) -> list[str]:
             seen_names.add(f.visible_name)
         if not VISIBLE_NAME_PATTERN.fullmatch(f.visible_name):
             problems.append(
-                f"{at}: visible name `{f.visible_name}` may only hold a-z, A-Z, 0-9, _ and - "
-                "and must not start with -"
+                f"{at}: visible name `{f.visible_name}` may only hold a-z, A-Z, 0-9, _ and - and must not start with -"
             )
         problems.extend(f"{at}: {p}" for p in check_rules(f))
     return problems
@@ -103,6 +103,7 @@ def _relation_names(config: EntityConfig, where: str) -> list[str]:
 
 
 # --- database -------------------------------------------------------------------------------------------------
+
 
 def check_entities(
     configs: Sequence[EntityConfig],
@@ -170,9 +171,7 @@ def _column_problems(c: EntityConfig, f: FieldConfig, table: Table) -> list[str]
         )
     length = string_length(column.type)
     if f.rules.max_length is not None and length is not None and f.rules.max_length > length:
-        problems.append(
-            f"field `{f.field_name}`: maxLength {f.rules.max_length} exceeds the column's length {length}"
-        )
+        problems.append(f"field `{f.field_name}`: maxLength {f.rules.max_length} exceeds the column's length {length}")
     return problems
 
 

@@ -25,7 +25,8 @@ def identifier_candidates(table: Table) -> list[str]:
     primary = list(table.primary_key.columns)
     unique, _restricted = _unique_columns(table)
     return [
-        column.name for column in table.columns
+        column.name
+        for column in table.columns
         if (len(primary) == 1 and column is primary[0]) or (column.name in unique and column.nullable is False)
     ]
 
@@ -40,16 +41,20 @@ def identifier_problem(table: Table, column: str) -> str | None:
     if is_view(table):
         reason = f"`{table.name}` is a view, and views declare no keys"
     elif column in primary:
-        reason = (f"it is part of the composite primary key ({', '.join(primary)}), and composite keys are not "
-                  "supported as identifiers")
+        reason = (
+            f"it is part of the composite primary key ({', '.join(primary)}), and composite keys are not "
+            "supported as identifiers"
+        )
     elif column in unique:
         reason = "its UNIQUE key allows NULL"
     elif column in restricted:
         reason = f"its UNIQUE index `{restricted[column]}` covers only some rows or a prefix of the values"
     else:
         reason = "no primary key, UNIQUE constraint or unique index covers exactly this column"
-    return (f"identifier `{column}` is not a unique key of `{table.name}`: {reason}. {_IDENTIFIER_RULE}; "
-            f"eligible here: {', '.join(eligible) or 'none'}")
+    return (
+        f"identifier `{column}` is not a unique key of `{table.name}`: {reason}. {_IDENTIFIER_RULE}; "
+        f"eligible here: {', '.join(eligible) or 'none'}"
+    )
 
 
 def _unique_columns(table: Table) -> tuple[set[str], dict[str, str]]:
@@ -75,5 +80,6 @@ def _covers_part(index: Index) -> bool:
     """A partial index (``postgresql_where``, ``sqlite_where``) or one over a prefix (``mysql_length``)."""
     return any(
         value is not None and not (isinstance(value, (dict, list, tuple, str)) and not value)  # a clause has no bool
-        for key, value in index.dialect_kwargs.items() if key.endswith(("_where", "_length"))
+        for key, value in index.dialect_kwargs.items()
+        if key.endswith(("_where", "_length"))
     )

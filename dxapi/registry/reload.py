@@ -201,7 +201,11 @@ class Registry:
             connection = None
             try:
                 connection = await asyncpg.connect(
-                    host=url.host, port=url.port, user=url.username, password=url.password, database=url.database,
+                    host=url.host,
+                    port=url.port,
+                    user=url.username,
+                    password=url.password,
+                    database=url.database,
                     timeout=5,
                 )
                 await connection.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake())

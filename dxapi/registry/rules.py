@@ -15,8 +15,14 @@ from dxapi.registry.model import FieldConfig, FieldRules
 
 # Installer key → FieldRules attribute, for the scalar rules (`enum` and `constraints` are lists).
 RULE_KEYS = (
-    ("isRequired", "is_required"), ("min", "min"), ("max", "max"), ("minLength", "min_length"),
-    ("maxLength", "max_length"), ("precision", "precision"), ("scale", "scale"), ("pattern", "pattern"),
+    ("isRequired", "is_required"),
+    ("min", "min"),
+    ("max", "max"),
+    ("minLength", "min_length"),
+    ("maxLength", "max_length"),
+    ("precision", "precision"),
+    ("scale", "scale"),
+    ("pattern", "pattern"),
     ("format", "format"),
 )
 

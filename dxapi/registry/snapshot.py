@@ -91,8 +91,13 @@ class EntitySnapshot:
                 item[name] = None
                 if name not in self.unrenderable:
                     self.unrenderable.add(name)
-                    log.warning("`%s`.`%s` of the row `%s` cannot be answered (%s); served as null",
-                                self.alias, name, item.get(self.identifier.name), problem)
+                    log.warning(
+                        "`%s`.`%s` of the row `%s` cannot be answered (%s); served as null",
+                        self.alias,
+                        name,
+                        item.get(self.identifier.name),
+                        problem,
+                    )
         return item
 
 

@@ -97,8 +97,12 @@ async def load_entities(conn: AsyncConnection) -> tuple[list[EntityConfig], dict
             continue
         configs.append(
             EntityConfig(
-                alias=config.alias, table_name=config.table_name, is_active=config.is_active,
-                identifier=config.identifier, is_deletable=config.is_deletable, fields=config.fields,
+                alias=config.alias,
+                table_name=config.table_name,
+                is_active=config.is_active,
+                identifier=config.identifier,
+                is_deletable=config.is_deletable,
+                fields=config.fields,
                 relations=tuple(relations.get(row["id"], ())),
             )
         )
@@ -218,14 +222,21 @@ def _write_entities(
         for r in config.relations:
             conn.execute(
                 insert(dx_relation).values(
-                    parent_entity_id=ids[config.alias], child_entity_id=ids[r.child_alias], name=r.name,
-                    is_editable=r.is_editable, parent_field=r.parent_field, child_field=r.child_field,
+                    parent_entity_id=ids[config.alias],
+                    child_entity_id=ids[r.child_alias],
+                    name=r.name,
+                    is_editable=r.is_editable,
+                    parent_field=r.parent_field,
+                    child_field=r.child_field,
                 )
             )
         before = current.get(config.alias)
         conn.execute(
             insert(dx_audit).values(
-                at=now, actor=actor, action=action if before else "create", table_alias=config.alias,
+                at=now,
+                actor=actor,
+                action=action if before else "create",
+                table_alias=config.alias,
                 before=orjson.dumps(entry_to_json(before)).decode() if before else None,
                 after=orjson.dumps(entry_to_json(config)).decode(),
             )

@@ -25,7 +25,8 @@ from sqlalchemy import (
 metadata = MetaData()
 
 dx_entity = Table(
-    "dx_entity", metadata,
+    "dx_entity",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("table_alias", String(255), nullable=False),
     Column("table_name", String(255), nullable=False),
@@ -40,7 +41,8 @@ dx_entity = Table(
 
 # One field mapping per relation: Spryker stores a list but only ever uses its first element.
 dx_relation = Table(
-    "dx_relation", metadata,
+    "dx_relation",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("parent_entity_id", Integer, ForeignKey("dx_entity.id", ondelete="CASCADE"), nullable=False),
     Column("child_entity_id", Integer, ForeignKey("dx_entity.id", ondelete="CASCADE"), nullable=False),
@@ -52,14 +54,16 @@ dx_relation = Table(
 )
 
 dx_config_version = Table(
-    "dx_config_version", metadata,
+    "dx_config_version",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("version", BigInteger, nullable=False),
     Column("changed_at", DateTime, nullable=False),
 )
 
 dx_audit = Table(
-    "dx_audit", metadata,
+    "dx_audit",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", DateTime, nullable=False),
     Column("actor", String(255), nullable=False),
@@ -75,7 +79,8 @@ dx_audit = Table(
 # SHA-256 digests (they are 256-bit random values, so a fast hash is enough to make a stolen table useless).
 
 dx_user = Table(
-    "dx_user", metadata,
+    "dx_user",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("email", String(255), nullable=False),
     Column("password_hash", String(255), nullable=False),
@@ -89,7 +94,8 @@ dx_user = Table(
 )
 
 dx_client = Table(
-    "dx_client", metadata,
+    "dx_client",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("client_id", String(64), nullable=False),
     Column("name", String(255), nullable=False),
@@ -103,7 +109,8 @@ dx_client = Table(
 )
 
 dx_api_key = Table(
-    "dx_api_key", metadata,
+    "dx_api_key",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False),
     Column("prefix", String(16), nullable=False),  # shown in lists and used to find the row; not secret
@@ -116,7 +123,8 @@ dx_api_key = Table(
 )
 
 dx_refresh_token = Table(
-    "dx_refresh_token", metadata,
+    "dx_refresh_token",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("token_digest", String(64), nullable=False),
     Column("family", String(64), nullable=False),
@@ -132,7 +140,8 @@ dx_refresh_token = Table(
 
 # Back-office sessions: the cookie carries a random id; only its digest is stored, with the CSRF token.
 dx_session = Table(
-    "dx_session", metadata,
+    "dx_session",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("id_digest", String(64), nullable=False),
     Column("user_id", Integer, ForeignKey("dx_user.id", ondelete="CASCADE"), nullable=False),

@@ -19,8 +19,18 @@ from dxapi import errors
 from dxapi.request.body import decode_json
 
 # Operator keys are matched case-insensitively (Spryker accepts `in` and `IN`).
-OPERATORS = {"eq": "eq", "ne": "ne", "in": "in", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte",
-             "like": "like", "ilike": "ilike", "isnull": "isNull"}
+OPERATORS = {
+    "eq": "eq",
+    "ne": "ne",
+    "in": "in",
+    "gt": "gt",
+    "gte": "gte",
+    "lt": "lt",
+    "lte": "lte",
+    "like": "like",
+    "ilike": "ilike",
+    "isnull": "isNull",
+}
 ALLOWED_OPERATORS = "eq, ne, in, gt, gte, lt, lte, like, ilike, isNull"
 _PAGE_MAX = 2**63 - 1
 # More sort keys than any index or reader could use; thousands of them made SQLite give up (answered as 503).
@@ -159,8 +169,9 @@ def parse_sort(value: str) -> tuple[tuple[str, bool], ...]:
         descending = part.startswith("-")
         keys.append((part[1:] if descending else part.removeprefix("+"), descending))
         if len(keys) > MAX_SORT_KEYS:
-            raise errors.SORT_TOO_LARGE.error(count=len([p for p in value.split(",") if p.strip()]),
-                                              maximum=MAX_SORT_KEYS)
+            raise errors.SORT_TOO_LARGE.error(
+                count=len([p for p in value.split(",") if p.strip()]), maximum=MAX_SORT_KEYS
+            )
     return tuple(keys)
 
 

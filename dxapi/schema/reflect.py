@@ -68,8 +68,9 @@ def reflect_tables(conn: Connection, names: Iterable[str], deny: Iterable[str] =
     return tables
 
 
-def view_denied_reads(conn: Connection, views: Iterable[str], deny: Iterable[str] = ()
-                      ) -> dict[str, tuple[str, ...] | None]:
+def view_denied_reads(
+    conn: Connection, views: Iterable[str], deny: Iterable[str] = ()
+) -> dict[str, tuple[str, ...] | None]:
     """For each named view of the default schema: the denied tables it reads, sorted and in lower case
     (``()``: none; None: its definition cannot be read)."""
     deny = list(deny)
@@ -160,9 +161,7 @@ def _mariadb_definitions(conn: Connection) -> dict[str, str | None]:
     is dropped, so that a database name is never taken for a table a view reads."""
     database = str(conn.execute(text("SELECT DATABASE()")).scalar_one())
     qualifier = re.compile(rf"`{re.escape(database.replace('`', '``'))}`\s*\.")
-    rows = conn.execute(text(
-        "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS"
-    )).all()
+    rows = conn.execute(text("SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS")).all()
     texts: dict[str, list[str]] = {}
     for schema, name, definition in rows:
         if str(schema).lower() in CATALOG_SCHEMAS:
@@ -183,8 +182,9 @@ def _mentions(definition: str, deny: list[str]) -> set[str]:
     return found
 
 
-def _text_reads(definitions: Mapping[str, str | None], views: Iterable[str], deny: list[str]
-                ) -> dict[str, tuple[str, ...] | None]:
+def _text_reads(
+    definitions: Mapping[str, str | None], views: Iterable[str], deny: list[str]
+) -> dict[str, tuple[str, ...] | None]:
     """A view reads whatever its definition mentions, and whatever the views it mentions read."""
     by_lower = {name.lower(): name for name in definitions}
 
@@ -195,9 +195,14 @@ def _text_reads(definitions: Mapping[str, str | None], views: Iterable[str], den
         lowered = definition.lower()
         words = set(re.findall(rf"{_WORD}+", lowered))
         further = {
-            name for key, name in by_lower.items()
-            if name != view and (key in words if re.fullmatch(rf"{_WORD}+", key)
-                                 else re.search(rf"(?<!{_WORD}){re.escape(key)}(?!{_WORD})", lowered))
+            name
+            for key, name in by_lower.items()
+            if name != view
+            and (
+                key in words
+                if re.fullmatch(rf"{_WORD}+", key)
+                else re.search(rf"(?<!{_WORD}){re.escape(key)}(?!{_WORD})", lowered)
+            )
         }
         return _mentions(definition, deny), further
 

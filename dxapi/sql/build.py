@@ -197,6 +197,7 @@ def build_children(
 
 # --- writes -------------------------------------------------------------------------------------------------
 
+
 def build_insert(entity: EntitySnapshot, *, ordered: bool = True) -> Insert:
     """Multi-row capable INSERT returning every configured column; ``ordered``: rows in parameter order."""
     return insert(entity.table).returning(*entity.columns, sort_by_parameter_order=ordered)

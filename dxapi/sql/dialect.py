@@ -101,6 +101,7 @@ class LikePattern(TypeDecorator[str]):
 
 # --- patterns -----------------------------------------------------------------------------------------------
 
+
 def like_to_glob(pattern: str) -> str:
     """A valid LIKE pattern (``request.params.like_pattern_problem``) as the SQLite GLOB pattern matching the
     same: ``%`` → ``*``, ``_`` → ``?``, GLOB's own ``*?[`` and escaped characters as one-character sets."""
@@ -126,6 +127,7 @@ def _glob_literal(character: str) -> str:
 
 
 # --- compilation --------------------------------------------------------------------------------------------
+
 
 def _arguments(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
     return [compiler.process(clause, **kw) for clause in element.clauses]
@@ -231,6 +233,7 @@ def _ilike_sqlite(element: ILike, compiler: SQLCompiler, **kw: Any) -> str:
 # MariaDB: the column's own (case-insensitive) collation first — it matches a superset and can use an index for a
 # prefix — then the exact test. CONVERT makes the binary utf8mb4 collation apply to any character set.
 
+
 @compiles(Like, "mysql")
 def _like_mysql(element: Like, compiler: SQLCompiler, **kw: Any) -> str:
     column, pattern = _arguments(element, compiler, **kw)
@@ -243,8 +246,9 @@ def _ilike_mysql(element: ILike, compiler: SQLCompiler, **kw: Any) -> str:
     column, pattern = _arguments(element, compiler, **kw)
     again = _arguments(element, compiler, **kw)[1]
     # Lower-cased under the binary collation, not only a _ci one: those also equate accents (`e`, `é`).
-    return (f"({column} LIKE {pattern} AND "
-            f"LOWER(CONVERT({column} USING utf8mb4)) COLLATE utf8mb4_bin LIKE LOWER({again}))")
+    return (
+        f"({column} LIKE {pattern} AND LOWER(CONVERT({column} USING utf8mb4)) COLLATE utf8mb4_bin LIKE LOWER({again}))"
+    )
 
 
 def effective_scale(column: Column[Any]) -> int:

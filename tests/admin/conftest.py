@@ -57,8 +57,14 @@ SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 )
 WINDOW = (1700, 1000)
 CROSS_ORIGIN_REFUSAL = "This request did not come from this page; nothing changed."
@@ -71,6 +77,7 @@ def on_admin_backends() -> pytest.MarkDecorator:
 
 
 # --- database access ------------------------------------------------------------------------------------------
+
 
 def on_db(backend: Backend, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run ``work(engine)`` on the test's event loop with a throw-away engine on the backend's database."""
@@ -170,16 +177,24 @@ class Scratch:
 
         async def unconfigure(engine: AsyncEngine) -> int:
             async with engine.begin() as conn:
-                ids = list((await conn.execute(sa.select(dx_entity.c.id)
-                                               .where(dx_entity.c.table_alias.in_(aliases)))).scalars())
+                ids = list(
+                    (
+                        await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases)))
+                    ).scalars()
+                )
                 if ids:
-                    await conn.execute(sa.delete(dx_relation).where(
-                        dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)))
+                    await conn.execute(
+                        sa.delete(dx_relation).where(
+                            dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
+                        )
+                    )
                     await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-                await conn.execute(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                                   .values(version=dx_config_version.c.version + 1))
-                version = await conn.scalar(sa.select(dx_config_version.c.version)
-                                            .where(dx_config_version.c.id == 1))
+                await conn.execute(
+                    sa.update(dx_config_version)
+                    .where(dx_config_version.c.id == 1)
+                    .values(version=dx_config_version.c.version + 1)
+                )
+                version = await conn.scalar(sa.select(dx_config_version.c.version).where(dx_config_version.c.id == 1))
                 return int(version or 0)
 
         async def drop(engine: AsyncEngine) -> None:
@@ -202,8 +217,9 @@ def scratch(backend: Backend) -> Iterator[Scratch]:
         found.clean()
 
 
-def poll(fetch: Callable[[], httpx.Response], done: Callable[[httpx.Response], bool],
-         timeout: float = LIVE_WITHIN) -> httpx.Response:
+def poll(
+    fetch: Callable[[], httpx.Response], done: Callable[[httpx.Response], bool], timeout: float = LIVE_WITHIN
+) -> httpx.Response:
     """Call ``fetch`` until ``done`` holds or ``timeout`` passes; return the last response either way."""
     deadline = time.monotonic() + timeout
     while True:
@@ -221,6 +237,7 @@ def error_codes(response: httpx.Response) -> list[str]:
 
 
 # --- accounts -------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -296,15 +313,20 @@ class AdminHttp:
         self.source = next_source_address()
         self.session = session
         self._token: tuple[str | None, str] | None = None  # (session, its CSRF token)
-        self.http = httpx.Client(base_url=base_url, timeout=30, follow_redirects=False,
-                                 transport=httpx.HTTPTransport(local_address=self.source))
+        self.http = httpx.Client(
+            base_url=base_url,
+            timeout=30,
+            follow_redirects=False,
+            transport=httpx.HTTPTransport(local_address=self.source),
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
         self.http.close()
 
-    def request(self, method: str, path: str, *, data: Mapping[str, str] | None = None,
-                headers: Mapping[str, str] | None = None) -> httpx.Response:
+    def request(
+        self, method: str, path: str, *, data: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
         """Send with this client's session cookie (if any) and nothing else from a cookie jar."""
         sent = dict(headers or {})
         if self.session is not None:
@@ -319,8 +341,9 @@ class AdminHttp:
 
     def login(self, email: str, password: str) -> httpx.Response:
         """Post the login form from this origin; keep the session cookie the answer sets."""
-        response = self.request("POST", "/admin/login", data={"email": email, "password": password},
-                                headers={"Origin": self.origin})
+        response = self.request(
+            "POST", "/admin/login", data={"email": email, "password": password}, headers={"Origin": self.origin}
+        )
         issued = session_cookie(response)
         if issued is not None and issued.value:
             self.session = issued.value
@@ -337,8 +360,15 @@ class AdminHttp:
             self._token = (self.session, found.group(1))
         return self._token[1]
 
-    def post(self, path: str, data: Mapping[str, str] | None = None, *, origin: str | Own | None = OWN,
-             csrf: str | Own | None = OWN, headers: Mapping[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        path: str,
+        data: Mapping[str, str] | None = None,
+        *,
+        origin: str | Own | None = OWN,
+        csrf: str | Own | None = OWN,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         """Post a form: by default from this origin with this session's token; ``None`` leaves either out."""
         form = dict(data or {})
         if csrf is OWN:
@@ -367,6 +397,7 @@ def redirects_to_login(response: httpx.Response) -> bool:
 
 
 # --- browser --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[WebDriver]:
@@ -431,8 +462,10 @@ class Browser:
         refusals = [e.text for e in self.find_all("p.error[role=alert]") if e.text == CROSS_ORIGIN_REFUSAL]
         if refusals:
             self.shot("post-refused")
-            raise AssertionError(f"the admin refused Chromium's own same-origin form post as cross-origin: "
-                                 f"{refusals[0]!r} (at {self.path()})")
+            raise AssertionError(
+                f"the admin refused Chromium's own same-origin form post as cross-origin: "
+                f"{refusals[0]!r} (at {self.path()})"
+            )
 
     def wait_for(self, path: str, timeout: float = 5.0) -> None:
         """Wait until the browser shows ``path`` of this server, fully loaded (after a script navigated)."""
@@ -451,16 +484,18 @@ class Browser:
         if self.path() != "/admin/entities":
             self.shot("login-refused")
             shown = [e.text for e in self.find_all("[role=alert]")]
-            raise AssertionError(f"login through the form in Chromium was refused: now at {self.path()}, page says "
-                                 f"{shown}")
+            raise AssertionError(
+                f"login through the form in Chromium was refused: now at {self.path()}, page says {shown}"
+            )
 
     def adopt_session(self, session: str) -> None:
         """Hold ``session`` as the login form would have set it (a test of something other than the login
         form gets its session from a scripted login, then browses with it)."""
         self.open("/admin/login")
         self.driver.delete_cookie(COOKIE)
-        self.driver.add_cookie({"name": COOKIE, "value": session, "path": "/admin", "httpOnly": True,
-                                "sameSite": "Strict"})
+        self.driver.add_cookie(
+            {"name": COOKIE, "value": session, "path": "/admin", "httpOnly": True, "sameSite": "Strict"}
+        )
         self.open("/admin/entities")
         assert self.path() == "/admin/entities", self.path()
         self.console()
@@ -507,8 +542,11 @@ class Browser:
 
     def console_errors(self) -> list[str]:
         """SEVERE console messages since the last call, except the browser's own favicon request."""
-        return [str(e["message"]) for e in self.console()
-                if e.get("level") == "SEVERE" and "favicon.ico" not in str(e["message"])]
+        return [
+            str(e["message"])
+            for e in self.console()
+            if e.get("level") == "SEVERE" and "favicon.ico" not in str(e["message"])
+        ]
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ def retype(box: WebElement, text: str) -> None:
 def widget_table() -> sa.Table:
     """A table no endpoint serves yet."""
     return sa.Table(
-        "adm_widget", sa.MetaData(),
+        "adm_widget",
+        sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(40), nullable=False),
         sa.Column("colour", sa.String(20), nullable=True),
@@ -119,9 +120,13 @@ def test_create_shape_activate_and_deactivate_an_endpoint(
     }
     for column, (visible, kind, creatable, required, max_length) in expected.items():
         row = grid_row(browser, column)
-        found = (cell(row, "name").get_attribute("value"), Select(cell(row, "type")).first_selected_option.text,
-                 cell(row, "creatable").is_selected(), cell(row, "required").is_selected(),
-                 cell(row, "max_length").get_attribute("value"))
+        found = (
+            cell(row, "name").get_attribute("value"),
+            Select(cell(row, "type")).first_selected_option.text,
+            cell(row, "creatable").is_selected(),
+            cell(row, "required").is_selected(),
+            cell(row, "max_length").get_attribute("value"),
+        )
         assert found == (visible, kind, creatable, required, max_length), (column, found)
         assert cell(row, "enabled").is_selected(), column
     assert not browser.find("form#edit input[name=is_active]").is_selected()  # starts inactive for review
@@ -139,8 +144,11 @@ def test_create_shape_activate_and_deactivate_an_endpoint(
     assert browser.find("p.ok[role=status]").text.startswith("Saved.")
     assert browser.find("form#edit input[name=is_active]").is_selected()
     assert cell(grid_row(browser, "colour"), "name").get_attribute("value") == "color"
-    audit = backend.sql(sa.select(dx_audit.c.actor, dx_audit.c.action, dx_audit.c.table_alias)
-                        .where(dx_audit.c.id > before_save).order_by(dx_audit.c.id))
+    audit = backend.sql(
+        sa.select(dx_audit.c.actor, dx_audit.c.action, dx_audit.c.table_alias)
+        .where(dx_audit.c.id > before_save)
+        .order_by(dx_audit.c.id)
+    )
     assert [tuple(a) for a in audit] == [(admin_account.email, "update", "widgets")], audit
 
     # Live without a restart: exactly the chosen field set, and `color` is now required.
@@ -156,8 +164,9 @@ def test_create_shape_activate_and_deactivate_an_endpoint(
     created = api.post(f"{API}/widgets", json={"data": [{"name": "blue one", "color": "blue", "weight": "2.50"}]})
     assert created.status_code == 201, created.text
     assert set(created.json()["data"][0]) == {"id", "name", "color", "weight"}
-    stored = backend.sql(sa.select(widgets.c.name, widgets.c.colour, widgets.c.secret_note)
-                         .where(widgets.c.name == "blue one"))
+    stored = backend.sql(
+        sa.select(widgets.c.name, widgets.c.colour, widgets.c.secret_note).where(widgets.c.name == "blue one")
+    )
     assert [tuple(r) for r in stored] == [("blue one", "blue", None)]
 
     # Deactivate from the list: the API answers as for an unknown alias.
@@ -178,23 +187,52 @@ def test_invalid_grid_shows_problems_next_to_rows_and_saves_nothing(
 ) -> None:
     """min length > max length and a visible name with a dot: both reported on their own rows, nothing saved."""
     browser.adopt_session(admin_session)
-    scratch.create_table(sa.Table(
-        "adm_gadget", sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("label", sa.String(30), nullable=False),
-        sa.Column("size", sa.Integer, nullable=True),
-    ), [{"label": "first", "size": 3}])
-    scratch.import_config([{
-        "tableName": "adm_gadget", "tableAlias": "gadgets", "isActive": True,
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False},
-            {"fieldName": "label", "fieldVisibleName": "label", "type": "string", "isCreatable": True,
-             "isEditable": True, "validation": {"isRequired": True, "maxLength": 30}},
-            {"fieldName": "size", "fieldVisibleName": "size", "type": "integer", "isCreatable": True,
-             "isEditable": True},
-        ]},
-    }])
+    scratch.create_table(
+        sa.Table(
+            "adm_gadget",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("label", sa.String(30), nullable=False),
+            sa.Column("size", sa.Integer, nullable=True),
+        ),
+        [{"label": "first", "size": 3}],
+    )
+    scratch.import_config(
+        [
+            {
+                "tableName": "adm_gadget",
+                "tableAlias": "gadgets",
+                "isActive": True,
+                "definition": {
+                    "identifier": "id",
+                    "fields": [
+                        {
+                            "fieldName": "id",
+                            "fieldVisibleName": "id",
+                            "type": "integer",
+                            "isCreatable": False,
+                            "isEditable": False,
+                        },
+                        {
+                            "fieldName": "label",
+                            "fieldVisibleName": "label",
+                            "type": "string",
+                            "isCreatable": True,
+                            "isEditable": True,
+                            "validation": {"isRequired": True, "maxLength": 30},
+                        },
+                        {
+                            "fieldName": "size",
+                            "fieldVisibleName": "size",
+                            "type": "integer",
+                            "isCreatable": True,
+                            "isEditable": True,
+                        },
+                    ],
+                },
+            }
+        ]
+    )
     before = config_state(backend)
     served = backend.client.get(f"{API}/gadgets")
     assert served.status_code == 200 and set(served.json()["data"][0]) == {"id", "label", "size"}
@@ -213,9 +251,11 @@ def test_invalid_grid_shows_problems_next_to_rows_and_saves_nothing(
     assert "size.cm" in problems["size"], problems
     for column in problems:  # each problem row sits right under the row it is about
         above = browser.driver.find_element(
-            By.XPATH, f'//tr[contains(@class, "row-problem") and @data-column="{column}"]/preceding-sibling::tr[1]')
-        assert above.get_attribute("data-column") == column and "row-problem" not in (above.get_attribute("class")
-                                                                                        or "")
+            By.XPATH, f'//tr[contains(@class, "row-problem") and @data-column="{column}"]/preceding-sibling::tr[1]'
+        )
+        assert above.get_attribute("data-column") == column and "row-problem" not in (
+            above.get_attribute("class") or ""
+        )
         assert "invalid" in (above.get_attribute("class") or "")
     # What was typed is still there to fix.
     assert cell(grid_row(browser, "label"), "min_length").get_attribute("value") == "50"
@@ -235,11 +275,15 @@ def test_hostile_names_are_shown_as_text_and_never_run(
     """A table and a column named ``<img src=x onerror=alert(…)>``, a row holding ``<script>``, a description
     with markup and ``{{7*7}}``: every page shows them as text, escaped in the HTML, and no dialog opens."""
     browser.adopt_session(admin_session)
-    scratch.create_table(sa.Table(
-        HOSTILE_TABLE, sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column(HOSTILE_COLUMN, sa.String(60), nullable=True),
-    ), [{"id": 1, HOSTILE_COLUMN: HOSTILE_VALUE}])
+    scratch.create_table(
+        sa.Table(
+            HOSTILE_TABLE,
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column(HOSTILE_COLUMN, sa.String(60), nullable=True),
+        ),
+        [{"id": 1, HOSTILE_COLUMN: HOSTILE_VALUE}],
+    )
 
     def check_page(path: str, page: str, shows_names: bool = True, shot: bool = False) -> str:
         """Open ``path``: no dialog, no console error, no raw markup in the HTML the server sent, and (where
@@ -262,15 +306,35 @@ def test_hostile_names_are_shown_as_text_and_never_run(
     assert HOSTILE_TABLE in options, options
 
     # An endpoint for it (stored as an import would: the pages that show it are under test, not the forms).
-    scratch.import_config([{
-        "tableName": HOSTILE_TABLE, "tableAlias": "xss-probe", "isActive": True,
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False},
-            {"fieldName": HOSTILE_COLUMN, "fieldVisibleName": "imgSrcXOnerrorAlert1", "type": "string",
-             "isCreatable": True, "isEditable": True, "description": HOSTILE_DESCRIPTION},
-        ]},
-    }])
+    scratch.import_config(
+        [
+            {
+                "tableName": HOSTILE_TABLE,
+                "tableAlias": "xss-probe",
+                "isActive": True,
+                "definition": {
+                    "identifier": "id",
+                    "fields": [
+                        {
+                            "fieldName": "id",
+                            "fieldVisibleName": "id",
+                            "type": "integer",
+                            "isCreatable": False,
+                            "isEditable": False,
+                        },
+                        {
+                            "fieldName": HOSTILE_COLUMN,
+                            "fieldVisibleName": "imgSrcXOnerrorAlert1",
+                            "type": "string",
+                            "isCreatable": True,
+                            "isEditable": True,
+                            "description": HOSTILE_DESCRIPTION,
+                        },
+                    ],
+                },
+            }
+        ]
+    )
     edit = check_page("/admin/entities/xss-probe", "xss-edit", shot=True)
     row = grid_row(browser, HOSTILE_COLUMN)
     assert row.find_element(By.CSS_SELECTOR, "td.column code").text == HOSTILE_COLUMN

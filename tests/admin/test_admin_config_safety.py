@@ -43,7 +43,8 @@ def keyed_table() -> sa.Table:
     """Every kind of column: primary key, UNIQUE NOT NULL, UNIQUE but nullable, unique index, not unique."""
     metadata = sa.MetaData()
     table = sa.Table(
-        "adm_keyed", metadata,
+        "adm_keyed",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("sku", sa.String(20), nullable=False),
         sa.Column("ean", sa.String(20), nullable=True),
@@ -59,7 +60,8 @@ def keyed_table() -> sa.Table:
 def line_table() -> sa.Table:
     """A composite primary key, and a single-column UNIQUE NOT NULL key besides."""
     return sa.Table(
-        "adm_line", sa.MetaData(),
+        "adm_line",
+        sa.MetaData(),
         sa.Column("store", sa.String(10), primary_key=True),
         sa.Column("sku", sa.String(20), primary_key=True),
         sa.Column("line_code", sa.String(20), nullable=False),
@@ -71,7 +73,8 @@ def line_table() -> sa.Table:
 def pair_table() -> sa.Table:
     """A composite primary key and nothing else unique."""
     return sa.Table(
-        "adm_pair", sa.MetaData(),
+        "adm_pair",
+        sa.MetaData(),
         sa.Column("store", sa.String(10), primary_key=True),
         sa.Column("sku", sa.String(20), primary_key=True),
         sa.Column("qty", sa.Integer, nullable=False),
@@ -80,21 +83,36 @@ def pair_table() -> sa.Table:
 
 KEYED_FIELDS = [("id", "integer"), ("sku", "string"), ("ean", "string"), ("ref", "integer"), ("name", "string")]
 KEYED_ENTRY: dict[str, Any] = {
-    "tableName": "adm_keyed", "tableAlias": "adm-keyed", "isActive": True,
-    "definition": {"identifier": "id", "isDeletable": True, "fields": [
-        {"fieldName": column, "fieldVisibleName": column, "type": kind, "isCreatable": column != "id",
-         "isEditable": column != "id"} for column, kind in KEYED_FIELDS
-    ]},
+    "tableName": "adm_keyed",
+    "tableAlias": "adm-keyed",
+    "isActive": True,
+    "definition": {
+        "identifier": "id",
+        "isDeletable": True,
+        "fields": [
+            {
+                "fieldName": column,
+                "fieldVisibleName": column,
+                "type": kind,
+                "isCreatable": column != "id",
+                "isEditable": column != "id",
+            }
+            for column, kind in KEYED_FIELDS
+        ],
+    },
 }
 
 
 @pytest.fixture(scope="module")
 def tables(backend: Backend, scratch: Scratch) -> Iterator[None]:
     """This module's tables, one endpoint on ``adm_keyed``, and two views (removed before the tables)."""
-    scratch.create_table(keyed_table(), [
-        {"id": 1, "sku": "A-1", "ean": None, "ref": 10, "name": "same"},
-        {"id": 2, "sku": "A-2", "ean": "4006381333931", "ref": 20, "name": "same"},
-    ])
+    scratch.create_table(
+        keyed_table(),
+        [
+            {"id": 1, "sku": "A-1", "ean": None, "ref": 10, "name": "same"},
+            {"id": 2, "sku": "A-2", "ean": "4006381333931", "ref": 20, "name": "same"},
+        ],
+    )
     scratch.create_table(line_table(), [{"store": "A", "sku": "x", "line_code": "L1", "qty": 1}])
     scratch.create_table(pair_table(), [{"store": "A", "sku": "x", "qty": 1}, {"store": "A", "sku": "y", "qty": 2}])
     for view, select in VIEWS.items():
@@ -138,6 +156,7 @@ def identifier_options(browser: Browser) -> list[tuple[str, bool]]:
 
 # --- the identifier select --------------------------------------------------------------------------------------
 
+
 def test_identifier_select_offers_only_eligible_columns(browser: Browser, admin_session: str, tables: None) -> None:
     browser.adopt_session(admin_session)
     browser.open("/admin/entities/adm-keyed")
@@ -172,12 +191,14 @@ def test_new_endpoint_on_a_composite_key_table_without_unique_column_is_refused(
     assert browser.path() == "/admin/entities/new", browser.path()
     assert browser.find("p.error[role=alert]").text == (
         "`pairs`: identifier `store` is not a unique key of `adm_pair`: it is part of the composite primary key "
-        f"(store, sku), and composite keys are not supported as identifiers. {RULE}; eligible here: none")
+        f"(store, sku), and composite keys are not supported as identifiers. {RULE}; eligible here: none"
+    )
     assert config_state(backend) == before
     assert all("status of 400" in e for e in browser.console_errors())
 
 
 # --- views ------------------------------------------------------------------------------------------------------
+
 
 def test_new_endpoint_list_offers_no_view(browser: Browser, admin_session: str, tables: None) -> None:
     browser.adopt_session(admin_session)
@@ -199,18 +220,24 @@ def test_crafted_create_on_a_view_is_refused(editor: AdminHttp, backend: Backend
 
 # --- crafted grid posts -----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("identifier", "reason"),
-    [("name", "no primary key, UNIQUE constraint or unique index covers exactly this column"),
-     ("ean", "its UNIQUE key allows NULL")],
+    [
+        ("name", "no primary key, UNIQUE constraint or unique index covers exactly this column"),
+        ("ean", "its UNIQUE key allows NULL"),
+    ],
 )
-def test_crafted_grid_with_an_ineligible_identifier_is_refused(editor: AdminHttp, backend: Backend,
-                                                               identifier: str, reason: str) -> None:
+def test_crafted_grid_with_an_ineligible_identifier_is_refused(
+    editor: AdminHttp, backend: Backend, identifier: str, reason: str
+) -> None:
     before = config_state(backend)
     response = editor.post("/admin/entities/adm-keyed", grid(identifier))
     assert response.status_code == 400, response.text
-    assert (f"`adm-keyed`: identifier `{identifier}` is not a unique key of `adm_keyed`: {reason}. {RULE}; "
-            "eligible here: id, sku, ref") in html.unescape(response.text)
+    assert (
+        f"`adm-keyed`: identifier `{identifier}` is not a unique key of `adm_keyed`: {reason}. {RULE}; "
+        "eligible here: id, sku, ref"
+    ) in html.unescape(response.text)
     assert config_state(backend) == before
     assert backend.client.get("/dynamic-entity/adm-keyed/2").json()["data"]["sku"] == "A-2"
 
@@ -230,8 +257,11 @@ def test_stored_ineligible_identifier_is_shown_and_must_be_replaced(
     """An entity written straight into ``dx_entity`` with an ineligible identifier: listed as broken; its page
     shows the stored identifier as a choice that cannot be submitted, next to the eligible ones."""
     stored = backend.sql(sa.select(dx_entity.c.definition).where(dx_entity.c.table_alias == "adm-keyed"))[0][0]
-    backend.sql(sa.update(dx_entity).where(dx_entity.c.table_alias == "adm-keyed")
-                .values(definition=stored.replace('"identifier":"id"', '"identifier":"name"')))
+    backend.sql(
+        sa.update(dx_entity)
+        .where(dx_entity.c.table_alias == "adm-keyed")
+        .values(definition=stored.replace('"identifier":"id"', '"identifier":"name"'))
+    )
     backend.sql(sa.update(dx_config_version).values(version=dx_config_version.c.version + 1))
     backend.wait_for_version(int(backend.sql(sa.select(dx_config_version.c.version))[0][0]))
     try:

@@ -62,41 +62,69 @@ UNTRUSTED_PEER = "127.0.201.7"
 
 # --- fixtures -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def target(backend: Backend, scratch: Scratch) -> str:
     """An endpoint of this module's own (grid and relation tests change it) over a table with a child table."""
-    scratch.create_table(sa.Table(
-        "hard_target", sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("label", sa.String(40), nullable=True),
-        sa.Column("weight", sa.Float, nullable=True),
-        sa.Column("price", sa.Numeric(8, 2), nullable=True),
-    ), [{"label": "kept", "weight": 1.5, "price": "2.50"}])
-    scratch.create_table(sa.Table(
-        "hard_child", sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("fk_target", sa.Integer, nullable=True),
-    ))
+    scratch.create_table(
+        sa.Table(
+            "hard_target",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("label", sa.String(40), nullable=True),
+            sa.Column("weight", sa.Float, nullable=True),
+            sa.Column("price", sa.Numeric(8, 2), nullable=True),
+        ),
+        [{"label": "kept", "weight": 1.5, "price": "2.50"}],
+    )
+    scratch.create_table(
+        sa.Table(
+            "hard_child",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("fk_target", sa.Integer, nullable=True),
+        )
+    )
     fields = [
         {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False, "isEditable": False},
-        {"fieldName": "label", "fieldVisibleName": "label", "type": "string", "isCreatable": True,
-         "isEditable": True},
-        {"fieldName": "weight", "fieldVisibleName": "weight", "type": "float", "isCreatable": True,
-         "isEditable": True},
-        {"fieldName": "price", "fieldVisibleName": "price", "type": "decimal", "isCreatable": True,
-         "isEditable": True},
+        {"fieldName": "label", "fieldVisibleName": "label", "type": "string", "isCreatable": True, "isEditable": True},
+        {"fieldName": "weight", "fieldVisibleName": "weight", "type": "float", "isCreatable": True, "isEditable": True},
+        {"fieldName": "price", "fieldVisibleName": "price", "type": "decimal", "isCreatable": True, "isEditable": True},
     ]
-    scratch.import_config([
-        {"tableName": "hard_target", "tableAlias": TARGET, "isActive": True,
-         "definition": {"identifier": "id", "fields": fields}},
-        {"tableName": "hard_child", "tableAlias": "hard-children", "isActive": True,
-         "definition": {"identifier": "id", "fields": [
-             {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-              "isEditable": False},
-             {"fieldName": "fk_target", "fieldVisibleName": "fkTarget", "type": "integer", "isCreatable": True,
-              "isEditable": True},
-         ]}},
-    ])
+    scratch.import_config(
+        [
+            {
+                "tableName": "hard_target",
+                "tableAlias": TARGET,
+                "isActive": True,
+                "definition": {"identifier": "id", "fields": fields},
+            },
+            {
+                "tableName": "hard_child",
+                "tableAlias": "hard-children",
+                "isActive": True,
+                "definition": {
+                    "identifier": "id",
+                    "fields": [
+                        {
+                            "fieldName": "id",
+                            "fieldVisibleName": "id",
+                            "type": "integer",
+                            "isCreatable": False,
+                            "isEditable": False,
+                        },
+                        {
+                            "fieldName": "fk_target",
+                            "fieldVisibleName": "fkTarget",
+                            "type": "integer",
+                            "isCreatable": True,
+                            "isEditable": True,
+                        },
+                    ],
+                },
+            },
+        ]
+    )
     return TARGET
 
 
@@ -115,8 +143,12 @@ def grid(**row_values: str) -> dict[str, str]:
     rows = [("id", "integer"), ("label", "string"), ("weight", "float"), ("price", "decimal")]
     form = {"alias": TARGET, "identifier": "id", "is_active": "on"}
     for index, (column, kind) in enumerate(rows):
-        form |= {f"f-{index}-column": column, f"f-{index}-name": column, f"f-{index}-type": kind,
-                 f"f-{index}-enabled": "on"}
+        form |= {
+            f"f-{index}-column": column,
+            f"f-{index}-name": column,
+            f"f-{index}-type": kind,
+            f"f-{index}-enabled": "on",
+        }
         if column != "id":
             form |= {f"f-{index}-creatable": "on", f"f-{index}-editable": "on"}
         for name, value in row_values.items():
@@ -127,6 +159,7 @@ def grid(**row_values: str) -> dict[str, str]:
 
 
 # --- raw HTTP -------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RawAnswer:
@@ -157,8 +190,16 @@ def _read_answer(sock: socket.socket, started: float, wait: float) -> RawAnswer:
     return RawAnswer(status, head, time.monotonic() - started)
 
 
-def raw_post(base_url: str, path: str, headers: dict[str, str], *, declared: int | None = None,
-             sent: bytes = b"", chunked: int = 0, wait: float = PROMPT) -> RawAnswer:
+def raw_post(
+    base_url: str,
+    path: str,
+    headers: dict[str, str],
+    *,
+    declared: int | None = None,
+    sent: bytes = b"",
+    chunked: int = 0,
+    wait: float = PROMPT,
+) -> RawAnswer:
     """POST on a raw socket. ``declared``: a Content-Length, of which only ``sent`` follows; ``chunked``: that
     many body bytes in chunks of up to 64 KiB, never the final chunk (the body does not end; the cap tests send
     one byte more than the cap, so the server has read all that was sent when it answers). Either way the
@@ -166,8 +207,9 @@ def raw_post(base_url: str, path: str, headers: dict[str, str], *, declared: int
     url = urlsplit(base_url)
     lines = [f"POST {path} HTTP/1.1", f"Host: {url.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
     lines.append(f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked")
-    with socket.create_connection((url.hostname, url.port), timeout=wait,
-                                  source_address=(next_source_address(), 0)) as sock:
+    with socket.create_connection(
+        (url.hostname, url.port), timeout=wait, source_address=(next_source_address(), 0)
+    ) as sock:
         started = time.monotonic()
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + sent)
         left = chunked
@@ -203,16 +245,19 @@ def test_unauthenticated_posts_are_refused_without_reading_the_body(backend: Bac
     """No session: an upload and a form post that announce 50 MB are refused (403) at once, unread."""
     before = admin_state(backend)
     for path, kind in (("/admin/config/import", MULTIPART), ("/admin/users", FORM)):
-        answer = raw_post(backend.base_url, path, {"Origin": backend.base_url, "Content-Type": kind},
-                          declared=50 * MIB, sent=b"--xyz\r\n")
+        answer = raw_post(
+            backend.base_url,
+            path,
+            {"Origin": backend.base_url, "Content-Type": kind},
+            declared=50 * MIB,
+            sent=b"--xyz\r\n",
+        )
         assert_prompt(answer, 403, path)
     assert admin_state(backend) == before
 
 
 @ADMIN_BACKENDS
-def test_uploads_need_origin_and_a_header_token_before_the_body_is_read(
-    backend: Backend, admin: AdminHttp
-) -> None:
+def test_uploads_need_origin_and_a_header_token_before_the_body_is_read(backend: Backend, admin: AdminHttp) -> None:
     """With a valid session: a foreign origin, a missing or wrong token, or a token only inside the multipart
     body (which would have to be read to find it) → 403 at once, unread; a viewer's upload likewise."""
     token = admin.csrf_token()
@@ -221,8 +266,10 @@ def test_uploads_need_origin_and_a_header_token_before_the_body_is_read(
     before = admin_state(backend)
     cases = {
         "foreign-origin": ({**base, "Origin": "https://evil.example", "X-CSRF-Token": token}, ""),
-        "cross-site-fetch": ({**base, "Origin": backend.base_url, "Sec-Fetch-Site": "cross-site",
-                              "X-CSRF-Token": token}, ""),
+        "cross-site-fetch": (
+            {**base, "Origin": backend.base_url, "Sec-Fetch-Site": "cross-site", "X-CSRF-Token": token},
+            "",
+        ),
         "token-only-in-body": ({**base, "Origin": backend.base_url}, ""),
         "wrong-header-token": ({**base, "Origin": backend.base_url, "X-CSRF-Token": "x" * 43}, ""),
         "wrong-query-token": ({**base, "Origin": backend.base_url}, "?csrf=" + "x" * 43),
@@ -232,9 +279,17 @@ def test_uploads_need_origin_and_a_header_token_before_the_body_is_read(
         answer = raw_post(backend.base_url, "/admin/config/import" + query, headers, declared=50 * MIB, sent=body)
         assert_prompt(answer, 403, what)
     try:
-        answer = raw_post(backend.base_url, "/admin/config/import",
-                          {**cookie_header(viewer), "Content-Type": MULTIPART, "Origin": backend.base_url,
-                           "X-CSRF-Token": viewer.csrf_token()}, declared=50 * MIB)
+        answer = raw_post(
+            backend.base_url,
+            "/admin/config/import",
+            {
+                **cookie_header(viewer),
+                "Content-Type": MULTIPART,
+                "Origin": backend.base_url,
+                "X-CSRF-Token": viewer.csrf_token(),
+            },
+            declared=50 * MIB,
+        )
         assert_prompt(answer, 403, "viewer")
     finally:
         viewer.close()
@@ -250,8 +305,11 @@ def test_oversized_bodies_answer_413_before_reading(backend: Backend, admin: Adm
     genuine = {**cookie_header(admin), "Origin": backend.base_url}
     before = admin_state(backend)
     cases = {
-        "upload": ("/admin/config/import", {**genuine, "Content-Type": MULTIPART,
-                                            "X-CSRF-Token": admin.csrf_token()}, cap + 1),
+        "upload": (
+            "/admin/config/import",
+            {**genuine, "Content-Type": MULTIPART, "X-CSRF-Token": admin.csrf_token()},
+            cap + 1,
+        ),
         "form": ("/admin/users", {**genuine, "Content-Type": FORM}, FORM_CAP + 1),
         "login": ("/admin/login", {"Origin": backend.base_url, "Content-Type": FORM}, FORM_CAP + 1),
     }
@@ -268,44 +326,66 @@ def test_chunked_bodies_are_cut_off_at_the_cap(backend: Backend, admin: AdminHtt
     cap = backend.settings.admin_max_import_bytes
     genuine = {**cookie_header(admin), "Origin": backend.base_url}
     before = admin_state(backend)
-    upload = raw_post(backend.base_url, "/admin/config/import",
-                      {**genuine, "Content-Type": MULTIPART, "X-CSRF-Token": admin.csrf_token()},
-                      chunked=cap + 1, wait=10)
+    upload = raw_post(
+        backend.base_url,
+        "/admin/config/import",
+        {**genuine, "Content-Type": MULTIPART, "X-CSRF-Token": admin.csrf_token()},
+        chunked=cap + 1,
+        wait=10,
+    )
     assert upload.status == 413, upload.head
-    form = raw_post(backend.base_url, "/admin/users", {**genuine, "Content-Type": FORM},
-                    chunked=FORM_CAP + 1, wait=10)
+    form = raw_post(backend.base_url, "/admin/users", {**genuine, "Content-Type": FORM}, chunked=FORM_CAP + 1, wait=10)
     assert form.status == 413, form.head
     assert admin_state(backend) == before
 
 
 def import_entry(alias: str) -> dict[str, object]:
-    return {"tableName": "hard_child", "tableAlias": alias, "isActive": True,
-            "definition": {"identifier": "id", "fields": [
-                {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-                 "isEditable": False},
-                {"fieldName": "fk_target", "fieldVisibleName": "fkTarget", "type": "integer",
-                 "isCreatable": True, "isEditable": True},
-            ]}}
+    return {
+        "tableName": "hard_child",
+        "tableAlias": alias,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                {
+                    "fieldName": "id",
+                    "fieldVisibleName": "id",
+                    "type": "integer",
+                    "isCreatable": False,
+                    "isEditable": False,
+                },
+                {
+                    "fieldName": "fk_target",
+                    "fieldVisibleName": "fkTarget",
+                    "type": "integer",
+                    "isCreatable": True,
+                    "isEditable": True,
+                },
+            ],
+        },
+    }
 
 
 @ADMIN_BACKENDS
-def test_genuine_uploads_pass_with_the_token_in_a_header_or_the_query(
-    backend: Backend, admin: AdminHttp
-) -> None:
+def test_genuine_uploads_pass_with_the_token_in_a_header_or_the_query(backend: Backend, admin: AdminHttp) -> None:
     """The control: the same upload with the token in ``X-CSRF-Token`` or in ``?csrf=`` is imported; an
     unreadable multipart body is a 400 page, not a 500."""
     entry = import_entry("hard-children")
     document = orjson.dumps([entry])
     token = admin.csrf_token()
     cookies = {**cookie_header(admin), "Origin": backend.base_url}
-    for path, headers in (("/admin/config/import", {**cookies, "X-CSRF-Token": token}),
-                          (f"/admin/config/import?csrf={token}", cookies)):
-        response = admin.http.post(path, files={"file": ("config.json", document, "application/json")},
-                                   headers=headers)
+    for path, headers in (
+        ("/admin/config/import", {**cookies, "X-CSRF-Token": token}),
+        (f"/admin/config/import?csrf={token}", cookies),
+    ):
+        response = admin.http.post(path, files={"file": ("config.json", document, "application/json")}, headers=headers)
         assert response.status_code == 200, response.text
         assert "Imported 1 endpoints" in response.text
-    broken = admin.http.post("/admin/config/import", content=b"--nope", headers={
-        **cookies, "X-CSRF-Token": token, "Content-Type": "multipart/form-data; boundary=xyz"})
+    broken = admin.http.post(
+        "/admin/config/import",
+        content=b"--nope",
+        headers={**cookies, "X-CSRF-Token": token, "Content-Type": "multipart/form-data; boundary=xyz"},
+    )
     assert broken.status_code == 400, broken.text
 
 
@@ -347,9 +427,7 @@ BAD_GRIDS = {
 
 @ADMIN_BACKENDS
 @pytest.mark.parametrize("case", list(BAD_GRIDS), ids=list(BAD_GRIDS))
-def test_out_of_range_grid_values_answer_400_and_save_nothing(
-    backend: Backend, admin: AdminHttp, case: str
-) -> None:
+def test_out_of_range_grid_values_answer_400_and_save_nothing(backend: Backend, admin: AdminHttp, case: str) -> None:
     """Out-of-range or non-numeric numbers, a broken pattern, a NUL: the grid again (400) with the problem
     on its row, nothing stored, the endpoint still served."""
     before = config_state(backend)
@@ -363,13 +441,23 @@ def test_out_of_range_grid_values_answer_400_and_save_nothing(
 @ADMIN_BACKENDS
 def test_a_sane_grid_still_saves(backend: Backend, admin: AdminHttp) -> None:
     """The control for the grid cases: ordinary numbers in the same cells are stored as numbers."""
-    form = grid(label__min_length="1", label__max_length="40", weight__min="-1.5", weight__max="1e3",
-                price__precision="8", price__scale="2", id__min="1", id__enum="1, 2, 3")
+    form = grid(
+        label__min_length="1",
+        label__max_length="40",
+        weight__min="-1.5",
+        weight__max="1e3",
+        price__precision="8",
+        price__scale="2",
+        id__min="1",
+        id__enum="1, 2, 3",
+    )
     response = admin.post(f"/admin/entities/{TARGET}", form)
     assert response.status_code == 303, response.text[-2000:]
     definition = orjson.loads(stored_entities(backend)[TARGET][1])
-    rules = {f["fieldName"]: {k: v for k, v in f.get("validation", {}).items() if k != "isRequired"}
-             for f in definition["fields"]}
+    rules = {
+        f["fieldName"]: {k: v for k, v in f.get("validation", {}).items() if k != "isRequired"}
+        for f in definition["fields"]
+    }
     assert rules["label"] == {"minLength": 1, "maxLength": 40}
     assert rules["weight"] == {"min": -1.5, "max": 1000.0}
     assert rules["price"] == {"precision": 8, "scale": 2}
@@ -389,18 +477,24 @@ BAD_PRINCIPAL_FORMS = {
     "client-name-too-long": ("/admin/clients", {"name": "c" * 256, "scopes": "*:read"}),
     "client-name-nul": ("/admin/clients", {"name": "a\x00b", "scopes": "*:read"}),
     "client-scopes-nul": ("/admin/clients", {"name": "c", "scopes": "*:read\x00"}),
-    "user-email-too-long": ("/admin/users", {"email": "u" * 250 + "@example.com",
-                                             "password": "long enough secret", "role": "viewer"}),
-    "user-email-nul": ("/admin/users", {"email": "a\x00b@example.com", "password": "long enough secret",
-                                        "role": "viewer"}),
-    "user-email-not-an-address": ("/admin/users", {"email": "nobody", "password": "long enough secret",
-                                                   "role": "viewer"}),
-    "user-password-short": ("/admin/users", {"email": "short@example.com", "password": "short",
-                                             "role": "viewer"}),
-    "user-password-huge": ("/admin/users", {"email": "huge@example.com", "password": "p" * 5000,
-                                            "role": "viewer"}),
-    "user-role-unknown": ("/admin/users", {"email": "role@example.com", "password": "long enough secret",
-                                           "role": "root"}),
+    "user-email-too-long": (
+        "/admin/users",
+        {"email": "u" * 250 + "@example.com", "password": "long enough secret", "role": "viewer"},
+    ),
+    "user-email-nul": (
+        "/admin/users",
+        {"email": "a\x00b@example.com", "password": "long enough secret", "role": "viewer"},
+    ),
+    "user-email-not-an-address": (
+        "/admin/users",
+        {"email": "nobody", "password": "long enough secret", "role": "viewer"},
+    ),
+    "user-password-short": ("/admin/users", {"email": "short@example.com", "password": "short", "role": "viewer"}),
+    "user-password-huge": ("/admin/users", {"email": "huge@example.com", "password": "p" * 5000, "role": "viewer"}),
+    "user-role-unknown": (
+        "/admin/users",
+        {"email": "role@example.com", "password": "long enough secret", "role": "root"},
+    ),
 }
 
 
@@ -431,8 +525,12 @@ def test_out_of_range_path_values_answer_404(backend: Backend, admin: AdminHttp)
     before = admin_state(backend)
     huge = "9" * 30
     assert admin.get(f"/admin/audit/{huge}").status_code == 404
-    for path in (f"/admin/audit/{huge}/revert", "/admin/users/a%00b/disable", "/admin/clients/a%00b/disable",
-                 "/admin/keys/a%00b/revoke"):
+    for path in (
+        f"/admin/audit/{huge}/revert",
+        "/admin/users/a%00b/disable",
+        "/admin/clients/a%00b/disable",
+        "/admin/keys/a%00b/revoke",
+    ):
         response = admin.post(path)
         assert response.status_code == 404, (path, response.text[-1000:])
     assert admin_state(backend) == before
@@ -440,14 +538,20 @@ def test_out_of_range_path_values_answer_404(backend: Backend, admin: AdminHttp)
 
 # --- item 18: relation names and database-maintained timestamps ----------------------------------------------
 
+
 @ADMIN_BACKENDS
-@pytest.mark.parametrize("name", ["has space", "-dash-first", "dot.name", "semi;colon", "r" * 256],
-                         ids=["space", "dash-first", "dot", "semicolon", "too-long"])
+@pytest.mark.parametrize(
+    "name",
+    ["has space", "-dash-first", "dot.name", "semi;colon", "r" * 256],
+    ids=["space", "dash-first", "dot", "semicolon", "too-long"],
+)
 def test_relation_names_follow_the_import_rule(backend: Backend, admin: AdminHttp, name: str) -> None:
     """A relation name the import would refuse is refused on the page too (400, nothing stored)."""
     before = config_state(backend)
-    response = admin.post(f"/admin/entities/{TARGET}/relations", {
-        "name": name, "child": "hard-children", "parent_field": "id", "child_field": "fk_target"})
+    response = admin.post(
+        f"/admin/entities/{TARGET}/relations",
+        {"name": name, "child": "hard-children", "parent_field": "id", "child_field": "fk_target"},
+    )
     assert response.status_code == 400, response.text[-2000:]
     assert 'role="alert"' in response.text and "name" in response.text
     assert config_state(backend) == before
@@ -456,8 +560,10 @@ def test_relation_names_follow_the_import_rule(backend: Backend, admin: AdminHtt
 @ADMIN_BACKENDS
 def test_an_added_relation_survives_export_and_import(backend: Backend, admin: AdminHttp) -> None:
     """The control: a valid name is stored, and the export holding it parses as an import."""
-    response = admin.post(f"/admin/entities/{TARGET}/relations", {
-        "name": "children_1", "child": "hard-children", "parent_field": "id", "child_field": "fk_target"})
+    response = admin.post(
+        f"/admin/entities/{TARGET}/relations",
+        {"name": "children_1", "child": "hard-children", "parent_field": "id", "child_field": "fk_target"},
+    )
     assert response.status_code == 303, response.text[-2000:]
     exported = admin.get("/admin/config/export")
     assert exported.status_code == 200
@@ -473,27 +579,36 @@ def test_new_endpoints_leave_database_maintained_timestamps_to_the_database(
 ) -> None:
     """created_at/updated_at with a CURRENT_TIMESTAMP default are suggested neither creatable nor editable;
     a timestamp without a default and a text column with a default stay writable."""
-    scratch.create_table(sa.Table(
-        "hard_stamped", sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("status", sa.String(20), nullable=False, server_default="new"),
-        sa.Column("happened_at", sa.DateTime, nullable=True),
-        sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")),
-        sa.Column("updated_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
-    ))
+    scratch.create_table(
+        sa.Table(
+            "hard_stamped",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("status", sa.String(20), nullable=False, server_default="new"),
+            sa.Column("happened_at", sa.DateTime, nullable=True),
+            sa.Column("created_at", sa.DateTime, nullable=False, server_default=sa.text("CURRENT_TIMESTAMP")),
+            sa.Column("updated_at", sa.DateTime, nullable=False, server_default=sa.func.now()),
+        )
+    )
     alias = scratch.endpoint("hard-stamped")
     response = admin.post("/admin/entities/new", {"table": "hard_stamped", "alias": alias})
     assert response.status_code == 303, response.text[-2000:]
     definition = orjson.loads(stored_entities(backend)[alias][1])
     writable = {f["fieldName"]: (f["isCreatable"], f["isEditable"]) for f in definition["fields"]}
-    assert writable == {"id": (False, False), "status": (True, True), "happened_at": (True, True),
-                        "created_at": (False, False), "updated_at": (False, False)}
+    assert writable == {
+        "id": (False, False),
+        "status": (True, True),
+        "happened_at": (True, True),
+        "created_at": (False, False),
+        "updated_at": (False, False),
+    }
 
 
 def test_on_update_clauses_count_as_database_maintained() -> None:
     """MariaDB reflects ``ON UPDATE`` inside the default text; a computed column is the database's too."""
-    assert maintained_by_database(sa.Column(
-        "changed", sa.DateTime, server_default=sa.text("current_timestamp() ON UPDATE current_timestamp()")))
+    assert maintained_by_database(
+        sa.Column("changed", sa.DateTime, server_default=sa.text("current_timestamp() ON UPDATE current_timestamp()"))
+    )
     assert maintained_by_database(sa.Column("stamp", sa.DateTime, server_default=sa.text("now()")))
     assert maintained_by_database(sa.Column("total", sa.Integer, sa.Computed("1 + 1")))
     assert not maintained_by_database(sa.Column("due", sa.DateTime, server_default=sa.text("'2030-01-01'")))
@@ -501,6 +616,7 @@ def test_on_update_clauses_count_as_database_maintained() -> None:
 
 
 # --- item 20: the cookie behind a trusted TLS-terminating proxy ---------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def proxied(backend: Backend, target: str) -> Iterator[str]:
@@ -515,22 +631,24 @@ def proxied(backend: Backend, target: str) -> Iterator[str]:
 
 
 def from_peer(base_url: str, peer: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, timeout=30, follow_redirects=False,
-                        transport=httpx.HTTPTransport(local_address=peer))
+    return httpx.Client(
+        base_url=base_url, timeout=30, follow_redirects=False, transport=httpx.HTTPTransport(local_address=peer)
+    )
 
 
 @ADMIN_BACKENDS
-def test_behind_a_trusted_tls_proxy_the_cookie_is_host_prefixed_and_secure(
-    backend: Backend, proxied: str
-) -> None:
+def test_behind_a_trusted_tls_proxy_the_cookie_is_host_prefixed_and_secure(backend: Backend, proxied: str) -> None:
     """X-Forwarded-Proto: https from a trusted proxy: ``__Host-`` cookie with Secure, Path=/ and no Domain;
     the session then works through the proxy (the page's https origin is its own), and logout clears it."""
     account = new_account(backend, "admin")
     https_origin = "https://" + urlsplit(proxied).netloc
     forwarded = {"X-Forwarded-Proto": "https"}
     with from_peer(proxied, TRUSTED_PEER) as client:
-        response = client.post("/admin/login", data={"email": account.email, "password": account.password},
-                               headers={**forwarded, "Origin": https_origin})
+        response = client.post(
+            "/admin/login",
+            data={"email": account.email, "password": account.password},
+            headers={**forwarded, "Origin": https_origin},
+        )
         assert response.status_code == 303, response.text
         issued = [h for h in response.headers.get_list("set-cookie")]
         assert len(issued) == 1, issued
@@ -545,17 +663,23 @@ def test_behind_a_trusted_tls_proxy_the_cookie_is_host_prefixed_and_secure(
         page = client.get("/admin/entities", headers={**forwarded, **secure_cookie})
         assert page.status_code == 200
         # Over https only the __Host- cookie counts (a plain one could have been planted over http).
-        assert redirects_to_login(client.get("/admin/entities", headers={**forwarded,
-                                                                         "Cookie": f"{COOKIE}={session}"}))
+        assert redirects_to_login(client.get("/admin/entities", headers={**forwarded, "Cookie": f"{COOKIE}={session}"}))
         token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-        toggled = client.post(f"/admin/entities/{TARGET}/toggle", data={"csrf": token},
-                              headers={**forwarded, **secure_cookie, "Origin": https_origin})
+        toggled = client.post(
+            f"/admin/entities/{TARGET}/toggle",
+            data={"csrf": token},
+            headers={**forwarded, **secure_cookie, "Origin": https_origin},
+        )
         assert toggled.status_code == 303, toggled.text
-        toggled = client.post(f"/admin/entities/{TARGET}/toggle", data={"csrf": token},
-                              headers={**forwarded, **secure_cookie, "Origin": https_origin})
+        toggled = client.post(
+            f"/admin/entities/{TARGET}/toggle",
+            data={"csrf": token},
+            headers={**forwarded, **secure_cookie, "Origin": https_origin},
+        )
         assert toggled.status_code == 303, toggled.text
-        out = client.post("/admin/logout", data={"csrf": token},
-                          headers={**forwarded, **secure_cookie, "Origin": https_origin})
+        out = client.post(
+            "/admin/logout", data={"csrf": token}, headers={**forwarded, **secure_cookie, "Origin": https_origin}
+        )
         assert redirects_to_login(out)
         cleared = out.headers.get_list("set-cookie")
         assert len(cleared) == 1 and cleared[0].startswith(f'__Host-{COOKIE}=""'), cleared
@@ -570,11 +694,17 @@ def test_forwarded_proto_from_an_untrusted_peer_is_ignored(backend: Backend, pro
     for base_url in (proxied, backend.base_url):
         https_origin = "https://" + urlsplit(base_url).netloc
         with from_peer(base_url, UNTRUSTED_PEER) as client:
-            refused = client.post("/admin/login", data={"email": account.email, "password": account.password},
-                                  headers={"X-Forwarded-Proto": "https", "Origin": https_origin})
+            refused = client.post(
+                "/admin/login",
+                data={"email": account.email, "password": account.password},
+                headers={"X-Forwarded-Proto": "https", "Origin": https_origin},
+            )
             assert refused.status_code == 403 and REFUSED in refused.text, base_url
-            response = client.post("/admin/login", data={"email": account.email, "password": account.password},
-                                   headers={"X-Forwarded-Proto": "https", "Origin": base_url})
+            response = client.post(
+                "/admin/login",
+                data={"email": account.email, "password": account.password},
+                headers={"X-Forwarded-Proto": "https", "Origin": base_url},
+            )
             assert response.status_code == 303, response.text
             cookie = session_cookie(response)
             assert cookie is not None and cookie["path"] == "/admin" and not cookie["secure"], base_url

@@ -55,28 +55,56 @@ REFUSED = "This request did not come from this page; nothing changed."
 
 # --- fixtures -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def target(backend: Backend, scratch: Scratch) -> str:
     """An active endpoint of this module's own, so a CSRF that got through could not break other tests; and
     a table no endpoint serves yet (for create attempts)."""
-    scratch.create_table(sa.Table(
-        "adm_target", sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("label", sa.String(40), nullable=True),
-    ), [{"label": "kept"}])
-    scratch.create_table(sa.Table(
-        "adm_free", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    ))
+    scratch.create_table(
+        sa.Table(
+            "adm_target",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("label", sa.String(40), nullable=True),
+        ),
+        [{"label": "kept"}],
+    )
+    scratch.create_table(
+        sa.Table(
+            "adm_free",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        )
+    )
     scratch.endpoint("adm-free")
-    scratch.import_config([{
-        "tableName": "adm_target", "tableAlias": TARGET, "isActive": True,
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False},
-            {"fieldName": "label", "fieldVisibleName": "label", "type": "string", "isCreatable": True,
-             "isEditable": True},
-        ]},
-    }])
+    scratch.import_config(
+        [
+            {
+                "tableName": "adm_target",
+                "tableAlias": TARGET,
+                "isActive": True,
+                "definition": {
+                    "identifier": "id",
+                    "fields": [
+                        {
+                            "fieldName": "id",
+                            "fieldVisibleName": "id",
+                            "type": "integer",
+                            "isCreatable": False,
+                            "isEditable": False,
+                        },
+                        {
+                            "fieldName": "label",
+                            "fieldVisibleName": "label",
+                            "type": "string",
+                            "isCreatable": True,
+                            "isEditable": True,
+                        },
+                    ],
+                },
+            }
+        ]
+    )
     return TARGET
 
 
@@ -115,8 +143,9 @@ class EvilSite:
 
     def auto_submit(self, name: str, action: str, fields: dict[str, str]) -> str:
         """Publish a page whose script submits a hidden form to ``action`` on load; return its URL."""
-        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                         for k, v in fields.items())
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields.items()
+        )
         self.pages[f"/{name}.html"] = (
             f'<!doctype html><title>win a prize</title><form method="post" action="{html.escape(action)}">{inputs}'
             "</form><script>document.forms[0].submit()</script>"
@@ -158,13 +187,22 @@ def evil_site() -> Iterator[EvilSite]:
 
 # --- helpers --------------------------------------------------------------------------------------------------
 
+
 def hijacked_grid() -> dict[str, str]:
     """An edit-grid submission that would switch the target off and rename its field, if it were accepted."""
     return {
-        "alias": TARGET, "identifier": "id",
-        "f-0-column": "id", "f-0-name": "id", "f-0-type": "integer", "f-0-enabled": "on",
-        "f-1-column": "label", "f-1-name": "hijacked", "f-1-type": "string", "f-1-enabled": "on",
-        "f-1-creatable": "on", "f-1-editable": "on",
+        "alias": TARGET,
+        "identifier": "id",
+        "f-0-column": "id",
+        "f-0-name": "id",
+        "f-0-type": "integer",
+        "f-0-enabled": "on",
+        "f-1-column": "label",
+        "f-1-name": "hijacked",
+        "f-1-type": "string",
+        "f-1-enabled": "on",
+        "f-1-creatable": "on",
+        "f-1-editable": "on",
     }
 
 
@@ -174,10 +212,14 @@ def unsafe_actions() -> dict[str, tuple[str, dict[str, str]]]:
         "toggle": (f"/admin/entities/{TARGET}/toggle", {}),
         "save-grid": (f"/admin/entities/{TARGET}", hijacked_grid()),
         "create-endpoint": ("/admin/entities/new", {"table": "adm_free", "alias": "adm-free"}),
-        "add-relation": (f"/admin/entities/{TARGET}/relations",
-                         {"name": "loop", "child": TARGET, "parent_field": "id", "child_field": "id"}),
-        "add-user": ("/admin/users", {"email": f"evil-{secrets.token_hex(4)}@example.com",
-                                      "password": "correct horse battery", "role": "admin"}),
+        "add-relation": (
+            f"/admin/entities/{TARGET}/relations",
+            {"name": "loop", "child": TARGET, "parent_field": "id", "child_field": "id"},
+        ),
+        "add-user": (
+            "/admin/users",
+            {"email": f"evil-{secrets.token_hex(4)}@example.com", "password": "correct horse battery", "role": "admin"},
+        ),
         "add-client": ("/admin/clients", {"name": "evil", "scopes": "*:read *:write *:delete"}),
         "add-key": ("/admin/keys", {"name": "evil", "scopes": "*:read *:write *:delete"}),
         "import": ("/admin/config/import", {"document": orjson.dumps([]).decode()}),
@@ -191,6 +233,7 @@ def assert_refused(response: httpx.Response, backend: Backend, before: dict[str,
 
 
 # --- CSRF -----------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Attack:
@@ -218,9 +261,7 @@ ATTACKS = {
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS), ids=list(ATTACKS))
-def test_forged_requests_change_nothing(
-    backend: Backend, victim: AdminHttp, stranger: AdminHttp, attack: str
-) -> None:
+def test_forged_requests_change_nothing(backend: Backend, victim: AdminHttp, stranger: AdminHttp, attack: str) -> None:
     """T38: each unsafe request with the victim's session cookie but a forged origin or token → 403, no change;
     a forged logout does not end the session."""
     forged = ATTACKS[attack]
@@ -246,13 +287,27 @@ def test_get_requests_change_nothing(backend: Backend, victim: AdminHttp, target
     """GETs have no side effects: every page, and GET on every unsafe route (405, not an action)."""
     before = admin_state(backend)
     latest = backend.sql(sa.select(sa.func.max(dx_audit.c.id)))[0][0]
-    for path in ("/admin/entities", f"/admin/entities/{TARGET}", "/admin/entities/new", "/admin/users",
-                 "/admin/clients", "/admin/keys", "/admin/audit", f"/admin/audit/{latest}", "/admin/config",
-                 "/admin/config/export"):
+    for path in (
+        "/admin/entities",
+        f"/admin/entities/{TARGET}",
+        "/admin/entities/new",
+        "/admin/users",
+        "/admin/clients",
+        "/admin/keys",
+        "/admin/audit",
+        f"/admin/audit/{latest}",
+        "/admin/config",
+        "/admin/config/export",
+    ):
         assert victim.get(path).status_code == 200, path
     for path, _ in unsafe_actions().values():
-        if path not in ("/admin/entities/new", "/admin/users", "/admin/clients", "/admin/keys",
-                        f"/admin/entities/{TARGET}"):  # these also have a page under GET, seen above
+        if path not in (
+            "/admin/entities/new",
+            "/admin/users",
+            "/admin/clients",
+            "/admin/keys",
+            f"/admin/entities/{TARGET}",
+        ):  # these also have a page under GET, seen above
             assert victim.get(path).status_code == 405, path
     for path in ("/admin/logout", f"/admin/audit/{latest}/revert"):
         assert victim.get(path).status_code == 405, path
@@ -314,25 +369,54 @@ def test_admin_pages_cannot_be_framed(browser: Browser, evil_site: EvilSite) -> 
 
 # --- integrity ------------------------------------------------------------------------------------------------
 
+
 def test_new_endpoint_with_a_taken_alias_replaces_nothing(backend: Backend, scratch: Scratch) -> None:
-    """"New endpoint" creates; it must never overwrite the live endpoint that already has the alias (which
+    """ "New endpoint" creates; it must never overwrite the live endpoint that already has the alias (which
     would switch it off and point it at another table). Expected: refused on the create page, nothing stored."""
-    scratch.create_table(sa.Table(
-        "adm_keep", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("note", sa.String(20), nullable=True),
-    ), [{"note": "live"}])
-    scratch.create_table(sa.Table(
-        "adm_spare", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    ))
-    scratch.import_config([{
-        "tableName": "adm_keep", "tableAlias": "adm-keep", "isActive": True,
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False},
-            {"fieldName": "note", "fieldVisibleName": "note", "type": "string", "isCreatable": True,
-             "isEditable": True},
-        ]},
-    }])
+    scratch.create_table(
+        sa.Table(
+            "adm_keep",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("note", sa.String(20), nullable=True),
+        ),
+        [{"note": "live"}],
+    )
+    scratch.create_table(
+        sa.Table(
+            "adm_spare",
+            sa.MetaData(),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        )
+    )
+    scratch.import_config(
+        [
+            {
+                "tableName": "adm_keep",
+                "tableAlias": "adm-keep",
+                "isActive": True,
+                "definition": {
+                    "identifier": "id",
+                    "fields": [
+                        {
+                            "fieldName": "id",
+                            "fieldVisibleName": "id",
+                            "type": "integer",
+                            "isCreatable": False,
+                            "isEditable": False,
+                        },
+                        {
+                            "fieldName": "note",
+                            "fieldVisibleName": "note",
+                            "type": "string",
+                            "isCreatable": True,
+                            "isEditable": True,
+                        },
+                    ],
+                },
+            }
+        ]
+    )
     editor = logged_in(backend, new_account(backend, "editor"))
     try:
         before = admin_state(backend)
@@ -346,6 +430,7 @@ def test_new_endpoint_with_a_taken_alias_replaces_nothing(backend: Backend, scra
 
 
 # --- sessions -------------------------------------------------------------------------------------------------
+
 
 def test_session_cookie_attributes_and_a_new_id_at_each_login(backend: Backend) -> None:
     """T41: HttpOnly, SameSite=Strict, scoped to /admin, no Domain; a planted id is replaced, never adopted;
@@ -402,9 +487,11 @@ def test_logout_ends_the_session_on_the_server(backend: Backend, target: str) ->
         client.close()
 
 
-@pytest.mark.parametrize(("idle", "age"), [(dt.timedelta(minutes=31), dt.timedelta(minutes=31)),
-                                          (dt.timedelta(seconds=0), dt.timedelta(hours=8, minutes=1))],
-                         ids=["idle-31-min", "absolute-8-h-1-min"])
+@pytest.mark.parametrize(
+    ("idle", "age"),
+    [(dt.timedelta(minutes=31), dt.timedelta(minutes=31)), (dt.timedelta(seconds=0), dt.timedelta(hours=8, minutes=1))],
+    ids=["idle-31-min", "absolute-8-h-1-min"],
+)
 def test_sessions_expire_when_idle_or_too_old(backend: Backend, idle: dt.timedelta, age: dt.timedelta) -> None:
     """T41: a session unused for 31 minutes, or logged in 8 h 1 min ago though in use, is over: the login page,
     and its row is gone. (Time travel: the session's timestamps are moved back in the database.)"""
@@ -453,14 +540,21 @@ def test_admin_pages_send_strict_security_headers(backend: Backend, victim: Admi
 
 # --- roles ----------------------------------------------------------------------------------------------------
 
+
 def test_viewer_sees_pages_but_every_change_is_refused(backend: Backend, target: str) -> None:
     """T43: a viewer reads the list, an edit grid, the audit log; every change, even with a valid session, token
     and origin, is refused with 403 and nothing is stored. Their pages offer no buttons that change things."""
     viewer = logged_in(backend, new_account(backend, "viewer"))
     try:
         latest = backend.sql(sa.select(sa.func.max(dx_audit.c.id)))[0][0]
-        for path in ("/admin/entities", f"/admin/entities/{TARGET}", "/admin/audit", f"/admin/audit/{latest}",
-                     "/admin/config", "/admin/config/export"):
+        for path in (
+            "/admin/entities",
+            f"/admin/entities/{TARGET}",
+            "/admin/audit",
+            f"/admin/audit/{latest}",
+            "/admin/config",
+            "/admin/config/export",
+        ):
             assert viewer.get(path).status_code == 200, path
         for path in ("/admin/entities/new", "/admin/users", "/admin/clients", "/admin/keys"):
             assert viewer.get(path).status_code == 403, path
@@ -469,9 +563,11 @@ def test_viewer_sees_pages_but_every_change_is_refused(backend: Backend, target:
         assert 'id="save"' not in grid and 'id="add-relation"' not in grid
 
         before = admin_state(backend)
-        attempts = {**unsafe_actions(),
-                    "revert": (f"/admin/audit/{latest}/revert", {}),
-                    "disable-user": (f"/admin/users/{principal_state(backend)['users'][0][0]}/disable", {})}
+        attempts = {
+            **unsafe_actions(),
+            "revert": (f"/admin/audit/{latest}/revert", {}),
+            "disable-user": (f"/admin/users/{principal_state(backend)['users'][0][0]}/disable", {}),
+        }
         for what, (path, form) in attempts.items():
             assert_refused(viewer.post(path, form), backend, before, what)
     finally:
@@ -490,15 +586,19 @@ def test_editor_cannot_reach_users_clients_or_keys(backend: Backend, target: str
         before = admin_state(backend)
         actions = unsafe_actions()
         someone = principal_state(backend)["users"][0][0]
-        for what, (path, form) in {"add-user": actions["add-user"], "add-client": actions["add-client"],
-                                   "add-key": actions["add-key"],
-                                   "disable-user": (f"/admin/users/{someone}/disable", {})}.items():
+        for what, (path, form) in {
+            "add-user": actions["add-user"],
+            "add-client": actions["add-client"],
+            "add-key": actions["add-key"],
+            "disable-user": (f"/admin/users/{someone}/disable", {}),
+        }.items():
             assert_refused(editor.post(path, form), backend, before, what)
     finally:
         editor.close()
 
 
 # --- login abuse ----------------------------------------------------------------------------------------------
+
 
 def test_failed_logins_all_answer_alike(backend: Backend) -> None:
     """T42: wrong password, unknown email and a disabled user's right password get the same status and body,
@@ -533,8 +633,12 @@ def test_login_is_throttled_per_email(backend: Backend) -> None:
             assert client.login(account.email, f"wrong-{attempt}").status_code == 401, attempt
         refused = client.login(account.email, "wrong-6")
         assert refused.status_code == 429 and "Too many attempts" in refused.text
-        for email, source in [(account.email, client), (account.email.upper(), client),
-                              (f"  {account.email} ", client), (account.email, elsewhere)]:
+        for email, source in [
+            (account.email, client),
+            (account.email.upper(), client),
+            (f"  {account.email} ", client),
+            (account.email, elsewhere),
+        ]:
             response = source.login(email, account.password)
             assert response.status_code == 429 and session_cookie(response) is None, (email, source.source)
         other = new_account(backend, "viewer")

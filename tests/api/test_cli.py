@@ -67,8 +67,9 @@ def run_many(calls: dict[str, tuple[tuple[str, ...], str | None]], cwd: Path) ->
     started = {}
     for name, (args, url) in calls.items():
         command, env = _command(args, url, None)
-        started[name] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                         env=env, cwd=cwd)
+        started[name] = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+        )
     results = {}
     for name, process in started.items():
         out, err = process.communicate(timeout=60)
@@ -186,6 +187,7 @@ def write_json(path: Path, document: Any) -> Path:
 
 # --- init ----------------------------------------------------------------------------------------------------
 
+
 def test_init_twice_is_idempotent(target: Target) -> None:
     first = target.dxapi("init")
     assert (first.code, first.err) == (0, "")
@@ -211,6 +213,7 @@ def test_init_keeps_an_existing_configuration(sqlite_target: Target) -> None:
 
 # --- import / export -----------------------------------------------------------------------------------------
 
+
 def test_import_prints_the_version(target: Target) -> None:
     result = target.dxapi("config", "import", str(EXAMPLE))
     assert (result.code, result.out, result.err) == (0, "imported 5 entities; configuration version 2\n", "")
@@ -223,9 +226,13 @@ def test_import_prints_the_version(target: Target) -> None:
 
 def test_export_round_trips(target: Target) -> None:
     target.configure()
-    both = run_many({"stdout": (("config", "export"), target.url),
-                     "file": (("config", "export", "--output", str(target.cwd / "export.json")), target.url)},
-                    target.cwd)
+    both = run_many(
+        {
+            "stdout": (("config", "export"), target.url),
+            "file": (("config", "export", "--output", str(target.cwd / "export.json")), target.url),
+        },
+        target.cwd,
+    )
     exported, to_file = both["stdout"], both["file"]
     assert exported.code == 0 and exported.err == ""
     # The export is the normalised example: entries by alias, every default written out.
@@ -238,6 +245,7 @@ def test_export_round_trips(target: Target) -> None:
 
 
 # --- check ---------------------------------------------------------------------------------------------------
+
 
 def test_check_reports_one_line_per_problem_after_columns_are_dropped(target: Target) -> None:
     target.configure()
@@ -256,6 +264,7 @@ def test_check_reports_one_line_per_problem_after_columns_are_dropped(target: Ta
 
 
 # --- failures ------------------------------------------------------------------------------------------------
+
 
 def _bad_document() -> list[dict[str, Any]]:
     entries = {e["tableAlias"]: e for e in shop_config()}
@@ -336,7 +345,9 @@ def test_same_new_alias_twice_is_refused_cleanly(sqlite_target: Target) -> None:
 
 # One-line failures, run side by side against one unconfigured shop: (arguments, --database-url or None).
 _FILES: dict[str, bytes | None] = {
-    "missing.json": None, "broken.json": b'[{"tableName": ', "object.json": b'{"tableAlias": "x"}',
+    "missing.json": None,
+    "broken.json": b'[{"tableName": ',
+    "object.json": b'{"tableAlias": "x"}',
 }
 _URLS = {
     "postgresql-unreachable": "postgresql://postgres@127.0.0.1:1/nowhere",
@@ -347,7 +358,8 @@ _URLS = {
 }
 if "postgresql" in BACKENDS:
     _URLS["postgresql-missing-database"] = (
-        make_url(SERVER_URLS["postgresql"]).set(database=f"dxapi_missing_{secrets.token_hex(4)}")
+        make_url(SERVER_URLS["postgresql"])
+        .set(database=f"dxapi_missing_{secrets.token_hex(4)}")
         .render_as_string(hide_password=False)
     )
 
@@ -366,8 +378,7 @@ def failures(tmp_path_factory: pytest.TempPathFactory) -> Failures:
         if content is not None:
             (directory / name).write_bytes(content)
     calls: dict[str, tuple[tuple[str, ...], str | None]] = {
-        f"file:{name}": (("config", "import", str(directory / name)), target.url)
-        for name in _FILES
+        f"file:{name}": (("config", "import", str(directory / name)), target.url) for name in _FILES
     }
     calls |= {f"url:{name}": (("config", "export"), url) for name, url in _URLS.items()}
     calls["before-init:check"] = (("config", "check"), target.url)
@@ -395,10 +406,12 @@ def test_check_before_init_fails_with_one_line(failures: Failures) -> None:
 
 # --- settings ------------------------------------------------------------------------------------------------
 
+
 def test_database_url_option_overrides_the_environment(sqlite_target: Target) -> None:
     decoy = sqlite_target.cwd / "decoy.db"
-    result = run("config", "import", str(EXAMPLE), url=sqlite_target.url, env_url=f"sqlite:///{decoy}",
-                 cwd=sqlite_target.cwd)
+    result = run(
+        "config", "import", str(EXAMPLE), url=sqlite_target.url, env_url=f"sqlite:///{decoy}", cwd=sqlite_target.cwd
+    )
     assert result.code == 0, result.err
     assert sqlite_target.state()["version"] == 2
     assert not decoy.exists()

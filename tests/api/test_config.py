@@ -40,8 +40,14 @@ def entry(alias: str) -> Entry:
 def state(backend: Backend) -> dict[str, Any]:
     """Everything an import may write, read behind dxapi's back."""
     entities = backend.sql(
-        sa.select(dx_entity.c.id, dx_entity.c.table_alias, dx_entity.c.table_name, dx_entity.c.is_active,
-                  dx_entity.c.definition, dx_entity.c.updated_at).order_by(dx_entity.c.id)
+        sa.select(
+            dx_entity.c.id,
+            dx_entity.c.table_alias,
+            dx_entity.c.table_name,
+            dx_entity.c.is_active,
+            dx_entity.c.definition,
+            dx_entity.c.updated_at,
+        ).order_by(dx_entity.c.id)
     )
     relations = backend.sql(sa.select(dx_relation).order_by(dx_relation.c.id))
     version = backend.sql(sa.select(dx_config_version.c.version).where(dx_config_version.c.id == 1))[0][0]
@@ -77,6 +83,7 @@ def restore(backend: Backend) -> Iterator[None]:
 
 
 # --- all or nothing ------------------------------------------------------------------------------------------
+
 
 def test_one_bad_entry_of_three_writes_nothing(backend: Backend, restore: None) -> None:
     countries = entry("countries")
@@ -166,9 +173,7 @@ def test_hostile_column_name_is_refused(backend: Backend) -> None:
     stocks = entry("stocks")
     stocks["definition"]["fields"][3]["fieldName"] = "quantity; DROP TABLE shop_stock; --"
     problems = refused(backend, [stocks])
-    assert problems == [
-        "`stocks`: field `quantity; DROP TABLE shop_stock; --`: no such column in table `shop_stock`"
-    ]
+    assert problems == ["`stocks`: field `quantity; DROP TABLE shop_stock; --`: no such column in table `shop_stock`"]
     assert state(backend) == before
     assert stock_count(backend) == rows
 
@@ -185,24 +190,34 @@ def test_hostile_alias_is_refused(backend: Backend) -> None:
 def test_deny_listed_table_is_refused(backend: Backend, table: str) -> None:
     before = state(backend)
     sneaky = {
-        "tableName": table, "tableAlias": "sneaky", "isActive": True,
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False},
-        ]},
+        "tableName": table,
+        "tableAlias": "sneaky",
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                {
+                    "fieldName": "id",
+                    "fieldVisibleName": "id",
+                    "type": "integer",
+                    "isCreatable": False,
+                    "isEditable": False,
+                },
+            ],
+        },
     }
-    assert refused(backend, [sneaky]) == [
-        f"`sneaky`: Table name is not allowed for dynamic entity. Table: {table}"
-    ]
+    assert refused(backend, [sneaky]) == [f"`sneaky`: Table name is not allowed for dynamic entity. Table: {table}"]
     assert state(backend) == before
 
 
 # --- a successful import -------------------------------------------------------------------------------------
 
+
 def _audit_rows(backend: Backend, after_id: int) -> list[sa.Row[Any]]:
     return backend.sql(
-        sa.select(dx_audit.c.actor, dx_audit.c.action, dx_audit.c.table_alias, dx_audit.c.before,
-                  dx_audit.c.after).where(dx_audit.c.id > after_id).order_by(dx_audit.c.id)
+        sa.select(dx_audit.c.actor, dx_audit.c.action, dx_audit.c.table_alias, dx_audit.c.before, dx_audit.c.after)
+        .where(dx_audit.c.id > after_id)
+        .order_by(dx_audit.c.id)
     )
 
 
@@ -228,7 +243,8 @@ def test_import_bumps_version_once_audits_each_entity_and_is_served(
     assert len(after["entities"]) == len(before["entities"])
     audit = _audit_rows(backend, last_audit)
     assert [(a.actor, a.action, a.table_alias) for a in audit] == [
-        ("test", "import", "tax-rates"), ("test", "import", "countries")
+        ("test", "import", "tax-rates"),
+        ("test", "import", "countries"),
     ]
     assert orjson.loads(audit[0].before) == ORIGINAL["tax-rates"]
     assert orjson.loads(audit[0].after) == taxes
@@ -270,13 +286,31 @@ def test_import_of_a_new_alias_adds_it(backend: Backend, api: httpx.Client) -> N
     backend.sql("CREATE TABLE cfg_note (id INTEGER PRIMARY KEY, note VARCHAR(50))")
     backend.sql("INSERT INTO cfg_note (id, note) VALUES (1, 'hello')")
     notes = {
-        "tableName": "cfg_note", "tableAlias": "notes", "isActive": True,
-        "definition": {"identifier": "id", "isDeletable": False, "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": True,
-             "isEditable": False, "validation": {"isRequired": False}},
-            {"fieldName": "note", "fieldVisibleName": "note", "type": "string", "isCreatable": True,
-             "isEditable": True, "validation": {"isRequired": False, "maxLength": 50}},
-        ]},
+        "tableName": "cfg_note",
+        "tableAlias": "notes",
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "isDeletable": False,
+            "fields": [
+                {
+                    "fieldName": "id",
+                    "fieldVisibleName": "id",
+                    "type": "integer",
+                    "isCreatable": True,
+                    "isEditable": False,
+                    "validation": {"isRequired": False},
+                },
+                {
+                    "fieldName": "note",
+                    "fieldVisibleName": "note",
+                    "type": "string",
+                    "isCreatable": True,
+                    "isEditable": True,
+                    "validation": {"isRequired": False, "maxLength": 50},
+                },
+            ],
+        },
         "childRelations": [],
     }
     before = state(backend)

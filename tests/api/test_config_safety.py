@@ -34,27 +34,31 @@ RULE = "The identifier must be the primary key or a single-column UNIQUE NOT NUL
 
 TABLES = {
     "cs_supplier": "CREATE TABLE cs_supplier (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
-                   "name VARCHAR(40) NOT NULL)",
+    "name VARCHAR(40) NOT NULL)",
     "cs_store_stock": "CREATE TABLE cs_store_stock (store VARCHAR(10) NOT NULL, sku VARCHAR(20) NOT NULL, "
-                      "qty INTEGER NOT NULL, PRIMARY KEY (store, sku))",
+    "qty INTEGER NOT NULL, PRIMARY KEY (store, sku))",
     "cs_stock_line": "CREATE TABLE cs_stock_line (store VARCHAR(10) NOT NULL, sku VARCHAR(20) NOT NULL, "
-                     "line_code VARCHAR(20) NOT NULL, ean VARCHAR(20) NULL, ref INTEGER NOT NULL, "
-                     "qty INTEGER NOT NULL, PRIMARY KEY (store, sku), "
-                     "CONSTRAINT uq_cs_stock_line_code UNIQUE (line_code), "
-                     "CONSTRAINT uq_cs_stock_line_ean UNIQUE (ean))",
+    "line_code VARCHAR(20) NOT NULL, ean VARCHAR(20) NULL, ref INTEGER NOT NULL, "
+    "qty INTEGER NOT NULL, PRIMARY KEY (store, sku), "
+    "CONSTRAINT uq_cs_stock_line_code UNIQUE (line_code), "
+    "CONSTRAINT uq_cs_stock_line_ean UNIQUE (ean))",
     "cs_secret": "CREATE TABLE cs_secret (id INTEGER PRIMARY KEY, token VARCHAR(40) NOT NULL)",
 }
 INDEXES = ["CREATE UNIQUE INDEX ux_cs_stock_line_ref ON cs_stock_line (ref)"]
 # A unique index that does not make its column unique: partial (PostgreSQL, SQLite) or over a prefix (MariaDB).
 PARTIAL = {
-    "sqlite": ["CREATE TABLE cs_partial (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
-               "active INTEGER NOT NULL)",
-               "CREATE UNIQUE INDEX ux_cs_partial_code ON cs_partial (code) WHERE active = 1"],
-    "postgresql": ["CREATE TABLE cs_partial (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
-                   "active INTEGER NOT NULL)",
-                   "CREATE UNIQUE INDEX ux_cs_partial_code ON cs_partial (code) WHERE active = 1"],
-    "mysql": ["CREATE TABLE cs_partial (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
-              "active INTEGER NOT NULL, UNIQUE KEY ux_cs_partial_code (code(4)))"],
+    "sqlite": [
+        "CREATE TABLE cs_partial (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, active INTEGER NOT NULL)",
+        "CREATE UNIQUE INDEX ux_cs_partial_code ON cs_partial (code) WHERE active = 1",
+    ],
+    "postgresql": [
+        "CREATE TABLE cs_partial (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, active INTEGER NOT NULL)",
+        "CREATE UNIQUE INDEX ux_cs_partial_code ON cs_partial (code) WHERE active = 1",
+    ],
+    "mysql": [
+        "CREATE TABLE cs_partial (id INTEGER PRIMARY KEY, code VARCHAR(20) NOT NULL, "
+        "active INTEGER NOT NULL, UNIQUE KEY ux_cs_partial_code (code(4)))"
+    ],
 }
 # In creation order (a view over a view comes after it); dropped in reverse.
 VIEWS = {
@@ -82,14 +86,18 @@ STOCK_LINES = [("A", "x", "L1", None, 10, 1), ("A", "y", "L2", None, 20, 2), ("B
 
 
 def field(name: str, type_: str = "string", editable: bool = True) -> dict[str, Any]:
-    return {"fieldName": name, "fieldVisibleName": name, "type": type_, "isCreatable": editable,
-            "isEditable": editable}
+    return {"fieldName": name, "fieldVisibleName": name, "type": type_, "isCreatable": editable, "isEditable": editable}
 
 
-def entry(alias: str, table: str, identifier: str, fields: list[dict[str, Any]], deletable: bool = True
-          ) -> dict[str, Any]:
-    return {"tableName": table, "tableAlias": alias, "isActive": True,
-            "definition": {"identifier": identifier, "isDeletable": deletable, "fields": fields}}
+def entry(
+    alias: str, table: str, identifier: str, fields: list[dict[str, Any]], deletable: bool = True
+) -> dict[str, Any]:
+    return {
+        "tableName": table,
+        "tableAlias": alias,
+        "isActive": True,
+        "definition": {"identifier": identifier, "isDeletable": deletable, "fields": fields},
+    }
 
 
 def suppliers(identifier: str = "code", table: str = "cs_supplier", alias: str = "cs-suppliers") -> dict[str, Any]:
@@ -97,29 +105,43 @@ def suppliers(identifier: str = "code", table: str = "cs_supplier", alias: str =
 
 
 def store_stock(identifier: str = "store") -> dict[str, Any]:
-    return entry("cs-store-stock", "cs_store_stock", identifier,
-                 [field("store"), field("sku"), field("qty", "integer")])
+    return entry(
+        "cs-store-stock", "cs_store_stock", identifier, [field("store"), field("sku"), field("qty", "integer")]
+    )
 
 
 def stock_lines(identifier: str) -> dict[str, Any]:
-    return entry("cs-stock-lines", "cs_stock_line", identifier,
-                 [field("store"), field("sku"), field("line_code"), field("ean"), field("ref", "integer"),
-                  field("qty", "integer")])
+    return entry(
+        "cs-stock-lines",
+        "cs_stock_line",
+        identifier,
+        [
+            field("store"),
+            field("sku"),
+            field("line_code"),
+            field("ean"),
+            field("ref", "integer"),
+            field("qty", "integer"),
+        ],
+    )
 
 
 def view_entry(alias: str, view: str, fields: tuple[str, ...] = ("id", "client_id")) -> dict[str, Any]:
-    return entry(alias, view, "id", [field("id", "integer", False), *(field(f) for f in fields[1:])],
-                 deletable=False)
+    return entry(alias, view, "id", [field("id", "integer", False), *(field(f) for f in fields[1:])], deletable=False)
 
 
 def not_unique(alias: str, column: str, table: str, reason: str, eligible: str) -> str:
-    return (f"`{alias}`: identifier `{column}` is not a unique key of `{table}`: {reason}. {RULE}; "
-            f"eligible here: {eligible}")
+    return (
+        f"`{alias}`: identifier `{column}` is not a unique key of `{table}`: {reason}. {RULE}; "
+        f"eligible here: {eligible}"
+    )
 
 
 def denied_view(alias: str, view: str, denied: str) -> str:
-    return (f"`{alias}`: Table name is not allowed for dynamic entity. Table: {view} "
-            f"(a view that reads the denied table `{denied}`)")
+    return (
+        f"`{alias}`: Table name is not allowed for dynamic entity. Table: {view} "
+        f"(a view that reads the denied table `{denied}`)"
+    )
 
 
 NO_KEY = "no primary key, UNIQUE constraint or unique index covers exactly this column"
@@ -127,6 +149,7 @@ COMPOSITE = "it is part of the composite primary key (store, sku), and composite
 
 
 # --- fixtures and helpers -------------------------------------------------------------------------------------
+
 
 def _drop_all(backend: Backend) -> None:
     for view in ["cs_quoted_view", "cs_catalog_view", *reversed(VIEWS)]:
@@ -142,13 +165,19 @@ def _unconfigure(backend: Backend) -> None:
         engine = create_engine(backend.url)
         try:
             async with engine.begin() as conn:
-                ids = list((await conn.execute(sa.select(dx_entity.c.id)
-                                               .where(dx_entity.c.table_alias.like("cs-%")))).scalars())
+                ids = list(
+                    (
+                        await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.like("cs-%")))
+                    ).scalars()
+                )
                 if ids:
                     await conn.execute(sa.delete(dx_relation).where(dx_relation.c.parent_entity_id.in_(ids)))
                     await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-                await conn.execute(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                                   .values(version=dx_config_version.c.version + 1))
+                await conn.execute(
+                    sa.update(dx_config_version)
+                    .where(dx_config_version.c.id == 1)
+                    .values(version=dx_config_version.c.version + 1)
+                )
                 return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
         finally:
             await engine.dispose()
@@ -170,8 +199,15 @@ def schema(backend: Backend) -> Iterator[None]:
     for row in STORE_STOCK:
         backend.sql("INSERT INTO cs_store_stock (store, sku, qty) VALUES (:a, :b, :c)", a=row[0], b=row[1], c=row[2])
     for row in STOCK_LINES:
-        backend.sql("INSERT INTO cs_stock_line (store, sku, line_code, ean, ref, qty) VALUES (:a, :b, :c, :d, :e, :f)",
-                    a=row[0], b=row[1], c=row[2], d=row[3], e=row[4], f=row[5])
+        backend.sql(
+            "INSERT INTO cs_stock_line (store, sku, line_code, ean, ref, qty) VALUES (:a, :b, :c, :d, :e, :f)",
+            a=row[0],
+            b=row[1],
+            c=row[2],
+            d=row[3],
+            e=row[4],
+            f=row[5],
+        )
     try:
         yield
     finally:
@@ -216,11 +252,20 @@ def store_behind_dxapi(backend: Backend, entries: list[dict[str, Any]]) -> None:
     """Write entities straight into ``dx_entity`` (no checks) and bump the version, as an operator might."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     for raw in entries:
-        backend.sql(sa.insert(dx_entity).values(
-            table_alias=raw["tableAlias"], table_name=raw["tableName"], is_active=True,
-            definition=orjson.dumps(raw["definition"]).decode(), created_at=now, updated_at=now, updated_by="sql"))
-    backend.sql(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                .values(version=dx_config_version.c.version + 1))
+        backend.sql(
+            sa.insert(dx_entity).values(
+                table_alias=raw["tableAlias"],
+                table_name=raw["tableName"],
+                is_active=True,
+                definition=orjson.dumps(raw["definition"]).decode(),
+                created_at=now,
+                updated_at=now,
+                updated_by="sql",
+            )
+        )
+    backend.sql(
+        sa.update(dx_config_version).where(dx_config_version.c.id == 1).values(version=dx_config_version.c.version + 1)
+    )
     backend.wait_for_version(int(backend.sql(sa.select(dx_config_version.c.version))[0][0]))
 
 
@@ -239,32 +284,48 @@ def rows(backend: Backend, table: str, order: str) -> list[tuple[Any, ...]]:
 
 # --- identifiers ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
-        (lambda: suppliers("code"),
-         not_unique("cs-suppliers", "code", "cs_supplier", NO_KEY, "id")),
-        (lambda: suppliers("name"),
-         not_unique("cs-suppliers", "name", "cs_supplier", NO_KEY, "id")),
-        (lambda: store_stock("store"),
-         not_unique("cs-store-stock", "store", "cs_store_stock", COMPOSITE, "none")),
-        (lambda: store_stock("sku"),
-         not_unique("cs-store-stock", "sku", "cs_store_stock", COMPOSITE, "none")),
-        (lambda: store_stock("qty"),
-         not_unique("cs-store-stock", "qty", "cs_store_stock", NO_KEY, "none")),
-        (lambda: stock_lines("store"),
-         not_unique("cs-stock-lines", "store", "cs_stock_line", COMPOSITE, "line_code, ref")),
-        (lambda: stock_lines("ean"),
-         not_unique("cs-stock-lines", "ean", "cs_stock_line", "its UNIQUE key allows NULL", "line_code, ref")),
-        (lambda: entry("cs-partial", "cs_partial", "code", [field("id", "integer"), field("code")]),
-         not_unique("cs-partial", "code", "cs_partial",
-                    "its UNIQUE index `ux_cs_partial_code` covers only some rows or a prefix of the values", "id")),
+        (lambda: suppliers("code"), not_unique("cs-suppliers", "code", "cs_supplier", NO_KEY, "id")),
+        (lambda: suppliers("name"), not_unique("cs-suppliers", "name", "cs_supplier", NO_KEY, "id")),
+        (lambda: store_stock("store"), not_unique("cs-store-stock", "store", "cs_store_stock", COMPOSITE, "none")),
+        (lambda: store_stock("sku"), not_unique("cs-store-stock", "sku", "cs_store_stock", COMPOSITE, "none")),
+        (lambda: store_stock("qty"), not_unique("cs-store-stock", "qty", "cs_store_stock", NO_KEY, "none")),
+        (
+            lambda: stock_lines("store"),
+            not_unique("cs-stock-lines", "store", "cs_stock_line", COMPOSITE, "line_code, ref"),
+        ),
+        (
+            lambda: stock_lines("ean"),
+            not_unique("cs-stock-lines", "ean", "cs_stock_line", "its UNIQUE key allows NULL", "line_code, ref"),
+        ),
+        (
+            lambda: entry("cs-partial", "cs_partial", "code", [field("id", "integer"), field("code")]),
+            not_unique(
+                "cs-partial",
+                "code",
+                "cs_partial",
+                "its UNIQUE index `ux_cs_partial_code` covers only some rows or a prefix of the values",
+                "id",
+            ),
+        ),
     ],
-    ids=["non-unique", "non-unique-2", "composite-first", "composite-second", "composite-other", "composite-member",
-         "unique-nullable", "partial-or-prefix-index"],
+    ids=[
+        "non-unique",
+        "non-unique-2",
+        "composite-first",
+        "composite-second",
+        "composite-other",
+        "composite-member",
+        "unique-nullable",
+        "partial-or-prefix-index",
+    ],
 )
-def test_identifier_that_may_name_several_rows_is_refused(backend: Backend, clean: None, make: Any,
-                                                          problem: str) -> None:
+def test_identifier_that_may_name_several_rows_is_refused(
+    backend: Backend, clean: None, make: Any, problem: str
+) -> None:
     assert refused(backend, [make()]) == [problem]
 
 
@@ -290,6 +351,7 @@ def test_the_primary_key_is_accepted(backend: Backend, api: httpx.Client, clean:
 
 
 # --- views ----------------------------------------------------------------------------------------------------
+
 
 def test_view_over_dx_user_is_refused(backend: Backend, clean: None) -> None:
     raw = view_entry("cs-users", "cs_user_view", ("id", "email", "password_hash"))
@@ -318,31 +380,45 @@ def test_view_over_a_configured_deny_listed_table_is_refused(backend: Backend, c
 
 def test_any_view_is_refused_for_want_of_a_key(backend: Backend, clean: None) -> None:
     problems = refused(backend, [suppliers("id", table="cs_supplier_view", alias="cs-supplier-view")])
-    assert problems == [not_unique("cs-supplier-view", "id", "cs_supplier_view",
-                                   "`cs_supplier_view` is a view, and views declare no keys", "none")]
+    assert problems == [
+        not_unique(
+            "cs-supplier-view",
+            "id",
+            "cs_supplier_view",
+            "`cs_supplier_view` is a view, and views declare no keys",
+            "none",
+        )
+    ]
 
 
 # --- stored behind dxapi's back -------------------------------------------------------------------------------
+
 
 def test_unsafe_entities_stored_by_hand_are_unavailable_and_reported(
     backend: Backend, api: httpx.Client, clean: None, tmp_path: Path
 ) -> None:
     """Entities written straight into ``dx_entity``: never served, never writing, listed by ``config check``;
     every other entity keeps working, and other configuration changes can still be saved."""
-    store_behind_dxapi(backend, [
-        suppliers("code"), store_stock("store"),
-        view_entry("cs-users", "cs_user_view", ("id", "email", "password_hash")),
-        view_entry("cs-clients", "cs_client_view2", ("id", "client_id", "secret_hash")),
-    ])
+    store_behind_dxapi(
+        backend,
+        [
+            suppliers("code"),
+            store_stock("store"),
+            view_entry("cs-users", "cs_user_view", ("id", "email", "password_hash")),
+            view_entry("cs-clients", "cs_client_view2", ("id", "client_id", "secret_hash")),
+        ],
+    )
     supplier_rows, stock_rows = rows(backend, "cs_supplier", "id"), rows(backend, "cs_store_stock", "store, sku")
 
     assert_unavailable(api.get(f"{API}/cs-suppliers"), "cs-suppliers")
     assert_unavailable(api.get(f"{API}/cs-suppliers/S1"), "cs-suppliers")
     assert_unavailable(api.patch(f"{API}/cs-suppliers/S1", json={"data": {"name": "changed"}}), "cs-suppliers")
-    assert_unavailable(api.patch(f"{API}/cs-suppliers", json={"data": [{"code": "S1", "name": "changed"}]}),
-                       "cs-suppliers")
-    assert_unavailable(api.put(f"{API}/cs-suppliers/S1", json={"data": {"code": "S1", "name": "changed"}}),
-                       "cs-suppliers")
+    assert_unavailable(
+        api.patch(f"{API}/cs-suppliers", json={"data": [{"code": "S1", "name": "changed"}]}), "cs-suppliers"
+    )
+    assert_unavailable(
+        api.put(f"{API}/cs-suppliers/S1", json={"data": {"code": "S1", "name": "changed"}}), "cs-suppliers"
+    )
     assert_unavailable(api.delete(f"{API}/cs-suppliers/S1"), "cs-suppliers")
     assert_unavailable(api.get(f"{API}/cs-store-stock"), "cs-store-stock")
     assert_unavailable(api.get(f"{API}/cs-store-stock/A"), "cs-store-stock")

@@ -37,7 +37,8 @@ ALIAS = "ft-rows"
 META = sa.MetaData()
 MOMENT = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")  # MariaDB keeps microseconds only so
 FT = sa.Table(
-    "ft_row", META,
+    "ft_row",
+    META,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("i", sa.BigInteger),
     sa.Column("s", sa.String(200)),
@@ -55,19 +56,39 @@ FT = sa.Table(
 
 
 def _field(column: str, visible: str, kind: str, **extra: Any) -> dict[str, Any]:
-    return {"fieldName": column, "fieldVisibleName": visible, "type": kind, "isCreatable": True,
-            "isEditable": True, **extra}
+    return {
+        "fieldName": column,
+        "fieldVisibleName": visible,
+        "type": kind,
+        "isCreatable": True,
+        "isEditable": True,
+        **extra,
+    }
 
 
 FIELDS = [
-    _field("id", "id", "integer"), _field("i", "i", "integer"), _field("s", "s", "string"),
-    _field("b", "b", "boolean"), _field("d", "d", "decimal"), _field("f", "f", "float"),
-    _field("day", "day", "date"), _field("ts", "ts", "datetime"), _field("tsz", "tsz", "datetime"),
+    _field("id", "id", "integer"),
+    _field("i", "i", "integer"),
+    _field("s", "s", "string"),
+    _field("b", "b", "boolean"),
+    _field("d", "d", "decimal"),
+    _field("f", "f", "float"),
+    _field("day", "day", "date"),
+    _field("ts", "ts", "datetime"),
+    _field("tsz", "tsz", "datetime"),
     _field("stamp", "stamp", "datetime", isCreatable=False, isEditable=False),
-    _field("u", "u", "uuid"), _field("uid", "uid", "uuid"), _field("seen", "seenOn", "date"),
+    _field("u", "u", "uuid"),
+    _field("uid", "uid", "uuid"),
+    _field("seen", "seenOn", "date"),
 ]
-CONFIG = [{"tableName": "ft_row", "tableAlias": ALIAS, "isActive": True,
-           "definition": {"identifier": "id", "isDeletable": True, "fields": FIELDS}}]
+CONFIG = [
+    {
+        "tableName": "ft_row",
+        "tableAlias": ALIAS,
+        "isActive": True,
+        "definition": {"identifier": "id", "isDeletable": True, "fields": FIELDS},
+    }
+]
 KINDS = {f["fieldVisibleName"]: f["type"] for f in FIELDS}
 COLUMN_OF = {f["fieldVisibleName"]: f["fieldName"] for f in FIELDS}
 IDS = itertools.count(1)
@@ -75,15 +96,22 @@ IDS = itertools.count(1)
 
 # --- the module's table and entity -----------------------------------------------------------------------------
 
+
 async def _remove_config(engine: Any) -> None:
     async with engine.begin() as conn:
         ids = list((await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias == ALIAS))).scalars())
         if ids:
-            await conn.execute(sa.delete(dx_relation).where(
-                dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)))
+            await conn.execute(
+                sa.delete(dx_relation).where(
+                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
+                )
+            )
             await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                               .values(version=dx_config_version.c.version + 1))
+            await conn.execute(
+                sa.update(dx_config_version)
+                .where(dx_config_version.c.id == 1)
+                .values(version=dx_config_version.c.version + 1)
+            )
 
 
 class Env:
@@ -119,8 +147,9 @@ class Env:
         """One row written with plain SQL and text values, as a SQL console or another tool would."""
         key = next(IDS)
         names = ", ".join(["id", *values])
-        self.backend.sql(f"INSERT INTO ft_row ({names}) VALUES (:id, {', '.join(':' + n for n in values)})",
-                         id=key, **values)
+        self.backend.sql(
+            f"INSERT INTO ft_row ({names}) VALUES (:id, {', '.join(':' + n for n in values)})", id=key, **values
+        )
         return key
 
     def post(self, **values: Any) -> int:
@@ -164,6 +193,7 @@ def operator_filter(field: str, operator: str, value: Any) -> dict[str, str]:
 
 # --- the round trip itself ---------------------------------------------------------------------------------------
 
+
 def _filters(item: Mapping[str, Any], operator: str) -> dict[str, str]:
     """One filter per field of ``item``: ``operator`` with the answered value, ``isNull`` for a null."""
     params: dict[str, str] = {}
@@ -206,6 +236,7 @@ def assert_round_trip(env: Env, key: int) -> dict[str, Any]:
 
 
 # --- item 4: SQLite timestamps -----------------------------------------------------------------------------------
+
 
 def test_timestamp_written_by_the_database_default_is_found_by_its_value(env: Env) -> None:
     key = env.insert(s="defaulted")  # `stamp` gets CURRENT_TIMESTAMP: `2026-12-01 18:25:32` on SQLite
@@ -259,8 +290,13 @@ def test_sort_on_date_times_follows_time_not_text(env: Env) -> None:
     keys = []
     for position, moment in enumerate(moments):
         if env.name == "sqlite":  # the forms differ by row: `T` sorts after ` `, no fraction before a fraction
-            text = [f"{moment:%Y-%m-%d %H:%M:%S}", moment.isoformat(), f"{moment:%Y-%m-%d %H:%M:%S}.000000",
-                    moment.isoformat() + "Z", f"{moment:%Y-%m-%d %H:%M:%S}"][position]
+            text = [
+                f"{moment:%Y-%m-%d %H:%M:%S}",
+                moment.isoformat(),
+                f"{moment:%Y-%m-%d %H:%M:%S}.000000",
+                moment.isoformat() + "Z",
+                f"{moment:%Y-%m-%d %H:%M:%S}",
+            ][position]
             keys.append(env.insert_text(s="sorted", ts=text))
         else:
             keys.append(env.insert(s="sorted", ts=moment))
@@ -283,8 +319,20 @@ def test_sqlite_decimal_with_more_digits_than_the_scale_is_found_by_its_answer(e
 # --- item 5: like and ilike --------------------------------------------------------------------------------------
 
 LIKE_ROWS = 777  # the `i` of the rows the like cases search
-WORDS = ["Stainless steel pan", "STEEL BEAM", "Steel wool", "steely", "100% cotton", "100 percent", "a_b", "axb",
-         "back\\slash", "Ünïcode Straße", "ünïcode", "star*glob?[x]"]
+WORDS = [
+    "Stainless steel pan",
+    "STEEL BEAM",
+    "Steel wool",
+    "steely",
+    "100% cotton",
+    "100 percent",
+    "a_b",
+    "axb",
+    "back\\slash",
+    "Ünïcode Straße",
+    "ünïcode",
+    "star*glob?[x]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -319,13 +367,13 @@ LIKE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("operator", "pattern", "expected"), LIKE_CASES,
-                         ids=[f"{o}-{p}" for o, p, _ in LIKE_CASES])
+@pytest.mark.parametrize(("operator", "pattern", "expected"), LIKE_CASES, ids=[f"{o}-{p}" for o, p, _ in LIKE_CASES])
 def test_like_is_case_sensitive_and_ilike_is_not_on_every_backend(
     env: Env, words: dict[str, int], operator: str, pattern: str, expected: list[str]
 ) -> None:
-    found = env.items({**operator_filter("s", operator, pattern), **operator_filter("i", "eq", LIKE_ROWS),
-                       "sort": "id"})
+    found = env.items(
+        {**operator_filter("s", operator, pattern), **operator_filter("i", "eq", LIKE_ROWS), "sort": "id"}
+    )
     assert [i["s"] for i in found] == [w for w in WORDS if w in expected]
 
 
@@ -352,16 +400,41 @@ def test_ilike_on_a_uuid_text_field_is_refused_like_like(env: Env) -> None:
 # --- the property: every answered value finds its row ------------------------------------------------------------
 
 ODD_ROWS: list[dict[str, Any]] = [
-    {"i": -(2**63), "s": "", "b": False, "d": Decimal("-0.0001"), "f": -0.0, "day": dt.date(1000, 1, 1),
-     "ts": dt.datetime(1000, 1, 1), "u": "00000000-0000-0000-0000-000000000000"},
-    {"i": 2**63 - 1, "s": "Straße 🚀 ünïcode", "b": True, "d": Decimal("99999999.9999"), "f": 1.7976931348623157e308,
-     "day": dt.date(9999, 12, 31), "ts": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
-     "u": "ABCDEF01-2345-6789-ABCD-EF0123456789"},
-    {"s": "trailing space ", "d": Decimal("1.5000"), "f": 0.1, "ts": dt.datetime(2026, 12, 1, 18, 25, 32, 1),
-     "u": "abcdef0123456789abcdef0123456789"},
-    {"s": "{\"looks\": \"like json\"}", "d": Decimal("-12345678.5"), "f": 5e-324, "seen": dt.datetime(2026, 3, 1, 23)},
-    {"s": "100% _under_ \\back", "d": Decimal("0"), "f": 2.2250738585072014e-308,
-     "ts": dt.datetime(2026, 1, 1, 0, 0, 0, 500000), "seen": dt.datetime(2026, 3, 1)},
+    {
+        "i": -(2**63),
+        "s": "",
+        "b": False,
+        "d": Decimal("-0.0001"),
+        "f": -0.0,
+        "day": dt.date(1000, 1, 1),
+        "ts": dt.datetime(1000, 1, 1),
+        "u": "00000000-0000-0000-0000-000000000000",
+    },
+    {
+        "i": 2**63 - 1,
+        "s": "Straße 🚀 ünïcode",
+        "b": True,
+        "d": Decimal("99999999.9999"),
+        "f": 1.7976931348623157e308,
+        "day": dt.date(9999, 12, 31),
+        "ts": dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        "u": "ABCDEF01-2345-6789-ABCD-EF0123456789",
+    },
+    {
+        "s": "trailing space ",
+        "d": Decimal("1.5000"),
+        "f": 0.1,
+        "ts": dt.datetime(2026, 12, 1, 18, 25, 32, 1),
+        "u": "abcdef0123456789abcdef0123456789",
+    },
+    {"s": '{"looks": "like json"}', "d": Decimal("-12345678.5"), "f": 5e-324, "seen": dt.datetime(2026, 3, 1, 23)},
+    {
+        "s": "100% _under_ \\back",
+        "d": Decimal("0"),
+        "f": 2.2250738585072014e-308,
+        "ts": dt.datetime(2026, 1, 1, 0, 0, 0, 500000),
+        "seen": dt.datetime(2026, 3, 1),
+    },
     {"s": "\uff26\uff35\uff2c\uff2c width, 日本語, עברית", "d": Decimal("20.00"), "f": 1e-300, "i": 0},
 ]
 
@@ -397,20 +470,23 @@ def test_uuid_text_in_any_form_is_found_as_answered(env: Env) -> None:
 
 _TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30)
 _MOMENTS = st.datetimes(min_value=dt.datetime(1000, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59, 999999))
-_ROWS = st.fixed_dictionaries({}, optional={
-    "i": st.integers(-(2**63), 2**63 - 1),
-    "s": _TEXT,
-    "b": st.booleans(),
-    "d": st.decimals(min_value=Decimal("-99999999.9999"), max_value=Decimal("99999999.9999"), places=4),
-    "f": st.floats(allow_nan=False, allow_infinity=False),
-    "day": st.dates(min_value=dt.date(1000, 1, 1)),
-    "ts": _MOMENTS,
-    "tsz": _MOMENTS,
-    # Version 4: MariaDB's uuid type refuses values of no RFC 4122 variant.
-    "u": st.uuids(version=4).flatmap(lambda u: st.sampled_from([str(u), str(u).upper(), u.hex])),
-    "uid": st.uuids(version=4),
-    "seen": _MOMENTS,
-})
+_ROWS = st.fixed_dictionaries(
+    {},
+    optional={
+        "i": st.integers(-(2**63), 2**63 - 1),
+        "s": _TEXT,
+        "b": st.booleans(),
+        "d": st.decimals(min_value=Decimal("-99999999.9999"), max_value=Decimal("99999999.9999"), places=4),
+        "f": st.floats(allow_nan=False, allow_infinity=False),
+        "day": st.dates(min_value=dt.date(1000, 1, 1)),
+        "ts": _MOMENTS,
+        "tsz": _MOMENTS,
+        # Version 4: MariaDB's uuid type refuses values of no RFC 4122 variant.
+        "u": st.uuids(version=4).flatmap(lambda u: st.sampled_from([str(u), str(u).upper(), u.hex])),
+        "uid": st.uuids(version=4),
+        "seen": _MOMENTS,
+    },
+)
 
 
 def _as_json(name: str, value: Any) -> Any:
@@ -424,8 +500,13 @@ def _as_json(name: str, value: Any) -> Any:
     return value
 
 
-@settings(max_examples=40, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(values=_ROWS, via_api=st.booleans())
 def test_every_answered_value_used_as_eq_gte_and_lte_finds_its_row(
     env: Env, values: dict[str, Any], via_api: bool

@@ -183,8 +183,7 @@ def ids(items: Iterable[dict[str, Any]], name: str = "idProduct") -> list[Any]:
 # --- list: envelope, fields, order, page size ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alias", ["countries", "tax-rates", "categories", "products", "stocks", "orders",
-                                   "MixedCase"])
+@pytest.mark.parametrize("alias", ["countries", "tax-rates", "categories", "products", "stocks", "orders", "MixedCase"])
 def test_list_returns_configured_fields_in_configured_order(api: httpx.Client, backend: Backend, alias: str) -> None:
     items = data(api, f"/{alias}", {"page[limit]": ALL})
     assert items, "every demo table has rows"
@@ -216,8 +215,10 @@ def test_json_types_of_a_product(api: httpx.Client, backend: Backend) -> None:
         assert item["fkTaxRate"] is None or type(item["fkTaxRate"]) is int
         assert isinstance(item["price"], str) and Decimal(item["price"]).as_tuple().exponent == -2
         assert type(item["isActive"]) is bool
-        assert item["availableFrom"] is None or dt.date.fromisoformat(item["availableFrom"]).isoformat() == item[
-            "availableFrom"]
+        assert (
+            item["availableFrom"] is None
+            or dt.date.fromisoformat(item["availableFrom"]).isoformat() == item["availableFrom"]
+        )
         assert dt.datetime.fromisoformat(item["updatedAt"]).isoformat() == item["updatedAt"]
         assert dt.datetime.fromisoformat(item["createdAt"]).isoformat() == item["createdAt"]
     # Every kind of value occurs, so the loop above checked something of each.
@@ -287,8 +288,9 @@ def test_pages_concatenate_to_the_full_ordered_set(api: httpx.Client, backend: B
 
 def test_paging_limit_over_maximum_is_2004(api: httpx.Client, backend: Backend) -> None:
     maximum = backend.settings.max_page_limit
-    assert_error(get(api, "/products", {"page[limit]": str(maximum + 1)}), 400, "2004",
-                 mentions=[str(maximum + 1), str(maximum)])
+    assert_error(
+        get(api, "/products", {"page[limit]": str(maximum + 1)}), 400, "2004", mentions=[str(maximum + 1), str(maximum)]
+    )
 
 
 @pytest.mark.parametrize(
@@ -321,122 +323,245 @@ def test_unknown_paging_key_is_2007(api: httpx.Client, name: str) -> None:
 FILTER_CASES = [
     # equality
     pytest.param("products", {"filter[products.sku]": "SKU-000042"}, PRODUCT.c.sku == "SKU-000042", id="eq-string"),
-    pytest.param("countries", {"filter[countries.name]": "United Kingdom"}, COUNTRY.c.name == "United Kingdom",
-                 id="eq-string-with-space"),
+    pytest.param(
+        "countries",
+        {"filter[countries.name]": "United Kingdom"},
+        COUNTRY.c.name == "United Kingdom",
+        id="eq-string-with-space",
+    ),
     pytest.param("countries", {"filter[countries.name]": "Türkiye"}, COUNTRY.c.name == "Türkiye", id="eq-string-utf8"),
     pytest.param("products", {"filter[products.fkCategory]": "9"}, PRODUCT.c.fk_category == 9, id="eq-integer"),
     pytest.param("products", {"filter[products.isActive]": "true"}, PRODUCT.c.is_active, id="eq-boolean-true"),
     pytest.param("products", {"filter[products.isActive]": "false"}, ~PRODUCT.c.is_active, id="eq-boolean-false"),
     pytest.param("products", {"filter[products.isActive]": "1"}, PRODUCT.c.is_active, id="eq-boolean-1"),
     pytest.param("products", {"filter[products.isActive]": "0"}, ~PRODUCT.c.is_active, id="eq-boolean-0"),
-    pytest.param("countries", {"filter[countries.postalCodeMandatory]": "false"}, ~COUNTRY.c.postal_code_mandatory,
-                 id="eq-boolean-countries"),
-    pytest.param("tax-rates", {"filter[tax-rates.rate]": "20.00"}, TAX_RATE.c.rate == Decimal("20.00"),
-                 id="eq-decimal"),
-    pytest.param("tax-rates", {"filter[tax-rates.rate]": "20"}, TAX_RATE.c.rate == Decimal("20.00"),
-                 id="eq-decimal-unscaled"),
-    pytest.param("products", {"filter[products.updatedAt]": "2026-01-01T00:00:42"},
-                 PRODUCT.c.updated_at == dt.datetime(2026, 1, 1, 0, 0, 42), id="eq-datetime"),
-    pytest.param("products", {"filter[products.updatedAt]": "2026-01-01T00:00:42Z"},
-                 PRODUCT.c.updated_at == dt.datetime(2026, 1, 1, 0, 0, 42), id="eq-datetime-utc"),
+    pytest.param(
+        "countries",
+        {"filter[countries.postalCodeMandatory]": "false"},
+        ~COUNTRY.c.postal_code_mandatory,
+        id="eq-boolean-countries",
+    ),
+    pytest.param(
+        "tax-rates", {"filter[tax-rates.rate]": "20.00"}, TAX_RATE.c.rate == Decimal("20.00"), id="eq-decimal"
+    ),
+    pytest.param(
+        "tax-rates", {"filter[tax-rates.rate]": "20"}, TAX_RATE.c.rate == Decimal("20.00"), id="eq-decimal-unscaled"
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.updatedAt]": "2026-01-01T00:00:42"},
+        PRODUCT.c.updated_at == dt.datetime(2026, 1, 1, 0, 0, 42),
+        id="eq-datetime",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.updatedAt]": "2026-01-01T00:00:42Z"},
+        PRODUCT.c.updated_at == dt.datetime(2026, 1, 1, 0, 0, 42),
+        id="eq-datetime-utc",
+    ),
     pytest.param("products", {"filter[products.sku]": "[1]"}, NOTHING, id="eq-json-looking-array-is-text"),
     # in
-    pytest.param("products", {"filter[products.sku]": '{"in":["SKU-000001","SKU-000003","NOPE"]}'},
-                 PRODUCT.c.sku.in_(["SKU-000001", "SKU-000003"]), id="in-string"),
-    pytest.param("products", {"filter[products.sku]": '{"IN":["SKU-000001","SKU-000003"]}'},
-                 PRODUCT.c.sku.in_(["SKU-000001", "SKU-000003"]), id="in-uppercase-key"),
-    pytest.param("products", {"filter[products.idProduct]": '{"in":[5,7,9]}'}, PRODUCT.c.id_product.in_([5, 7, 9]),
-                 id="in-integer"),
-    pytest.param("products", {"filter[products.idProduct]": '{"in":["5","7"]}'}, PRODUCT.c.id_product.in_([5, 7]),
-                 id="in-integer-as-text"),
-    pytest.param("countries", {"filter[countries.iso2Code]": '{"in":["AT","DE","XX"]}'},
-                 COUNTRY.c.iso2_code.in_(["AT", "DE"]), id="in-countries"),
+    pytest.param(
+        "products",
+        {"filter[products.sku]": '{"in":["SKU-000001","SKU-000003","NOPE"]}'},
+        PRODUCT.c.sku.in_(["SKU-000001", "SKU-000003"]),
+        id="in-string",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.sku]": '{"IN":["SKU-000001","SKU-000003"]}'},
+        PRODUCT.c.sku.in_(["SKU-000001", "SKU-000003"]),
+        id="in-uppercase-key",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.idProduct]": '{"in":[5,7,9]}'},
+        PRODUCT.c.id_product.in_([5, 7, 9]),
+        id="in-integer",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.idProduct]": '{"in":["5","7"]}'},
+        PRODUCT.c.id_product.in_([5, 7]),
+        id="in-integer-as-text",
+    ),
+    pytest.param(
+        "countries",
+        {"filter[countries.iso2Code]": '{"in":["AT","DE","XX"]}'},
+        COUNTRY.c.iso2_code.in_(["AT", "DE"]),
+        id="in-countries",
+    ),
     pytest.param("products", {"filter[products.sku]": '{"in":[]}'}, NOTHING, id="in-empty-list"),
     # ne
-    pytest.param("products", {"filter[products.fkTaxRate]": '{"ne":1}'},
-                 sa.or_(PRODUCT.c.fk_tax_rate != 1, PRODUCT.c.fk_tax_rate.is_(None)), id="ne-integer-keeps-nulls"),
+    pytest.param(
+        "products",
+        {"filter[products.fkTaxRate]": '{"ne":1}'},
+        sa.or_(PRODUCT.c.fk_tax_rate != 1, PRODUCT.c.fk_tax_rate.is_(None)),
+        id="ne-integer-keeps-nulls",
+    ),
     pytest.param("products", {"filter[products.isActive]": '{"ne":true}'}, ~PRODUCT.c.is_active, id="ne-boolean"),
     # ranges
     pytest.param("products", {"filter[products.idProduct]": '{"gt":290}'}, PRODUCT.c.id_product > 290, id="gt-integer"),
-    pytest.param("products", {"filter[products.price]": '{"gte":"100.00","lt":"200"}'},
-                 sa.and_(PRODUCT.c.price >= Decimal(100), PRODUCT.c.price < Decimal(200)), id="gte-lt-decimal"),
-    pytest.param("products", {"filter[products.price]": '{"lte":50}'}, PRODUCT.c.price <= Decimal(50),
-                 id="lte-decimal-json-number"),
-    pytest.param("products", {"filter[products.price]": '{"gt":"500","lte":"1000.5"}'},
-                 sa.and_(PRODUCT.c.price > Decimal(500), PRODUCT.c.price <= Decimal("1000.5")),
-                 id="several-operators-and"),
-    pytest.param("products", {"filter[products.availableFrom]": '{"gt":"2026-01-01"}'},
-                 PRODUCT.c.available_from > dt.date(2026, 1, 1), id="gt-date"),
-    pytest.param("products", {"filter[products.availableFrom]": '{"lt":"2025-03-01"}'},
-                 PRODUCT.c.available_from < dt.date(2025, 3, 1), id="lt-date"),
-    pytest.param("products",
-                 {"filter[products.updatedAt]": '{"gte":"2026-01-01T00:00:10","lte":"2026-01-01T00:00:20"}'},
-                 PRODUCT.c.updated_at.between(dt.datetime(2026, 1, 1, 0, 0, 10), dt.datetime(2026, 1, 1, 0, 0, 20)),
-                 id="gte-lte-datetime"),
-    pytest.param("products", {"filter[products.updatedAt]": '{"gt":"2026-01-01T00:04:00Z"}'},
-                 PRODUCT.c.updated_at > dt.datetime(2026, 1, 1, 0, 4), id="gt-datetime-z"),
-    pytest.param("products", {"filter[products.updatedAt]": '{"gt":"2026-01-01T01:04:00+01:00"}'},
-                 PRODUCT.c.updated_at > dt.datetime(2026, 1, 1, 0, 4), id="gt-datetime-plus-one-hour-is-utc"),
-    pytest.param("products", {"filter[products.updatedAt]": '{"lt":"2025-12-31T19:00:05-05:00"}'},
-                 PRODUCT.c.updated_at < dt.datetime(2026, 1, 1, 0, 0, 5), id="lt-datetime-minus-five-hours-is-utc"),
-    pytest.param("stocks", {"filter[stocks.quantity]": '{"gte":250}', "filter[stocks.warehouse]": "WH-BERLIN"},
-                 sa.and_(STOCK.c.quantity >= 250, STOCK.c.warehouse == "WH-BERLIN"), id="stocks-range-and-equality"),
+    pytest.param(
+        "products",
+        {"filter[products.price]": '{"gte":"100.00","lt":"200"}'},
+        sa.and_(PRODUCT.c.price >= Decimal(100), PRODUCT.c.price < Decimal(200)),
+        id="gte-lt-decimal",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.price]": '{"lte":50}'},
+        PRODUCT.c.price <= Decimal(50),
+        id="lte-decimal-json-number",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.price]": '{"gt":"500","lte":"1000.5"}'},
+        sa.and_(PRODUCT.c.price > Decimal(500), PRODUCT.c.price <= Decimal("1000.5")),
+        id="several-operators-and",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.availableFrom]": '{"gt":"2026-01-01"}'},
+        PRODUCT.c.available_from > dt.date(2026, 1, 1),
+        id="gt-date",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.availableFrom]": '{"lt":"2025-03-01"}'},
+        PRODUCT.c.available_from < dt.date(2025, 3, 1),
+        id="lt-date",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.updatedAt]": '{"gte":"2026-01-01T00:00:10","lte":"2026-01-01T00:00:20"}'},
+        PRODUCT.c.updated_at.between(dt.datetime(2026, 1, 1, 0, 0, 10), dt.datetime(2026, 1, 1, 0, 0, 20)),
+        id="gte-lte-datetime",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.updatedAt]": '{"gt":"2026-01-01T00:04:00Z"}'},
+        PRODUCT.c.updated_at > dt.datetime(2026, 1, 1, 0, 4),
+        id="gt-datetime-z",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.updatedAt]": '{"gt":"2026-01-01T01:04:00+01:00"}'},
+        PRODUCT.c.updated_at > dt.datetime(2026, 1, 1, 0, 4),
+        id="gt-datetime-plus-one-hour-is-utc",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.updatedAt]": '{"lt":"2025-12-31T19:00:05-05:00"}'},
+        PRODUCT.c.updated_at < dt.datetime(2026, 1, 1, 0, 0, 5),
+        id="lt-datetime-minus-five-hours-is-utc",
+    ),
+    pytest.param(
+        "stocks",
+        {"filter[stocks.quantity]": '{"gte":250}', "filter[stocks.warehouse]": "WH-BERLIN"},
+        sa.and_(STOCK.c.quantity >= 250, STOCK.c.warehouse == "WH-BERLIN"),
+        id="stocks-range-and-equality",
+    ),
     # like
-    pytest.param("products", {"filter[products.sku]": '{"like":"SKU-00001%"}'}, PRODUCT.c.sku.like("SKU-00001%"),
-                 id="like-prefix"),
-    pytest.param("products", {"filter[products.sku]": '{"like":"SKU-00002_"}'}, PRODUCT.c.sku.like("SKU-00002_"),
-                 id="like-underscore"),
-    pytest.param("products", {"filter[products.name]": '{"like":"Compact%"}'}, PRODUCT.c.name.like("Compact%"),
-                 id="like-name"),
-    pytest.param("products", {"filter[products.name]": '{"like":"%Lamp%"}'}, PRODUCT.c.name.like("%Lamp%"),
-                 id="like-infix"),
+    pytest.param(
+        "products",
+        {"filter[products.sku]": '{"like":"SKU-00001%"}'},
+        PRODUCT.c.sku.like("SKU-00001%"),
+        id="like-prefix",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.sku]": '{"like":"SKU-00002_"}'},
+        PRODUCT.c.sku.like("SKU-00002_"),
+        id="like-underscore",
+    ),
+    pytest.param(
+        "products", {"filter[products.name]": '{"like":"Compact%"}'}, PRODUCT.c.name.like("Compact%"), id="like-name"
+    ),
+    pytest.param(
+        "products", {"filter[products.name]": '{"like":"%Lamp%"}'}, PRODUCT.c.name.like("%Lamp%"), id="like-infix"
+    ),
     # isNull
-    pytest.param("products", {"filter[products.fkTaxRate]": '{"isNull":true}'}, PRODUCT.c.fk_tax_rate.is_(None),
-                 id="isnull-true"),
-    pytest.param("products", {"filter[products.fkTaxRate]": '{"isNull":false}'}, PRODUCT.c.fk_tax_rate.is_not(None),
-                 id="isnull-false"),
-    pytest.param("products", {"filter[products.description]": '{"isNull":true}'}, PRODUCT.c.description.is_(None),
-                 id="isnull-text"),
-    pytest.param("products", {"filter[products.availableFrom]": '{"isNull":true}'},
-                 PRODUCT.c.available_from.is_(None), id="isnull-date"),
-    pytest.param("tax-rates", {"filter[tax-rates.fkCountry]": '{"isNull":true}'}, TAX_RATE.c.fk_country.is_(None),
-                 id="isnull-tax-rates"),
+    pytest.param(
+        "products", {"filter[products.fkTaxRate]": '{"isNull":true}'}, PRODUCT.c.fk_tax_rate.is_(None), id="isnull-true"
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.fkTaxRate]": '{"isNull":false}'},
+        PRODUCT.c.fk_tax_rate.is_not(None),
+        id="isnull-false",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.description]": '{"isNull":true}'},
+        PRODUCT.c.description.is_(None),
+        id="isnull-text",
+    ),
+    pytest.param(
+        "products",
+        {"filter[products.availableFrom]": '{"isNull":true}'},
+        PRODUCT.c.available_from.is_(None),
+        id="isnull-date",
+    ),
+    pytest.param(
+        "tax-rates",
+        {"filter[tax-rates.fkCountry]": '{"isNull":true}'},
+        TAX_RATE.c.fk_country.is_(None),
+        id="isnull-tax-rates",
+    ),
     pytest.param("products", {"filter[products.sku]": '{"isNull":true}'}, NOTHING, id="isnull-not-nullable"),
     # several filters AND
-    pytest.param("products", {"filter[products.isActive]": "true", "filter[products.fkTaxRate]": '{"isNull":false}',
-                              "filter[products.price]": '{"lt":"300"}'},
-                 sa.and_(PRODUCT.c.is_active, PRODUCT.c.fk_tax_rate.is_not(None), PRODUCT.c.price < Decimal(300)),
-                 id="several-filters-and"),
+    pytest.param(
+        "products",
+        {
+            "filter[products.isActive]": "true",
+            "filter[products.fkTaxRate]": '{"isNull":false}',
+            "filter[products.price]": '{"lt":"300"}',
+        },
+        sa.and_(PRODUCT.c.is_active, PRODUCT.c.fk_tax_rate.is_not(None), PRODUCT.c.price < Decimal(300)),
+        id="several-filters-and",
+    ),
     # the prefix before the dot is not checked
-    pytest.param("products", {"filter[product.sku]": "SKU-000042"}, PRODUCT.c.sku == "SKU-000042",
-                 id="prefix-singular"),
+    pytest.param(
+        "products", {"filter[product.sku]": "SKU-000042"}, PRODUCT.c.sku == "SKU-000042", id="prefix-singular"
+    ),
     pytest.param("products", {"filter[x.sku]": "SKU-000042"}, PRODUCT.c.sku == "SKU-000042", id="prefix-anything"),
-    pytest.param("products", {"filter[countries.sku]": "SKU-000042"}, PRODUCT.c.sku == "SKU-000042",
-                 id="prefix-other-alias"),
+    pytest.param(
+        "products", {"filter[countries.sku]": "SKU-000042"}, PRODUCT.c.sku == "SKU-000042", id="prefix-other-alias"
+    ),
     # values that look dangerous are plain values
     pytest.param("products", {"filter[products.sku]": "' OR 1=1 --"}, NOTHING, id="injection-is-a-string"),
-    pytest.param("products", {"filter[products.sku]": '{"in":["x\') OR (1=1"]}'}, NOTHING,
-                 id="injection-in-list"),
-    pytest.param("products", {"filter[products.name]": '{"like":"%\' OR \'1\'=\'1"}'}, NOTHING,
-                 id="injection-in-like"),
+    pytest.param("products", {"filter[products.sku]": '{"in":["x\') OR (1=1"]}'}, NOTHING, id="injection-in-list"),
+    pytest.param("products", {"filter[products.name]": "{\"like\":\"%' OR '1'='1\"}"}, NOTHING, id="injection-in-like"),
     # awkward names
     pytest.param("orders", {"filter[orders.select]": "pick 3"}, ORDER.c["select"] == "pick 3", id="orders-select"),
     pytest.param("orders", {"filter[orders.group]": "1"}, ORDER.c["group"] == 1, id="orders-group"),
-    pytest.param("orders", {"filter[orders.group]": '{"isNull":true}'}, ORDER.c["group"].is_(None),
-                 id="orders-group-null"),
-    pytest.param("MixedCase", {"filter[MixedCase.displayName]": "Second"}, MIXED.c["Display Name"] == "Second",
-                 id="mixedcase-display-name"),
-    pytest.param("MixedCase", {"filter[MixedCase.weight]": '{"gt":"0.5"}'}, MIXED.c["Weight"] > Decimal("0.5"),
-                 id="mixedcase-weight"),
-    pytest.param("MixedCase", {"filter[MixedCase.code]": '{"in":["C/3","b 2"]}'}, MIXED.c["Code"].in_(["C/3", "b 2"]),
-                 id="mixedcase-code-in"),
+    pytest.param(
+        "orders", {"filter[orders.group]": '{"isNull":true}'}, ORDER.c["group"].is_(None), id="orders-group-null"
+    ),
+    pytest.param(
+        "MixedCase",
+        {"filter[MixedCase.displayName]": "Second"},
+        MIXED.c["Display Name"] == "Second",
+        id="mixedcase-display-name",
+    ),
+    pytest.param(
+        "MixedCase",
+        {"filter[MixedCase.weight]": '{"gt":"0.5"}'},
+        MIXED.c["Weight"] > Decimal("0.5"),
+        id="mixedcase-weight",
+    ),
+    pytest.param(
+        "MixedCase",
+        {"filter[MixedCase.code]": '{"in":["C/3","b 2"]}'},
+        MIXED.c["Code"].in_(["C/3", "b 2"]),
+        id="mixedcase-code-in",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("alias", "params", "where"), FILTER_CASES)
-def test_filter(
-    api: httpx.Client, backend: Backend, alias: str, params: dict[str, str], where: Any
-) -> None:
+def test_filter(api: httpx.Client, backend: Backend, alias: str, params: dict[str, str], where: Any) -> None:
     expected = db_rows(backend, alias, where)
     if where is not NOTHING:
         assert expected, "the case must select something to be meaningful"
@@ -451,8 +576,12 @@ def test_filter_ne_counts_null_as_not_equal(api: httpx.Client, backend: Backend)
 
 
 def test_filter_equality_on_values_taken_from_the_database(api: httpx.Client, backend: Backend) -> None:
-    row = backend.sql(sa.select(PRODUCT.c.price, PRODUCT.c.available_from, PRODUCT.c.fk_category)
-                      .where(PRODUCT.c.available_from.is_not(None)).order_by(PRODUCT.c.id_product).limit(1))[0]
+    row = backend.sql(
+        sa.select(PRODUCT.c.price, PRODUCT.c.available_from, PRODUCT.c.fk_category)
+        .where(PRODUCT.c.available_from.is_not(None))
+        .order_by(PRODUCT.c.id_product)
+        .limit(1)
+    )[0]
     price, available_from, category = row
     for params, where in [
         ({"filter[products.price]": format(price, "f")}, PRODUCT.c.price == price),
@@ -468,17 +597,25 @@ def test_filter_equality_on_values_taken_from_the_database(api: httpx.Client, ba
 def test_filter_keyset_page_on_updated_at(api: httpx.Client, backend: Backend) -> None:
     bound = BASE_TIME + dt.timedelta(seconds=100)
     assert bound.isoformat() == "2026-01-01T00:01:40"
-    params = {"filter[products.updatedAt]": orjson.dumps({"gt": bound.isoformat()}).decode(), "sort": "updatedAt",
-              "page[limit]": "100"}
+    params = {
+        "filter[products.updatedAt]": orjson.dumps({"gt": bound.isoformat()}).decode(),
+        "sort": "updatedAt",
+        "page[limit]": "100",
+    }
     items = data(api, "/products", params)
-    expected = db_rows(backend, "products", PRODUCT.c.updated_at > bound,
-                       order_by=[PRODUCT.c.updated_at, PRODUCT.c.id_product])[:100]
+    expected = db_rows(
+        backend, "products", PRODUCT.c.updated_at > bound, order_by=[PRODUCT.c.updated_at, PRODUCT.c.id_product]
+    )[:100]
     assert items == expected
     assert ids(items) == list(range(101, 201))
     # The next page continues after the last value seen, without a gap or an overlap.
     params["filter[products.updatedAt]"] = orjson.dumps({"gt": items[-1]["updatedAt"]}).decode()
-    after = db_rows(backend, "products", PRODUCT.c.updated_at > dt.datetime.fromisoformat(items[-1]["updatedAt"]),
-                    order_by=[PRODUCT.c.updated_at, PRODUCT.c.id_product])[:100]
+    after = db_rows(
+        backend,
+        "products",
+        PRODUCT.c.updated_at > dt.datetime.fromisoformat(items[-1]["updatedAt"]),
+        order_by=[PRODUCT.c.updated_at, PRODUCT.c.id_product],
+    )[:100]
     assert data(api, "/products", params) == after
     assert ids(after) == list(range(201, PRODUCTS + 1))
 
@@ -498,10 +635,12 @@ def unscaled(value: str) -> Any:
 @pytest.mark.parametrize(
     ("alias", "field", "value", "where"),
     [
-        pytest.param("MixedCase", "weight", '{"gt":"0.0005"}', MIXED.c["Weight"] > unscaled("0.0005"),
-                     id="gt-below-scale"),
-        pytest.param("MixedCase", "weight", '{"lte":"0.0014"}', MIXED.c["Weight"] <= unscaled("0.0014"),
-                     id="lte-below-scale"),
+        pytest.param(
+            "MixedCase", "weight", '{"gt":"0.0005"}', MIXED.c["Weight"] > unscaled("0.0005"), id="gt-below-scale"
+        ),
+        pytest.param(
+            "MixedCase", "weight", '{"lte":"0.0014"}', MIXED.c["Weight"] <= unscaled("0.0014"), id="lte-below-scale"
+        ),
         pytest.param("MixedCase", "weight", "0.0014", NOTHING, id="eq-below-scale"),
         pytest.param("MixedCase", "weight", '{"in":["1.2504","0.0006"]}', NOTHING, id="in-below-scale"),
         pytest.param("products", "price", '{"gt":"99999999999.999"}', NOTHING, id="gt-rounds-beyond-precision"),
@@ -526,10 +665,14 @@ def test_filter_decimal_bound_between_two_cents(api: httpx.Client, backend: Back
     just_below, just_above = price - Decimal("0.005"), price + Decimal("0.001")
     for params, where in [
         ({"filter[products.price]": format(just_above, "f")}, NOTHING),
-        ({"filter[products.price]": orjson.dumps({"gt": format(just_below, "f")}).decode()},
-         PRODUCT.c.price > unscaled(format(just_below, "f"))),
-        ({"filter[products.price]": orjson.dumps({"lt": format(just_above, "f")}).decode()},
-         PRODUCT.c.price < unscaled(format(just_above, "f"))),
+        (
+            {"filter[products.price]": orjson.dumps({"gt": format(just_below, "f")}).decode()},
+            PRODUCT.c.price > unscaled(format(just_below, "f")),
+        ),
+        (
+            {"filter[products.price]": orjson.dumps({"lt": format(just_above, "f")}).decode()},
+            PRODUCT.c.price < unscaled(format(just_above, "f")),
+        ),
     ]:
         expected = db_rows(backend, "products", where)
         assert data(api, "/products", {**params, "page[limit]": ALL}) == expected, params
@@ -565,8 +708,7 @@ def test_filter_integer_beyond_the_column_range(api: httpx.Client, backend: Back
         pytest.param('{"gt":"0001-01-01T00:00:00+01:00"}', PRODUCT.c.updated_at.is_not(None), id="year-1-east"),
         pytest.param('{"lt":"9999-12-31T23:59:59-01:00"}', PRODUCT.c.updated_at.is_not(None), id="year-9999-west"),
         pytest.param('{"gt":"0001-01-01T00:00:00"}', PRODUCT.c.updated_at.is_not(None), id="year-1-naive"),
-        pytest.param('{"lt":"9999-12-31T23:59:59.999999"}', PRODUCT.c.updated_at.is_not(None),
-                     id="year-9999-naive"),
+        pytest.param('{"lt":"9999-12-31T23:59:59.999999"}', PRODUCT.c.updated_at.is_not(None), id="year-9999-naive"),
     ],
 )
 def test_filter_datetime_at_the_edges_of_the_calendar(
@@ -585,18 +727,30 @@ def test_filter_datetime_at_the_edges_of_the_calendar(
 
 
 def test_filter_unknown_field_is_1315_with_spryker_message(api: httpx.Client) -> None:
-    assert_error(get(api, "/products", {"filter[products.nope]": "1"}), 400, "1315",
-                 message="Filter field `nope` for table alias `products` not found.")
+    assert_error(
+        get(api, "/products", {"filter[products.nope]": "1"}),
+        400,
+        "1315",
+        message="Filter field `nope` for table alias `products` not found.",
+    )
 
 
 def test_filter_on_column_name_instead_of_visible_name_is_1315(api: httpx.Client) -> None:
-    assert_error(get(api, "/products", {"filter[products.id_product]": "1"}), 400, "1315",
-                 message="Filter field `id_product` for table alias `products` not found.")
+    assert_error(
+        get(api, "/products", {"filter[products.id_product]": "1"}),
+        400,
+        "1315",
+        message="Filter field `id_product` for table alias `products` not found.",
+    )
 
 
 def test_filter_key_without_dot_is_011(api: httpx.Client) -> None:
-    assert_error(get(api, "/products", {"filter[sku]": "SKU-000001"}), 400, "011",
-                 message="Unsupported `Filter` format is used. Please use `filter[resource.property]`")
+    assert_error(
+        get(api, "/products", {"filter[sku]": "SKU-000001"}),
+        400,
+        "011",
+        message="Unsupported `Filter` format is used. Please use `filter[resource.property]`",
+    )
 
 
 @pytest.mark.parametrize(
@@ -640,8 +794,12 @@ def test_filter_in_with_too_many_values_is_2009(api: httpx.Client, backend: Back
     assert len(expected) > 1
     assert data(api, "/products", {"filter[products.idProduct]": at_limit, "page[limit]": ALL}) == expected
     over = orjson.dumps({"in": list(range(1, maximum + 2))}).decode()
-    assert_error(get(api, "/products", {"filter[products.idProduct]": over}), 400, "2009",
-                 mentions=["`idProduct`", str(maximum + 1), str(maximum)])
+    assert_error(
+        get(api, "/products", {"filter[products.idProduct]": over}),
+        400,
+        "2009",
+        mentions=["`idProduct`", str(maximum + 1), str(maximum)],
+    )
 
 
 # --- sort ------------------------------------------------------------------------------------------------------
@@ -649,17 +807,23 @@ def test_filter_in_with_too_many_values_is_2009(api: httpx.Client, backend: Back
 SORT_CASES = [
     pytest.param("price", [PRODUCT.c.price, PRODUCT.c.id_product], id="price"),
     pytest.param("-price", [PRODUCT.c.price.desc(), PRODUCT.c.id_product], id="price-desc"),
-    pytest.param("-isActive,name", [PRODUCT.c.is_active.desc(), PRODUCT.c.name, PRODUCT.c.id_product],
-                 id="boolean-desc-then-name"),
+    pytest.param(
+        "-isActive,name",
+        [PRODUCT.c.is_active.desc(), PRODUCT.c.name, PRODUCT.c.id_product],
+        id="boolean-desc-then-name",
+    ),
     pytest.param("isActive", [PRODUCT.c.is_active, PRODUCT.c.id_product], id="boolean-ties-by-id"),
     pytest.param("fkCategory", [PRODUCT.c.fk_category, PRODUCT.c.id_product], id="ties-by-id"),
-    pytest.param("fkCategory,-price", [PRODUCT.c.fk_category, PRODUCT.c.price.desc(), PRODUCT.c.id_product],
-                 id="two-keys"),
+    pytest.param(
+        "fkCategory,-price", [PRODUCT.c.fk_category, PRODUCT.c.price.desc(), PRODUCT.c.id_product], id="two-keys"
+    ),
     pytest.param("-idProduct", [PRODUCT.c.id_product.desc()], id="identifier-desc"),
     pytest.param("-updatedAt", [PRODUCT.c.updated_at.desc(), PRODUCT.c.id_product], id="datetime-desc"),
-    pytest.param("availableFrom,-createdAt",
-                 [PRODUCT.c.available_from, PRODUCT.c.created_at.desc(), PRODUCT.c.id_product],
-                 id="nullable-date-backend-null-order"),
+    pytest.param(
+        "availableFrom,-createdAt",
+        [PRODUCT.c.available_from, PRODUCT.c.created_at.desc(), PRODUCT.c.id_product],
+        id="nullable-date-backend-null-order",
+    ),
     pytest.param("name", [PRODUCT.c.name, PRODUCT.c.id_product], id="string-backend-collation"),
 ]
 
@@ -691,10 +855,12 @@ def test_sort_with_filter_and_page(api: httpx.Client, backend: Backend) -> None:
         pytest.param("orders", "-group", [ORDER.c["group"].desc(), ORDER.c.id], id="orders-group-desc"),
         pytest.param("orders", "select", [ORDER.c["select"], ORDER.c.id], id="orders-select"),
         pytest.param("MixedCase", "-weight", [MIXED.c["Weight"].desc(), MIXED.c["Code"]], id="mixedcase-weight-desc"),
-        pytest.param("MixedCase", "displayName", [MIXED.c["Display Name"], MIXED.c["Code"]],
-                     id="mixedcase-display-name"),
-        pytest.param("tax-rates", "-rate,name", [TAX_RATE.c.rate.desc(), TAX_RATE.c.name, TAX_RATE.c.id_tax_rate],
-                     id="tax-rates"),
+        pytest.param(
+            "MixedCase", "displayName", [MIXED.c["Display Name"], MIXED.c["Code"]], id="mixedcase-display-name"
+        ),
+        pytest.param(
+            "tax-rates", "-rate,name", [TAX_RATE.c.rate.desc(), TAX_RATE.c.name, TAX_RATE.c.id_tax_rate], id="tax-rates"
+        ),
     ],
 )
 def test_sort_other_entities(api: httpx.Client, backend: Backend, alias: str, sort: str, order_by: list[Any]) -> None:
@@ -704,8 +870,12 @@ def test_sort_other_entities(api: httpx.Client, backend: Backend, alias: str, so
 @pytest.mark.parametrize("sort", ["nope", "-nope", "price,nope", "id_product"])
 def test_sort_unknown_field_is_2005(api: httpx.Client, sort: str) -> None:
     field = sort.split(",")[-1].lstrip("-")
-    assert_error(get(api, "/products", {"sort": sort}), 400, "2005",
-                 message=f"Sort field `{field}` for table alias `products` not found.")
+    assert_error(
+        get(api, "/products", {"sort": sort}),
+        400,
+        "2005",
+        message=f"Sort field `{field}` for table alias `products` not found.",
+    )
 
 
 def test_sort_dash_alone_is_2005(api: httpx.Client) -> None:
@@ -741,8 +911,12 @@ def test_include_chain_of_two_levels(api: httpx.Client, backend: Backend) -> Non
     stocks = grouped(db_rows(backend, "stocks"), "fkProduct")
     products = grouped(db_rows(backend, "products"), "fkCategory")
     expected = [
-        {**c, "categoryProducts": [{**p, "productStocks": stocks.get(p["idProduct"], [])}
-                                   for p in products.get(c["idCategory"], [])]}
+        {
+            **c,
+            "categoryProducts": [
+                {**p, "productStocks": stocks.get(p["idProduct"], [])} for p in products.get(c["idCategory"], [])
+            ],
+        }
         for c in db_rows(backend, "categories")
     ]
     assert items == expected
@@ -761,10 +935,17 @@ def test_include_two_chains_sharing_a_prefix(api: httpx.Client, backend: Backend
     rates = {r["idTaxRate"]: r for r in db_rows(backend, "tax-rates")}
     products = grouped(db_rows(backend, "products"), "fkCategory")
     expected = [
-        {**c, "categoryProducts": [
-            {**p, "productStocks": stocks.get(p["idProduct"], []),
-             "productTaxRate": [rates[p["fkTaxRate"]]] if p["fkTaxRate"] is not None else []}
-            for p in products.get(c["idCategory"], [])]}
+        {
+            **c,
+            "categoryProducts": [
+                {
+                    **p,
+                    "productStocks": stocks.get(p["idProduct"], []),
+                    "productTaxRate": [rates[p["fkTaxRate"]]] if p["fkTaxRate"] is not None else [],
+                }
+                for p in products.get(c["idCategory"], [])
+            ],
+        }
         for c in db_rows(backend, "categories")
     ]
     assert items == expected
@@ -775,8 +956,11 @@ def test_include_two_relations_and_the_upward_one(api: httpx.Client, backend: Ba
     stocks = grouped(db_rows(backend, "stocks"), "fkProduct")
     rates = {r["idTaxRate"]: r for r in db_rows(backend, "tax-rates")}
     expected = [
-        {**p, "productStocks": stocks.get(p["idProduct"], []),
-         "productTaxRate": [rates[p["fkTaxRate"]]] if p["fkTaxRate"] is not None else []}
+        {
+            **p,
+            "productStocks": stocks.get(p["idProduct"], []),
+            "productTaxRate": [rates[p["fkTaxRate"]]] if p["fkTaxRate"] is not None else [],
+        }
         for p in db_rows(backend, "products")
     ]
     assert items == expected
@@ -792,13 +976,20 @@ def test_include_on_an_empty_page(api: httpx.Client) -> None:
 
 
 def test_include_follows_filter_sort_and_page_of_the_root(api: httpx.Client, backend: Backend) -> None:
-    params = {"filter[products.price]": '{"gt":"1000"}', "sort": "-price", "page[limit]": "5",
-              "include": "productStocks"}
+    params = {
+        "filter[products.price]": '{"gt":"1000"}',
+        "sort": "-price",
+        "page[limit]": "5",
+        "include": "productStocks",
+    }
     items = data(api, "/products", params)
     stocks = grouped(db_rows(backend, "stocks"), "fkProduct")
-    expected = [{**p, "productStocks": stocks.get(p["idProduct"], [])}
-                for p in db_rows(backend, "products", PRODUCT.c.price > 1000,
-                                 order_by=[PRODUCT.c.price.desc(), PRODUCT.c.id_product])[:5]]
+    expected = [
+        {**p, "productStocks": stocks.get(p["idProduct"], [])}
+        for p in db_rows(
+            backend, "products", PRODUCT.c.price > 1000, order_by=[PRODUCT.c.price.desc(), PRODUCT.c.id_product]
+        )[:5]
+    ]
     assert items == expected
 
 
@@ -811,8 +1002,12 @@ def test_include_filters_only_the_root(api: httpx.Client, backend: Backend) -> N
 
 
 def test_filter_on_a_child_field_is_1315(api: httpx.Client) -> None:
-    assert_error(get(api, "/countries", {"filter[countries.rate]": "20.00", "include": "countryTaxRates"}),
-                 400, "1315", message="Filter field `rate` for table alias `countries` not found.")
+    assert_error(
+        get(api, "/countries", {"filter[countries.rate]": "20.00", "include": "countryTaxRates"}),
+        400,
+        "1315",
+        message="Filter field `rate` for table alias `countries` not found.",
+    )
 
 
 @pytest.mark.parametrize("tax_rate", ["set", "null"])
@@ -840,8 +1035,12 @@ def test_include_on_get_by_id(api: httpx.Client, backend: Backend, tax_rate: str
     ],
 )
 def test_include_unknown_relation_is_1313(api: httpx.Client, alias: str, include: str, relation: str) -> None:
-    assert_error(get(api, f"/{alias}", {"include": include}), 400, "1313",
-                 message=f"Relation `{relation}` not found. Please check the requested relation name and try again.")
+    assert_error(
+        get(api, f"/{alias}", {"include": include}),
+        400,
+        "1313",
+        message=f"Relation `{relation}` not found. Please check the requested relation name and try again.",
+    )
 
 
 @pytest.mark.parametrize("include", ["productStocks..x", ".productStocks"])
@@ -877,11 +1076,14 @@ def test_get_by_id_countries_like_appendix_a(api: httpx.Client, backend: Backend
     assert data(api, "/countries/3") == expected
 
 
-@pytest.mark.parametrize("value", ["999999", "abc", "0", "-1", "1.0", "+1", "1e1", "99999999999999999999",
-                                   "2147483648", "-2147483649", "%20"])
+@pytest.mark.parametrize(
+    "value",
+    ["999999", "abc", "0", "-1", "1.0", "+1", "1e1", "99999999999999999999", "2147483648", "-2147483649", "%20"],
+)
 def test_get_by_id_missing_is_1303(api: httpx.Client, value: str) -> None:
-    assert_error(get(api, f"/products/{value}"), 404, "1303",
-                 message="The entity `products` could not be found in the database.")
+    assert_error(
+        get(api, f"/products/{value}"), 404, "1303", message="The entity `products` could not be found in the database."
+    )
 
 
 def test_get_by_id_leading_zeros_name_the_same_row(api: httpx.Client, backend: Backend) -> None:
@@ -920,8 +1122,12 @@ def test_get_by_id_encoded_slash(api: httpx.Client, backend: Backend) -> None:
 
 @pytest.mark.parametrize("value", ["nope", "A%00"])
 def test_get_by_id_missing_string_identifier_is_1303(api: httpx.Client, value: str) -> None:
-    assert_error(get(api, f"/MixedCase/{value}"), 404, "1303",
-                 message="The entity `MixedCase` could not be found in the database.")
+    assert_error(
+        get(api, f"/MixedCase/{value}"),
+        404,
+        "1303",
+        message="The entity `MixedCase` could not be found in the database.",
+    )
 
 
 @pytest.mark.parametrize(
@@ -945,8 +1151,9 @@ def test_get_by_id_rejects_unknown_parameters_with_2007(api: httpx.Client) -> No
 # --- unknown and inactive aliases ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/nope", "/nope/1", "/parked", "/parked/1", "/Products", "/PRODUCTS/1",
-                                  "/shop_product", "/dx_entity"])
+@pytest.mark.parametrize(
+    "path", ["/nope", "/nope/1", "/parked", "/parked/1", "/Products", "/PRODUCTS/1", "/shop_product", "/dx_entity"]
+)
 def test_unknown_or_inactive_alias_is_007(api: httpx.Client, path: str) -> None:
     response = get(api, path)
     assert_error(response, 404, "007", message="Not found")
@@ -997,8 +1204,10 @@ def test_repeated_query_parameter_is_2008(api: httpx.Client, params: list[tuple[
 # --- routing ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/nope", "/dynamic-entity", "/dynamic-entity/", "/dynamic-entity/products/1/x",
-                                  "/health", "/health/live/x"])
+@pytest.mark.parametrize(
+    "path",
+    ["/nope", "/dynamic-entity", "/dynamic-entity/", "/dynamic-entity/products/1/x", "/health", "/health/live/x"],
+)
 def test_unknown_path_is_007(api: httpx.Client, path: str) -> None:
     response = get(api, path, prefix="")
     assert_error(response, 404, "007", message="Not found")
@@ -1018,8 +1227,9 @@ def test_trailing_slash_is_007_or_a_redirect_to_the_path_without_it(api: httpx.C
         assert location.params["page[limit]"] == "1"
 
 
-@pytest.mark.parametrize(("method", "path"), [("DELETE", "/health/live"), ("POST", "/health/ready"),
-                                              ("PUT", "/health/live")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("DELETE", "/health/live"), ("POST", "/health/ready"), ("PUT", "/health/live")]
+)
 def test_method_not_allowed_is_2010(api: httpx.Client, method: str, path: str) -> None:
     response = api.request(method, path)
     assert_error(response, 405, "2010", mentions=[method])

@@ -32,7 +32,8 @@ PREFIX = "/dynamic-entity"
 ALIAS = "vt-docs"
 META = sa.MetaData()
 DOC = sa.Table(
-    "vt_doc", META,
+    "vt_doc",
+    META,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("label", sa.String(50), nullable=True),
     sa.Column("doc", sa.JSON, nullable=True),  # PostgreSQL json, MariaDB JSON (a checked LONGTEXT), SQLite text
@@ -44,21 +45,35 @@ JSON_FIELDS = {"doc": "doc", "docb": "docb", "textDoc": "text_doc"}
 
 
 def _field(column: str, visible: str, kind: str, **extra: Any) -> dict[str, Any]:
-    return {"fieldName": column, "fieldVisibleName": visible, "type": kind, "isCreatable": True,
-            "isEditable": True, **extra}
+    return {
+        "fieldName": column,
+        "fieldVisibleName": visible,
+        "type": kind,
+        "isCreatable": True,
+        "isEditable": True,
+        **extra,
+    }
 
 
-CONFIG = [{
-    "tableName": "vt_doc", "tableAlias": ALIAS, "isActive": True,
-    "definition": {"identifier": "id", "isDeletable": True, "fields": [
-        _field("id", "id", "integer", isCreatable=False, isEditable=False),
-        _field("label", "label", "string"),
-        _field("doc", "doc", "json"),
-        _field("docb", "docb", "json"),
-        _field("text_doc", "textDoc", "json"),
-        _field("ratio", "ratio", "float"),
-    ]},
-}]
+CONFIG = [
+    {
+        "tableName": "vt_doc",
+        "tableAlias": ALIAS,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "isDeletable": True,
+            "fields": [
+                _field("id", "id", "integer", isCreatable=False, isEditable=False),
+                _field("label", "label", "string"),
+                _field("doc", "doc", "json"),
+                _field("docb", "docb", "json"),
+                _field("text_doc", "textDoc", "json"),
+                _field("ratio", "ratio", "float"),
+            ],
+        },
+    }
+]
 
 
 def nested(depth: int, leaf: Any = 1) -> Any:
@@ -71,15 +86,22 @@ def nested(depth: int, leaf: Any = 1) -> Any:
 
 # --- the module's table and entity -----------------------------------------------------------------------------
 
+
 async def _remove_config(engine: Any) -> None:
     async with engine.begin() as conn:
         ids = list((await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias == ALIAS))).scalars())
         if ids:
-            await conn.execute(sa.delete(dx_relation).where(
-                dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)))
+            await conn.execute(
+                sa.delete(dx_relation).where(
+                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
+                )
+            )
             await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                               .values(version=dx_config_version.c.version + 1))
+            await conn.execute(
+                sa.update(dx_config_version)
+                .where(dx_config_version.c.id == 1)
+                .values(version=dx_config_version.c.version + 1)
+            )
 
 
 class Env:
@@ -161,6 +183,7 @@ def assert_collection_still_served(env: Env) -> None:
 
 # --- item 1: JSON depth and number range are bounded before anything is written ---------------------------------
 
+
 def test_json_limits_are_what_mariadb_json_columns_hold() -> None:
     # MariaDB's JSON check refuses a 32nd nested level; the limit is the same on every backend.
     assert JSON_MAX_DEPTH == 31
@@ -204,8 +227,11 @@ def test_json_nested_to_the_limit_is_stored_and_read_back(env: Env, field: str) 
 
 
 @pytest.mark.parametrize("field", list(JSON_FIELDS))
-@pytest.mark.parametrize("value", [2**64, 2**63, -(2**63) - 1, {"n": 2**64}, [1, [10**30]], 10**400],
-                         ids=["2^64", "2^63", "-2^63-1", "in-object", "in-array", "400-digits"])
+@pytest.mark.parametrize(
+    "value",
+    [2**64, 2**63, -(2**63) - 1, {"n": 2**64}, [1, [10**30]], 10**400],
+    ids=["2^64", "2^63", "-2^63-1", "in-object", "in-array", "400-digits"],
+)
 def test_json_integer_outside_the_signed_64_bit_range_is_1306(env: Env, field: str, value: Any) -> None:
     assert error_codes(env.post({"label": "big", field: value}), 400) == ["1306"]
     assert env.count() == 0
@@ -237,8 +263,9 @@ def test_json_fractions_are_stored_as_numbers(env: Env, field: str) -> None:
 
 
 @pytest.mark.parametrize("field", list(JSON_FIELDS))
-@pytest.mark.parametrize("value", [{"a\u0000b": 1}, {"ok": [{"\u0000": True}]}, {"k": "v\u0000"}],
-                         ids=["key", "nested-key", "string"])
+@pytest.mark.parametrize(
+    "value", [{"a\u0000b": 1}, {"ok": [{"\u0000": True}]}, {"k": "v\u0000"}], ids=["key", "nested-key", "string"]
+)
 def test_json_nul_in_a_key_or_string_is_1306(env: Env, field: str, value: Any) -> None:
     assert error_codes(env.post({"label": "nul", field: value}), 400) == ["1306"]
     assert env.count() == 0
@@ -246,8 +273,12 @@ def test_json_nul_in_a_key_or_string_is_1306(env: Env, field: str, value: Any) -
 
 # --- item 11: a float field refuses what no double holds ---------------------------------------------------------
 
-@pytest.mark.parametrize("number", ["1" + "0" * 400, "-" + "9" * 400, "1e400", "-1e400", "1e-400"],
-                         ids=["400-digits", "minus-400-digits", "1e400", "-1e400", "1e-400"])
+
+@pytest.mark.parametrize(
+    "number",
+    ["1" + "0" * 400, "-" + "9" * 400, "1e400", "-1e400", "1e-400"],
+    ids=["400-digits", "minus-400-digits", "1e400", "-1e400", "1e-400"],
+)
 def test_float_field_outside_the_double_range_is_1306(env: Env, number: str) -> None:
     response = env.post(raw=f'{{"data":[{{"label":"f","ratio":{number}}}]}}'.encode())
     assert error_codes(response, 400) == ["1306"]
@@ -262,6 +293,7 @@ def test_float_field_keeps_extreme_finite_doubles(env: Env) -> None:
 
 
 # --- item 11: sort and filter syntax that used to answer 500 or 503, or silently kept the last key ---------------
+
 
 def test_sort_on_a_json_field_is_refused(env: Env) -> None:
     for sort in ["doc", "-docb", "label,textDoc"]:
@@ -301,6 +333,7 @@ def test_filter_operands_keep_exact_numbers(env: Env) -> None:
 
 # --- item 1: what is already in the database is always rendered -------------------------------------------------
 
+
 def _json_columns_for_raw_text(backend: Backend) -> list[str]:
     """Columns that accept any JSON text written by SQL: MariaDB's JSON check refuses 32 levels and more."""
     return ["text_doc"] if backend.name == "mysql" else ["doc", "docb", "text_doc"]
@@ -311,16 +344,23 @@ def _visible(column: str) -> str:
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and r.name.startswith("dxapi") and ALIAS in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name.startswith("dxapi") and ALIAS in r.getMessage()
+    ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("[" * 300 + "]" * 300, None),
-    (json.dumps(nested(JSON_RENDER_MAX_DEPTH + 1)), None),
-    (json.dumps(nested(JSON_RENDER_MAX_DEPTH)), nested(JSON_RENDER_MAX_DEPTH)),
-    ('{"n": 1e400}', None),
-], ids=["300-levels", "one-past-render-limit", "render-limit", "1e400"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[" * 300 + "]" * 300, None),
+        (json.dumps(nested(JSON_RENDER_MAX_DEPTH + 1)), None),
+        (json.dumps(nested(JSON_RENDER_MAX_DEPTH)), nested(JSON_RENDER_MAX_DEPTH)),
+        ('{"n": 1e400}', None),
+    ],
+    ids=["300-levels", "one-past-render-limit", "render-limit", "1e400"],
+)
 def test_json_written_by_sql_that_cannot_be_answered_reads_as_null_with_one_warning(
     env: Env, caplog: pytest.LogCaptureFixture, text: str, expected: Any
 ) -> None:

@@ -67,6 +67,7 @@ def seeded(wt: WriteEnv) -> Iterator[WriteEnv]:
 
 # --- all or nothing ---------------------------------------------------------------------------------------------
 
+
 def test_transactional_batch_with_one_invalid_item_writes_nothing(seeded: WriteEnv) -> None:
     batch = items()
     batch[BAD]["price"] = "not a number"
@@ -84,8 +85,11 @@ def test_transactional_batch_reports_every_error_of_every_item(seeded: WriteEnv)
     batch[900]["bogus"] = 1
     before = seeded.dump()
     response = seeded.post(PARENTS, batch)
-    expect_errors(response, 400, [("1305", f"`{PARENTS}[5]`"), ("1307", f"`{PARENTS}[{BAD}].name`"),
-                                  ("1311", f"`{PARENTS}[900].bogus`")])
+    expect_errors(
+        response,
+        400,
+        [("1305", f"`{PARENTS}[5]`"), ("1307", f"`{PARENTS}[{BAD}].name`"), ("1311", f"`{PARENTS}[900].bogus`")],
+    )
     assert seeded.dump() == before
 
 
@@ -125,14 +129,21 @@ def test_header_name_is_case_insensitive(seeded: WriteEnv) -> None:
 
 # --- refusals only the database can tell ------------------------------------------------------------------------
 
+
 def test_transactional_duplicate_of_an_existing_row_names_the_item(seeded: WriteEnv) -> None:
     batch = items()
     batch[57]["code"] = "S0001"  # a seeded row has it
     before = seeded.dump()
     response = seeded.post(PARENTS, batch)
-    expect_error(response, 400, "1309", message=(
-        f"Failed to persist the data for `{PARENTS}[57].code`. Please verify the provided data and try again. "
-        "Entry is duplicated."))
+    expect_error(
+        response,
+        400,
+        "1309",
+        message=(
+            f"Failed to persist the data for `{PARENTS}[57].code`. Please verify the provided data and try again. "
+            "Entry is duplicated."
+        ),
+    )
     assert seeded.count(PARENT) == SEEDED, "a refused transactional batch wrote rows"
     assert seeded.dump() == before
 
@@ -188,8 +199,9 @@ def test_per_item_mixed_failures_are_reported_in_item_order(seeded: WriteEnv) ->
 
 def test_per_item_all_invalid_answers_the_first_error_status_and_no_data(seeded: WriteEnv) -> None:
     before = seeded.dump()
-    response = seeded.post(PARENTS, [{"code": "A1"}, {"name": "no code"}, {"code": "S0000", "name": "dup"}],
-                           headers=PER_ITEM)
+    response = seeded.post(
+        PARENTS, [{"code": "A1"}, {"name": "no code"}, {"code": "S0000", "name": "dup"}], headers=PER_ITEM
+    )
     data, found = per_item_body(response, 400)
     assert data == []
     assert [e["code"] for e in found] == ["1307", "1307", "1309"]
@@ -210,13 +222,16 @@ def test_transactional_errors_from_rules_and_from_the_database_state_come_togeth
     ids = seeded.rows(PARENT)
     missing = seeded.missing_id()
     before = seeded.dump()
-    response = seeded.patch(PARENTS, [{"id": ids[0]["id"], "small": "x"}, {"id": ids[1]["id"], "name": "fine"},
-                                      {"id": missing, "name": "gone"}])
+    response = seeded.patch(
+        PARENTS,
+        [{"id": ids[0]["id"], "small": "x"}, {"id": ids[1]["id"], "name": "fine"}, {"id": missing, "name": "gone"}],
+    )
     expect_errors(response, 400, [("1305", f"`{PARENTS}[0]`"), ("1303", f"`{PARENTS}[2]`")])
     assert seeded.dump() == before
 
 
 # --- limits ---------------------------------------------------------------------------------------------------------
+
 
 def test_batch_over_the_item_limit_is_2013(seeded: WriteEnv) -> None:
     limit = seeded.backend.settings.max_batch_items
@@ -237,8 +252,9 @@ def test_body_over_the_size_limit_is_413(seeded: WriteEnv) -> None:
     # may be closed by the server
     with httpx.Client(base_url=seeded.backend.base_url, timeout=30, headers=seeded.api.headers) as client:
         try:
-            response = client.post(f"/dynamic-entity/{PARENTS}", content=body,
-                                   headers={"Content-Type": "application/json"})
+            response = client.post(
+                f"/dynamic-entity/{PARENTS}", content=body, headers={"Content-Type": "application/json"}
+            )
         except httpx.TransportError as exc:  # the server answered and closed before the upload ended
             pytest.fail(f"no 413 answer to an oversized body: {exc!r}")
     expect_error(response, 413, "2012", message=f"The request body is larger than {limit} bytes.")
@@ -259,8 +275,9 @@ def test_streamed_body_over_the_size_limit_is_413(seeded: WriteEnv) -> None:
     before = seeded.dump()
     with httpx.Client(base_url=seeded.backend.base_url, timeout=30, headers=seeded.api.headers) as client:
         try:
-            response = client.post(f"/dynamic-entity/{PARENTS}", content=chunks(),
-                                   headers={"Content-Type": "application/json"})
+            response = client.post(
+                f"/dynamic-entity/{PARENTS}", content=chunks(), headers={"Content-Type": "application/json"}
+            )
         except httpx.TransportError as exc:
             pytest.fail(f"no 413 answer to an oversized chunked body: {exc!r}")
     expect_error(response, 413, "2012")
@@ -268,6 +285,7 @@ def test_streamed_body_over_the_size_limit_is_413(seeded: WriteEnv) -> None:
 
 
 # --- big PATCH and PUT batches ---------------------------------------------------------------------------------------
+
 
 def test_patch_batch_of_200_rows_updates_all_of_them(wt: WriteEnv) -> None:
     ids = wt.parents(200)
@@ -280,7 +298,11 @@ def test_patch_batch_of_200_rows_updates_all_of_them(wt: WriteEnv) -> None:
     for i, key in enumerate(ids):
         row = rows[key]
         assert (row["name"], row["price"], row["small"], row["code"]) == (
-            f"patched {i}", Decimal(f"{i}.25"), i, f"S{i:04d}")
+            f"patched {i}",
+            Decimal(f"{i}.25"),
+            i,
+            f"S{i:04d}",
+        )
         assert data[i] == render(PARENTS, row)
     assert wt.rows(PARENT, PARENT.c.id.in_(untouched)) == before_untouched
 
@@ -310,7 +332,11 @@ def test_put_batch_mixing_existing_and_new_rows(wt: WriteEnv) -> None:
         old, new = data[2 * i], data[2 * i + 1]
         assert old["id"] == key and old == render(PARENTS, rows[key])
         assert (rows[key]["name"], rows[key]["price"], rows[key]["active"], rows[key]["counter"]) == (
-            f"replaced {i}", None, False, i)  # the seeded price was reset: PUT replaces
+            f"replaced {i}",
+            None,
+            False,
+            i,
+        )  # the seeded price was reset: PUT replaces
         assert new["id"] not in ids and new == render(PARENTS, rows[new["id"]])
         assert (rows[new["id"]]["code"], rows[new["id"]]["small"], rows[new["id"]]["counter"]) == (f"N{i:04d}", i, 7)
 
@@ -318,8 +344,9 @@ def test_put_batch_mixing_existing_and_new_rows(wt: WriteEnv) -> None:
 def test_put_batch_with_one_refused_item_writes_nothing(wt: WriteEnv) -> None:
     ids = wt.parents(50)
     missing = wt.missing_id()
-    batch: list[dict[str, Any]] = [{"id": key, "code": f"S{i:04d}", "name": "replaced", "active": True, "counter": 1}
-                                   for i, key in enumerate(ids)]
+    batch: list[dict[str, Any]] = [
+        {"id": key, "code": f"S{i:04d}", "name": "replaced", "active": True, "counter": 1} for i, key in enumerate(ids)
+    ]
     batch += [{"code": f"N{i:04d}", "name": "new"} for i in range(50)]
     batch[70] = {"id": missing, "code": "NX", "name": "not creatable"}
     before = wt.dump()
@@ -331,15 +358,17 @@ def test_put_batch_with_one_refused_item_writes_nothing(wt: WriteEnv) -> None:
 def test_per_item_put_batch_saves_the_good_items(wt: WriteEnv) -> None:
     ids = wt.parents(10)
     missing = wt.missing_id()
-    batch: list[dict[str, Any]] = [{"id": key, "code": f"S{i:04d}", "name": "replaced", "active": True, "counter": 1}
-                                   for i, key in enumerate(ids)]
+    batch: list[dict[str, Any]] = [
+        {"id": key, "code": f"S{i:04d}", "name": "replaced", "active": True, "counter": 1} for i, key in enumerate(ids)
+    ]
     batch[4] = {"id": missing, "code": "NX", "name": "not creatable"}
     batch.append({"code": "NEW", "name": "new"})
     data, found = per_item_body(wt.put(PARENTS, batch, headers=PER_ITEM), 200)
     assert len(data) == 10 and [e["code"] for e in found] == ["1308"]
     assert wt.count(PARENT) == 11
     assert [r["name"] for r in wt.rows(PARENT, PARENT.c.id.in_(ids))] == [
-        "seeded 4" if key == ids[4] else "replaced" for key in ids]
+        "seeded 4" if key == ids[4] else "replaced" for key in ids
+    ]
 
 
 def test_error_array_of_a_failed_batch_is_well_formed(seeded: WriteEnv) -> None:
@@ -348,4 +377,5 @@ def test_error_array_of_a_failed_batch_is_well_formed(seeded: WriteEnv) -> None:
         batch[i]["small"] = "x"
     items_found = error_list(seeded.post(PARENTS, batch), 400)
     assert [i["message"] for i in items_found] == [
-        f"Invalid data type `{PARENTS}[{i}]` for field `small`" for i in range(0, 50, 5)]
+        f"Invalid data type `{PARENTS}[{i}]` for field `small`" for i in range(0, 50, 5)
+    ]

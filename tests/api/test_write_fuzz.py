@@ -47,9 +47,31 @@ MAX_ROWS = 40  # reset the table when successful inserts have grown it past this
 # --- strategies ----------------------------------------------------------------------------------------------------
 
 SPECIAL_NUMBERS = [0, -1, 2**15, 40000, 2**31, 2**63 - 1, 2**63, -(2**63) - 1, 2**64, 10**30, -(10**40)]
-SPECIAL_TEXTS = ["", " ", "\x00", "a\x00b", "\ud800", "x\udfffy", "😀" * 3, "é" * 60, "2026-01-31", "2026-13-01",
-                 "2026-05-01T10:20:30", "12.50", "1.234", "1e5", "-0", "/ok/path", "http://x.y", "new", "done",
-                 "true", "null", "NaN", "x" * 300]
+SPECIAL_TEXTS = [
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "x\udfffy",
+    "😀" * 3,
+    "é" * 60,
+    "2026-01-31",
+    "2026-13-01",
+    "2026-05-01T10:20:30",
+    "12.50",
+    "1.234",
+    "1e5",
+    "-0",
+    "/ok/path",
+    "http://x.y",
+    "new",
+    "done",
+    "true",
+    "null",
+    "NaN",
+    "x" * 300,
+]
 
 leaves = st.one_of(
     st.none(),
@@ -60,10 +82,12 @@ leaves = st.one_of(
     st.text(max_size=20),
     st.sampled_from(SPECIAL_TEXTS),
 )
-keys = st.one_of(st.sampled_from([*PARENT_NAMES, "children", "childrenReadOnly", "data", "seen_at"]),
-                 st.text(max_size=8))
-trees = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
-                     max_leaves=12)
+keys = st.one_of(
+    st.sampled_from([*PARENT_NAMES, "children", "childrenReadOnly", "data", "seen_at"]), st.text(max_size=8)
+)
+trees = st.recursive(
+    leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=12
+)
 
 
 def _or_noise(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -82,8 +106,9 @@ CLEAN: dict[str, st.SearchStrategy[Any]] = {
     "price": st.decimals(min_value=0, max_value=999_999, places=2, allow_nan=False).map(str),
     "active": st.booleans(),
     "born": st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2999, 12, 31)).map(dt.date.isoformat),
-    "seenAt": st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2999, 1, 1))
-    .map(lambda d: d.replace(microsecond=0).isoformat()),
+    "seenAt": st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2999, 1, 1)).map(
+        lambda d: d.replace(microsecond=0).isoformat()
+    ),
     "small": st.integers(min_value=-(2**15), max_value=2**15 - 1),
     "big": st.integers(min_value=-(2**63), max_value=2**63 - 1),
     "rank": st.integers(min_value=1, max_value=100),
@@ -141,8 +166,9 @@ def _clean_parent(method: str) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(required, optional=optional)
 
 
-def _dirty(fields: dict[str, st.SearchStrategy[Any]], required: tuple[str, ...],
-           children: st.SearchStrategy[Any] | None) -> st.SearchStrategy[dict[str, Any]]:
+def _dirty(
+    fields: dict[str, st.SearchStrategy[Any]], required: tuple[str, ...], children: st.SearchStrategy[Any] | None
+) -> st.SearchStrategy[dict[str, Any]]:
     optional = {name: s for name, s in fields.items() if name not in required}
     if children is not None:
         optional["children"] = children
@@ -162,7 +188,8 @@ def _body(method: str, by_id: bool) -> st.SearchStrategy[Any]:
     clean = _clean_parent(method)
     mixed = st.one_of(clean, clean, dirty_parent)
     as_list = st.one_of(st.lists(clean, min_size=1, max_size=5), st.lists(mixed, min_size=1, max_size=5)).map(
-        lambda items: {"data": items})
+        lambda items: {"data": items}
+    )
     as_object = mixed.map(lambda one: {"data": one})
     right, wrong = (as_object, as_list) if by_id else (as_list, as_object)
     return st.integers(0, 9).flatmap(lambda n: trees if n == 0 else wrong if n == 1 else right)
@@ -178,15 +205,22 @@ class Case:
 
 def _case(method: str) -> st.SearchStrategy[Case]:
     targets = ["collection"] if method == "POST" else ["collection", "collection", "existing", "missing", "garbage"]
-    return st.sampled_from(targets).flatmap(lambda target: st.builds(
-        Case, method=st.just(method), target=st.just(target), body=_body(method, target != "collection"),
-        per_item=st.booleans()))
+    return st.sampled_from(targets).flatmap(
+        lambda target: st.builds(
+            Case,
+            method=st.just(method),
+            target=st.just(target),
+            body=_body(method, target != "collection"),
+            per_item=st.booleans(),
+        )
+    )
 
 
 cases = st.sampled_from(["POST", "POST", "PATCH", "PUT"]).flatmap(_case)
 
 
 # --- the property ----------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Fuzz:
@@ -202,8 +236,11 @@ class Fuzz:
     def resolve(self, value: Any) -> Any:
         """Replace the references (`$P0`, `$C1`, `$MISSING`) by real ids, anywhere in the body."""
         if isinstance(value, str) and value.startswith("$"):
-            refs = {**{f"$P{i}": key for i, key in enumerate(self.parents)},
-                    **{f"$C{i}": key for i, key in enumerate(self.children)}, "$MISSING": self.env.missing_id()}
+            refs = {
+                **{f"$P{i}": key for i, key in enumerate(self.parents)},
+                **{f"$C{i}": key for i, key in enumerate(self.children)},
+                "$MISSING": self.env.missing_id(),
+            }
             return refs.get(value, value)
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
@@ -234,9 +271,13 @@ def _roots(body: Any) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-@settings(max_examples=60, deadline=None, database=None, derandomize=False,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=cases)
 def test_random_writes_never_fail_badly_nor_write_partially(fuzz: Fuzz, case: Case) -> None:
     env = fuzz.env
@@ -266,7 +307,7 @@ def test_random_writes_never_fail_badly_nor_write_partially(fuzz: Fuzz, case: Ca
                 check_error_items(body["errors"])
         last: dict[int, dict[str, Any]] = {}  # a row written twice: the later answer is what the table holds
         for item in saved:
-            assert isinstance(item, dict) and list(item)[:len(PARENT_NAMES)] == PARENT_NAMES, item
+            assert isinstance(item, dict) and list(item)[: len(PARENT_NAMES)] == PARENT_NAMES, item
             last[item["id"]] = item
         for key, item in last.items():
             row = env.row(PARENT, key)

@@ -59,29 +59,38 @@ Scoped = Callable[[str], httpx.Client]
 
 # --- the module's own tables and entities ------------------------------------------------------------------------
 
+
 def _metadata() -> sa.MetaData:
     metadata = sa.MetaData()
     PARENT.to_metadata(metadata)  # only as the target of the foreign keys; created by write_fixtures
     KEYED_TABLE.to_metadata(metadata)
     sa.Table(
-        "wh_note", metadata,
+        "wh_note",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("fk_parent", sa.Integer, sa.ForeignKey("wt_parent.id", name="fk_wh_note_parent"), nullable=False),
         sa.Column("text", sa.String(20), nullable=True),
     )
     sa.Table(
-        "wh_tag", metadata,
+        "wh_tag",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("fk_parent", sa.Integer, sa.ForeignKey("wt_parent.id", name="fk_wh_tag_parent", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "fk_parent",
+            sa.Integer,
+            sa.ForeignKey("wt_parent.id", name="fk_wh_tag_parent", ondelete="CASCADE"),
+            nullable=False,
+        ),
     )
     sa.Table(
-        "wh_box", metadata,
+        "wh_box",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("label", sa.String(20), nullable=False),
     )
     sa.Table(
-        "wh_item", metadata,
+        "wh_item",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("fk_box", sa.Integer, sa.ForeignKey("wh_box.id", name="fk_wh_item_box"), nullable=False),
         sa.Column("sku", sa.String(10), nullable=False),
@@ -89,12 +98,14 @@ def _metadata() -> sa.MetaData:
         sa.UniqueConstraint("sku", name="uq_wh_item_sku"),
     )
     sa.Table(
-        "wh_code", metadata,
+        "wh_code",
+        metadata,
         sa.Column("code", sa.String(20), primary_key=True),
         sa.Column("title", sa.String(50), nullable=False),
     )
     sa.Table(
-        "wh_node", metadata,
+        "wh_node",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("fk_up", sa.Integer, sa.ForeignKey("wh_node.id", name="fk_wh_node_up"), nullable=True),
     )
@@ -102,55 +113,106 @@ def _metadata() -> sa.MetaData:
 
 
 META = _metadata()
-NOTE, TAG, BOX, ITEM, CODE, NODE = (META.tables[n] for n in ("wh_note", "wh_tag", "wh_box", "wh_item", "wh_code",
-                                                             "wh_node"))
+NOTE, TAG, BOX, ITEM, CODE, NODE = (
+    META.tables[n] for n in ("wh_note", "wh_tag", "wh_box", "wh_item", "wh_code", "wh_node")
+)
 OWN_TABLES = [NOTE, TAG, ITEM, BOX, CODE, NODE]  # in delete order
 
 
 def _field(column: str, visible: str, kind: str, *, creatable: bool = True, editable: bool = True) -> dict[str, Any]:
-    return {"fieldName": column, "fieldVisibleName": visible, "type": kind, "isCreatable": creatable,
-            "isEditable": editable}
+    return {
+        "fieldName": column,
+        "fieldVisibleName": visible,
+        "type": kind,
+        "isCreatable": creatable,
+        "isEditable": editable,
+    }
 
 
 OWN_CONFIG: list[dict[str, Any]] = [
-    {"tableName": "wh_item", "tableAlias": ITEMS, "isActive": True,
-     "definition": {"identifier": "id", "isDeletable": True, "fields": [
-         _field("id", "id", "integer", creatable=False, editable=False),
-         _field("fk_box", "fkBox", "integer"),
-         _field("sku", "sku", "string"),
-         _field("fk_keyed", "keyed", "string"),
-     ]}},
-    {"tableName": "wh_box", "tableAlias": BOXES, "isActive": True,
-     "definition": {"identifier": "id", "isDeletable": True, "fields": [
-         _field("id", "id", "integer", creatable=False, editable=False),
-         _field("label", "label", "string"),
-     ]},
-     "childRelations": [{"name": "items", "isEditable": True, "childDynamicEntityConfiguration": {"tableAlias": ITEMS},
-                         "relationFieldMappings": [{"childFieldName": "fk_box", "parentFieldName": "id"}]}]},
-    {"tableName": "wh_code", "tableAlias": CODES, "isActive": True,
-     "definition": {"identifier": "code", "isDeletable": True, "fields": [
-         _field("code", "code", "string"),  # an editable identifier
-         _field("title", "title", "string"),
-     ]}},
-    {"tableName": "wh_node", "tableAlias": NODES, "isActive": True,
-     "definition": {"identifier": "id", "isDeletable": True, "fields": [
-         _field("id", "id", "integer"),
-         _field("fk_up", "up", "integer"),
-     ]}},
+    {
+        "tableName": "wh_item",
+        "tableAlias": ITEMS,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "isDeletable": True,
+            "fields": [
+                _field("id", "id", "integer", creatable=False, editable=False),
+                _field("fk_box", "fkBox", "integer"),
+                _field("sku", "sku", "string"),
+                _field("fk_keyed", "keyed", "string"),
+            ],
+        },
+    },
+    {
+        "tableName": "wh_box",
+        "tableAlias": BOXES,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "isDeletable": True,
+            "fields": [
+                _field("id", "id", "integer", creatable=False, editable=False),
+                _field("label", "label", "string"),
+            ],
+        },
+        "childRelations": [
+            {
+                "name": "items",
+                "isEditable": True,
+                "childDynamicEntityConfiguration": {"tableAlias": ITEMS},
+                "relationFieldMappings": [{"childFieldName": "fk_box", "parentFieldName": "id"}],
+            }
+        ],
+    },
+    {
+        "tableName": "wh_code",
+        "tableAlias": CODES,
+        "isActive": True,
+        "definition": {
+            "identifier": "code",
+            "isDeletable": True,
+            "fields": [
+                _field("code", "code", "string"),  # an editable identifier
+                _field("title", "title", "string"),
+            ],
+        },
+    },
+    {
+        "tableName": "wh_node",
+        "tableAlias": NODES,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "isDeletable": True,
+            "fields": [
+                _field("id", "id", "integer"),
+                _field("fk_up", "up", "integer"),
+            ],
+        },
+    },
 ]
 
 
 async def _remove_own_config(engine: Any) -> None:
     aliases = [entry["tableAlias"] for entry in OWN_CONFIG]
     async with engine.begin() as conn:
-        ids = list((await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases))))
-                   .scalars())
+        ids = list(
+            (await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases)))).scalars()
+        )
         if ids:
-            await conn.execute(sa.delete(dx_relation).where(
-                dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)))
+            await conn.execute(
+                sa.delete(dx_relation).where(
+                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
+                )
+            )
             await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                               .values(version=dx_config_version.c.version + 1))
+            await conn.execute(
+                sa.update(dx_config_version)
+                .where(dx_config_version.c.id == 1)
+                .values(version=dx_config_version.c.version + 1)
+            )
 
 
 async def _own_tables(engine: Any, create: bool) -> None:
@@ -198,10 +260,12 @@ def scoped(backend: Backend) -> Iterator[Scoped]:
     def make(scopes: str) -> httpx.Client:
         if scopes not in made:
             client_id, secret = backend.with_engine(
-                lambda engine: add_client(engine, "hardening suite", parse_scopes(scopes)))
+                lambda engine: add_client(engine, "hardening suite", parse_scopes(scopes))
+            )
             token = fetch_token(backend.base_url, client_id, secret)
-            made[scopes] = httpx.Client(base_url=backend.base_url + PREFIX, timeout=30,
-                                        headers={"Authorization": f"Bearer {token}"})
+            made[scopes] = httpx.Client(
+                base_url=backend.base_url + PREFIX, timeout=30, headers={"Authorization": f"Bearer {token}"}
+            )
         return made[scopes]
 
     yield make
@@ -209,12 +273,22 @@ def scoped(backend: Backend) -> Iterator[Scoped]:
         client.close()
 
 
-def call(client: httpx.Client, method: str, path: str, data: Any = None, *, params: Any = None,
-         headers: dict[str, str] | None = None) -> httpx.Response:
+def call(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    data: Any = None,
+    *,
+    params: Any = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     """A request with a scoped client; never a 5xx, never internals in the body."""
     content = json.dumps({"data": data}).encode() if data is not None else None
-    sent = {"Accept": "application/json", **({"Content-Type": "application/json"} if content else {}),
-            **(headers or {})}
+    sent = {
+        "Accept": "application/json",
+        **({"Content-Type": "application/json"} if content else {}),
+        **(headers or {}),
+    }
     response = client.request(method, path, content=content, params=params, headers=sent)
     check_response(response, content)
     return response
@@ -254,11 +328,19 @@ def test_write_answer_without_read_scope_is_the_identifier_only(hw: WriteEnv, sc
     elif form == "PATCH-by-id":
         answer = call(client, "PATCH", f"/{PARENTS}/{secret}", {})
     elif form == "PUT":
-        answer = call(client, "PUT", f"/{PARENTS}", [{"id": secret, "code": "SECRET", "name": "secret name",
-                                                      "active": True, "counter": 1}])
+        answer = call(
+            client,
+            "PUT",
+            f"/{PARENTS}",
+            [{"id": secret, "code": "SECRET", "name": "secret name", "active": True, "counter": 1}],
+        )
     else:
-        answer = call(client, "PUT", f"/{PARENTS}/{secret}", {"code": "SECRET", "name": "secret name",
-                                                             "active": True, "counter": 1})
+        answer = call(
+            client,
+            "PUT",
+            f"/{PARENTS}/{secret}",
+            {"code": "SECRET", "name": "secret name", "active": True, "counter": 1},
+        )
     data = success(answer, 200)
     assert data == ({"id": secret} if form.endswith("by-id") else [{"id": secret}])
     assert "private" not in answer.text and "secret name" not in answer.text
@@ -270,17 +352,27 @@ def test_write_answer_with_read_scope_is_the_saved_row(hw: WriteEnv, scoped: Sco
     assert data == [render(PARENTS, hw.row(PARENT, secret))]  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("scopes", "parent_shown", "child_shown"), [
-    (f"{PARENTS}:write {CHILDREN}:write", False, False),
-    (f"{PARENTS}:write {CHILDREN}:write {PARENTS}:read", True, False),
-    (f"{PARENTS}:write {CHILDREN}:write {CHILDREN}:read", False, True),
-    (f"{PARENTS}:write {CHILDREN}:write {PARENTS}:read {CHILDREN}:read", True, True),
-])
+@pytest.mark.parametrize(
+    ("scopes", "parent_shown", "child_shown"),
+    [
+        (f"{PARENTS}:write {CHILDREN}:write", False, False),
+        (f"{PARENTS}:write {CHILDREN}:write {PARENTS}:read", True, False),
+        (f"{PARENTS}:write {CHILDREN}:write {CHILDREN}:read", False, True),
+        (f"{PARENTS}:write {CHILDREN}:write {PARENTS}:read {CHILDREN}:read", True, True),
+    ],
+)
 def test_nested_write_answer_follows_the_read_scope_of_each_entity(
     hw: WriteEnv, scoped: Scoped, scopes: str, parent_shown: bool, child_shown: bool
 ) -> None:
-    data = success(call(scoped(scopes), "POST", f"/{PARENTS}",
-                        [{"code": "NEST", "name": "n", "children": [{"label": "a"}, {"label": "b"}]}]), 201)
+    data = success(
+        call(
+            scoped(scopes),
+            "POST",
+            f"/{PARENTS}",
+            [{"code": "NEST", "name": "n", "children": [{"label": "a"}, {"label": "b"}]}],
+        ),
+        201,
+    )
     parent = hw.rows(PARENT)[0]
     children = hw.rows(CHILD)
     expected: dict[str, Any] = render(PARENTS, parent) if parent_shown else {"id": parent["id"]}
@@ -289,8 +381,9 @@ def test_nested_write_answer_follows_the_read_scope_of_each_entity(
 
 
 def test_per_item_write_answer_without_read_scope_is_the_identifier_only(hw: WriteEnv, scoped: Scoped) -> None:
-    response = call(scoped(WRITE_ONLY), "POST", f"/{PARENTS}", [{"code": "OK1", "name": "ok"}, {"code": "!"}],
-                    headers=PER_ITEM)
+    response = call(
+        scoped(WRITE_ONLY), "POST", f"/{PARENTS}", [{"code": "OK1", "name": "ok"}, {"code": "!"}], headers=PER_ITEM
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["data"] == [{"id": hw.rows(PARENT)[0]["id"]}]
@@ -302,9 +395,15 @@ def test_duplicate_error_never_echoes_the_other_rows_values(hw: WriteEnv, scoped
     mine = hw.parent("MINE", "mine")
     before = state(hw)
     response = call(scoped(WRITE_ONLY), "PATCH", f"/{PARENTS}", [{"id": mine, "code": "TAKEN"}])
-    expect_error(response, 400, "1309", message=(
-        f"Failed to persist the data for `{PARENTS}[0].code`. Please verify the provided data and try again. "
-        "Entry is duplicated."))
+    expect_error(
+        response,
+        400,
+        "1309",
+        message=(
+            f"Failed to persist the data for `{PARENTS}[0].code`. Please verify the provided data and try again. "
+            "Entry is duplicated."
+        ),
+    )
     assert "someone" not in response.text
     assert state(hw) == before
 
@@ -312,13 +411,16 @@ def test_duplicate_error_never_echoes_the_other_rows_values(hw: WriteEnv, scoped
 DELETE_ONLY = f"{PARENTS}:delete"
 
 
-@pytest.mark.parametrize("filters", [
-    {f"filter[{PARENTS}.code]": "BLOCKED"},
-    {f"filter[{PARENTS}.name]": json.dumps({"like": "b%"})},
-    {f"filter[{PARENTS}.id]": json.dumps({"gt": 0})},
-    {f"filter[{PARENTS}.id]": json.dumps({"ne": 0})},
-    {f"filter[{PARENTS}.id]": "{id}", f"filter[{PARENTS}.code]": "BLOCKED"},
-])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {f"filter[{PARENTS}.code]": "BLOCKED"},
+        {f"filter[{PARENTS}.name]": json.dumps({"like": "b%"})},
+        {f"filter[{PARENTS}.id]": json.dumps({"gt": 0})},
+        {f"filter[{PARENTS}.id]": json.dumps({"ne": 0})},
+        {f"filter[{PARENTS}.id]": "{id}", f"filter[{PARENTS}.code]": "BLOCKED"},
+    ],
+)
 def test_delete_without_read_scope_cannot_filter_on_values(
     hw: WriteEnv, scoped: Scoped, filters: dict[str, str]
 ) -> None:
@@ -341,11 +443,18 @@ def test_delete_without_read_scope_by_identifier_names_only_the_keys_sent(hw: Wr
     hw.child(blocked, "c")
     client = scoped(DELETE_ONLY)
     before = state(hw)
-    response = call(client, "DELETE", f"/{PARENTS}",
-                    params={f"filter[{PARENTS}.id]": json.dumps({"in": [blocked, free]})})
-    expect_error(response, 400, "1317", message=(
-        f"Failed to delete the data for `{PARENTS}.id = {blocked}`. The entity has a child entity and can not be "
-        "deleted. Other rows reference it."))  # no scope on the child entity: not named
+    response = call(
+        client, "DELETE", f"/{PARENTS}", params={f"filter[{PARENTS}.id]": json.dumps({"in": [blocked, free]})}
+    )
+    expect_error(
+        response,
+        400,
+        "1317",
+        message=(
+            f"Failed to delete the data for `{PARENTS}.id = {blocked}`. The entity has a child entity and can not be "
+            "deleted. Other rows reference it."
+        ),
+    )  # no scope on the child entity: not named
     assert state(hw) == before
     assert call(client, "DELETE", f"/{PARENTS}", params={f"filter[{PARENTS}.id]": str(free)}).status_code == 204
     assert hw.row(PARENT, free) is None and hw.row(PARENT, blocked) is not None
@@ -354,14 +463,21 @@ def test_delete_without_read_scope_by_identifier_names_only_the_keys_sent(hw: Wr
 
 # --- item 10: 1317 names configured entities only; scope before the deletable flag --------------------------------
 
+
 def test_delete_blocked_names_the_configured_child_entity(hw: WriteEnv) -> None:
     parent = hw.parent("P1", "p")
     hw.child(parent, "c")
     before = state(hw)
     response = hw.send("DELETE", f"/{PARENTS}/{parent}", content_type=None)
-    expect_error(response, 400, "1317", message=(
-        f"Failed to delete the data for `{PARENTS}.id = {parent}`. The entity has a child entity and can not be "
-        f"deleted. Child entity: `{CHILDREN}`."))
+    expect_error(
+        response,
+        400,
+        "1317",
+        message=(
+            f"Failed to delete the data for `{PARENTS}.id = {parent}`. The entity has a child entity and can not be "
+            f"deleted. Child entity: `{CHILDREN}`."
+        ),
+    )
     assert state(hw) == before
 
 
@@ -371,9 +487,15 @@ def test_delete_blocked_by_an_unconfigured_table_names_no_table(hw: WriteEnv) ->
     before = state(hw)
     for path, params in [(f"/{PARENTS}/{parent}", None), (f"/{PARENTS}", {f"filter[{PARENTS}.code]": "P1"})]:
         response = hw.send("DELETE", path, content_type=None, params=params)
-        expect_error(response, 400, "1317", message=(
-            f"Failed to delete the data for `{PARENTS}.id = {parent}`. The entity has a child entity and can not be "
-            "deleted. Other rows reference it."))
+        expect_error(
+            response,
+            400,
+            "1317",
+            message=(
+                f"Failed to delete the data for `{PARENTS}.id = {parent}`. The entity has a child entity and "
+                "can not be deleted. Other rows reference it."
+            ),
+        )
         assert "wh_note" not in response.text
     assert state(hw) == before
 
@@ -395,11 +517,18 @@ def test_delete_blocked_names_the_child_entity_only_for_a_principal_with_a_scope
 def test_delete_blocked_by_the_same_table_names_the_entity_itself(hw: WriteEnv) -> None:
     insert(hw, NODE, [{"id": 1, "fk_up": None}, {"id": 2, "fk_up": 1}, {"id": 3, "fk_up": None}])
     before = state(hw)
-    response = hw.send("DELETE", f"/{NODES}", content_type=None,
-                       params={f"filter[{NODES}.id]": json.dumps({"in": [1, 3]})})
-    expect_error(response, 400, "1317", message=(
-        f"Failed to delete the data for `{NODES}.id = 1`. The entity has a child entity and can not be deleted. "
-        f"Child entity: `{NODES}`."))
+    response = hw.send(
+        "DELETE", f"/{NODES}", content_type=None, params={f"filter[{NODES}.id]": json.dumps({"in": [1, 3]})}
+    )
+    expect_error(
+        response,
+        400,
+        "1317",
+        message=(
+            f"Failed to delete the data for `{NODES}.id = 1`. The entity has a child entity and can not be deleted. "
+            f"Child entity: `{NODES}`."
+        ),
+    )
     assert state(hw) == before
 
 
@@ -409,10 +538,23 @@ def test_a_cascading_reference_does_not_block_a_delete(hw: WriteEnv) -> None:
     insert(hw, TAG, [{"fk_parent": tagged}, {"fk_parent": both}])
     hw.child(both, "c")
     before = state(hw)
-    response = hw.send("DELETE", f"/{PARENTS}", content_type=None,
-                       params={f"filter[{PARENTS}.code]": json.dumps({"in": ["TAGGED", "BOTH"]})})
-    expect_errors(response, 400, [("1317", f"`{PARENTS}.id = {both}`. The entity has a child entity and can not be "
-                                           f"deleted. Child entity: `{CHILDREN}`.")])
+    response = hw.send(
+        "DELETE",
+        f"/{PARENTS}",
+        content_type=None,
+        params={f"filter[{PARENTS}.code]": json.dumps({"in": ["TAGGED", "BOTH"]})},
+    )
+    expect_errors(
+        response,
+        400,
+        [
+            (
+                "1317",
+                f"`{PARENTS}.id = {both}`. The entity has a child entity and can not be "
+                f"deleted. Child entity: `{CHILDREN}`.",
+            )
+        ],
+    )
     assert state(hw) == before
     assert hw.send("DELETE", f"/{PARENTS}/{tagged}", content_type=None).status_code == 204
     assert hw.row(PARENT, tagged) is None
@@ -432,23 +574,28 @@ def test_delete_scope_is_checked_before_the_deletable_flag(hw: WriteEnv, scoped:
 
 # --- item 12: blocking children found set-based ----------------------------------------------------------------
 
+
 def test_filtered_delete_of_2000_blocked_rows_answers_quickly_and_deletes_nothing(hw: WriteEnv) -> None:
     ids = hw.parents(2000, prefix="S")
     hw.insert(CHILD, [{"fk_parent": i, "label": "c"} for i in ids])
     started = time.monotonic()
-    response = hw.send("DELETE", f"/{PARENTS}", content_type=None,
-                       params={f"filter[{PARENTS}.code]": json.dumps({"like": "S%"})})
+    response = hw.send(
+        "DELETE", f"/{PARENTS}", content_type=None, params={f"filter[{PARENTS}.code]": json.dumps({"like": "S%"})}
+    )
     elapsed = time.monotonic() - started
     items = error_list(response, 400)
     assert [i["code"] for i in items] == ["1317"] * 2000
     assert [i["message"] for i in items[:2]] == [
         f"Failed to delete the data for `{PARENTS}.id = {key}`. The entity has a child entity and can not be "
-        f"deleted. Child entity: `{CHILDREN}`." for key in ids[:2]]
+        f"deleted. Child entity: `{CHILDREN}`."
+        for key in ids[:2]
+    ]
     assert elapsed < 3, f"the blocked DELETE took {elapsed:.1f}s"
     assert hw.count(PARENT) == 2000 and hw.count(CHILD) == 2000
 
 
 # --- item 13: a different identifier in a by-id body -------------------------------------------------------------
+
 
 def test_put_by_id_with_another_non_editable_identifier_is_1304(hw: WriteEnv) -> None:
     insert(hw, KEYED_TABLE, [{"code": "K1", "title": "one"}, {"code": "K2", "title": "two"}])
@@ -459,8 +606,11 @@ def test_put_by_id_with_another_non_editable_identifier_is_1304(hw: WriteEnv) ->
     existing = hw.parent("P1", "p")
     other = hw.parent("P2", "q")
     before = state(hw)
-    response = hw.send("PUT", f"/{PARENTS}/{existing}",
-                       {"data": {"id": other, "code": "P1", "name": "x", "active": True, "counter": 1}})
+    response = hw.send(
+        "PUT",
+        f"/{PARENTS}/{existing}",
+        {"data": {"id": other, "code": "P1", "name": "x", "active": True, "counter": 1}},
+    )
     expect_error(response, 400, "1304", message=f"Modification of immutable field `{PARENTS}[0].id` is prohibited")
     assert state(hw) == before
 
@@ -477,6 +627,7 @@ def test_by_id_with_another_editable_identifier_is_2016(hw: WriteEnv) -> None:
 
 
 # --- item 20: per-item error header; nested database errors at the child's path ---------------------------------
+
 
 def test_per_item_envelope_with_errors_carries_the_error_code_header(hw: WriteEnv) -> None:
     partly = hw.post(PARENTS, [{"code": "OK1", "name": "ok"}, {"code": "!", "name": "bad"}], headers=PER_ITEM)
@@ -503,8 +654,11 @@ def test_database_error_in_a_nested_child_is_reported_at_the_childs_path(hw: Wri
         {"label": "third", "items": [{"sku": "C1"}, {"sku": "C2", "keyed": "no-such-key"}]},
     ]
     response = hw.post(BOXES, body, headers=headers)
-    expected = [("1309", f"`{BOXES}[0].{ITEMS}[1].sku`"), ("1309", f"`{BOXES}[1].{ITEMS}[2].sku`"),
-                ("3002", f"`{BOXES}[2].{ITEMS}[1]")]
+    expected = [
+        ("1309", f"`{BOXES}[0].{ITEMS}[1].sku`"),
+        ("1309", f"`{BOXES}[1].{ITEMS}[2].sku`"),
+        ("3002", f"`{BOXES}[2].{ITEMS}[1]"),
+    ]
     if transactional:
         expect_errors(response, 400, expected)
     else:

@@ -50,12 +50,25 @@ OLD = "OLD1"  # the code of the row that exists in every context
 
 # --- the four contexts of the rule table ----------------------------------------------------------------------------
 
+
 def seed_existing(wt: WriteEnv) -> int:
     """The existing row every context starts with (every nullable field set, so resets are visible)."""
     return wt.parent(
-        OLD, "old name", price=Decimal("5.00"), active=False, born=None, small=3, big=4, rank=5,
-        notes="kept", url="/old", status="new", create_only="c0", edit_only="e0",
-        readonly_col="r0", counter=9,
+        OLD,
+        "old name",
+        price=Decimal("5.00"),
+        active=False,
+        born=None,
+        small=3,
+        big=4,
+        rank=5,
+        notes="kept",
+        url="/old",
+        status="new",
+        create_only="c0",
+        edit_only="e0",
+        readonly_col="r0",
+        counter=9,
     )
 
 
@@ -103,6 +116,7 @@ def refused(wt: WriteEnv, before: Any) -> None:
 
 # --- unknown keys: 1311 (1313 for an array under an unknown name) -----------------------------------------------------
 
+
 @pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("key", ["bogus", "seen_at", "ID", "code "])
 def test_unknown_key_is_1311(wt: WriteEnv, context: str, key: str) -> None:
@@ -119,8 +133,12 @@ def test_unknown_relation_is_1313(wt: WriteEnv, context: str) -> None:
     existing = seed_existing(wt)
     before = wt.dump()
     response = send(wt, context, {**base_item(context, existing), "nope": [{"label": "x"}]})
-    expect_error(response, 400, "1313",
-                 message="Relation `nope` not found. Please check the requested relation name and try again.")
+    expect_error(
+        response,
+        400,
+        "1313",
+        message="Relation `nope` not found. Please check the requested relation name and try again.",
+    )
     refused(wt, before)
 
 
@@ -128,23 +146,39 @@ def test_every_error_of_every_item_is_reported_together(wt: WriteEnv) -> None:
     """Appendix A: `{"foo":1}` → 1311 and 1307 together; errors of several items in item order."""
     before = wt.dump()
     response = wt.post(PARENTS, [{"code": "A1", "name": "ok"}, {"foo": 1}, {"code": "A3", "name": "n", "small": "x"}])
-    expect_errors(response, 400, [
-        ("1311", f"`{PARENTS}[1].foo`"),
-        ("1307", f"Field: `{PARENTS}[1].code`"),
-        ("1307", f"Field: `{PARENTS}[1].name`"),
-        ("1305", f"Invalid data type `{PARENTS}[2]` for field `small`"),
-    ])
+    expect_errors(
+        response,
+        400,
+        [
+            ("1311", f"`{PARENTS}[1].foo`"),
+            ("1307", f"Field: `{PARENTS}[1].code`"),
+            ("1307", f"Field: `{PARENTS}[1].name`"),
+            ("1305", f"Invalid data type `{PARENTS}[2]` for field `small`"),
+        ],
+    )
     refused(wt, before)
 
 
 # --- creatable / editable: 1304 ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("context", "field", "refused_code"), [
-    ("POST", "editOnly", "1304"), ("POST", "readonlyCol", "1304"), ("POST", "createOnly", None),
-    ("PUT-create", "editOnly", "1304"), ("PUT-create", "readonlyCol", "1304"), ("PUT-create", "createOnly", None),
-    ("PATCH", "createOnly", "1304"), ("PATCH", "readonlyCol", "1304"), ("PATCH", "editOnly", None),
-    ("PUT-update", "createOnly", "1304"), ("PUT-update", "readonlyCol", "1304"), ("PUT-update", "editOnly", None),
-])
+
+@pytest.mark.parametrize(
+    ("context", "field", "refused_code"),
+    [
+        ("POST", "editOnly", "1304"),
+        ("POST", "readonlyCol", "1304"),
+        ("POST", "createOnly", None),
+        ("PUT-create", "editOnly", "1304"),
+        ("PUT-create", "readonlyCol", "1304"),
+        ("PUT-create", "createOnly", None),
+        ("PATCH", "createOnly", "1304"),
+        ("PATCH", "readonlyCol", "1304"),
+        ("PATCH", "editOnly", None),
+        ("PUT-update", "createOnly", "1304"),
+        ("PUT-update", "readonlyCol", "1304"),
+        ("PUT-update", "editOnly", None),
+    ],
+)
 def test_creatable_governs_inserts_and_editable_governs_updates(
     wt: WriteEnv, context: str, field: str, refused_code: str | None
 ) -> None:
@@ -158,8 +192,9 @@ def test_creatable_governs_inserts_and_editable_governs_updates(
         column = {"createOnly": "create_only", "editOnly": "edit_only"}[field]
         assert row[column] == "given"
         return
-    expect_error(response, 400, refused_code,
-                 message=f"Modification of immutable field `{PARENTS}[0].{field}` is prohibited")
+    expect_error(
+        response, 400, refused_code, message=f"Modification of immutable field `{PARENTS}[0].{field}` is prohibited"
+    )
     refused(wt, before)
 
 
@@ -197,6 +232,7 @@ def test_identifier_in_a_patch_by_id_body_is_1304_when_not_editable(wt: WriteEnv
 
 # --- required: 1307 ----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("context", ["POST", "PUT-update", "PUT-create"])
 @pytest.mark.parametrize("how", ["absent", "null"])
 def test_required_field_absent_or_null_is_1307(wt: WriteEnv, context: str, how: str) -> None:
@@ -233,8 +269,7 @@ def test_empty_string_breaking_min_length_is_1306(wt: WriteEnv, context: str) ->
     existing = seed_existing(wt)
     before = wt.dump()
     response = send(wt, context, {**base_item(context, existing), "code": ""})
-    expect_error(response, 400, "1306", f"Invalid data value `{PARENTS}[0]` for field: `code`",
-                 "min_length: 2")
+    expect_error(response, 400, "1306", f"Invalid data value `{PARENTS}[0]` for field: `code`", "min_length: 2")
     refused(wt, before)
 
 
@@ -247,6 +282,7 @@ def test_empty_string_in_a_required_field_without_min_length_is_stored(wt: Write
 
 
 # --- identifier absent / given for a missing row -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("context", ["POST", "PUT-create"])
 def test_identifier_absent_inserts_with_a_generated_id(wt: WriteEnv, context: str) -> None:
@@ -284,9 +320,15 @@ def test_put_of_a_missing_row_with_a_non_creatable_identifier_is_1308(wt: WriteE
     missing = wt.missing_id()
     before = wt.dump()
     response = send(wt, "PUT-create", {"id": missing, "code": "NEW1", "name": "n"})
-    expect_error(response, 400, "1308", message=(
-        f"Entity `{PARENTS}[0].id: {missing}` not found by identifier, and new identifier can not be persisted. "
-        "Please update the request."))
+    expect_error(
+        response,
+        400,
+        "1308",
+        message=(
+            f"Entity `{PARENTS}[0].id: {missing}` not found by identifier, and new identifier can not be persisted. "
+            "Please update the request."
+        ),
+    )
     refused(wt, before)
     response = wt.put(f"{PARENTS}/{missing}", {"code": "NEW1", "name": "n"})
     expect_error(response, 400, "1308", f"`{PARENTS}[0].id: {missing}`")
@@ -304,8 +346,10 @@ def test_put_of_a_missing_row_with_a_creatable_identifier_inserts_it(wt: WriteEn
     assert data == [{"code": "K-5", "title": "five", "weight": None}]
     data = success(wt.put(f"{KEYED}/K-6", {"title": "six", "weight": 6}), 200)
     assert data == {"code": "K-6", "title": "six", "weight": 6}
-    assert wt.rows(KEYED_TABLE) == [{"code": "K-5", "title": "five", "weight": None},
-                                    {"code": "K-6", "title": "six", "weight": 6}]
+    assert wt.rows(KEYED_TABLE) == [
+        {"code": "K-5", "title": "five", "weight": None},
+        {"code": "K-6", "title": "six", "weight": 6},
+    ]
 
 
 def test_put_of_an_existing_keyed_row_updates_it(wt: WriteEnv) -> None:
@@ -316,6 +360,7 @@ def test_put_of_an_existing_keyed_row_updates_it(wt: WriteEnv) -> None:
 
 
 # --- omitted fields and explicit nulls ------------------------------------------------------------------------------
+
 
 def test_post_omitted_fields_get_the_database_defaults(wt: WriteEnv) -> None:
     data = success(wt.post(PARENTS, [{"code": "A1", "name": "n"}]), 201)
@@ -329,8 +374,24 @@ def test_post_omitted_fields_get_the_database_defaults(wt: WriteEnv) -> None:
 
 
 def test_post_explicit_nulls_are_dropped_so_defaults_apply(wt: WriteEnv) -> None:
-    data = success(wt.post(PARENTS, [{"code": "A1", "name": "n", "active": None, "counter": None, "price": None,
-                                      "editOnly": None, "readonlyCol": None, "born": None}]), 201)
+    data = success(
+        wt.post(
+            PARENTS,
+            [
+                {
+                    "code": "A1",
+                    "name": "n",
+                    "active": None,
+                    "counter": None,
+                    "price": None,
+                    "editOnly": None,
+                    "readonlyCol": None,
+                    "born": None,
+                }
+            ],
+        ),
+        201,
+    )
     row = wt.rows(PARENT)[0]
     assert data == [render(PARENTS, row)]
     assert row["active"] is True and row["counter"] == 7 and row["readonly_col"] == "ro" and row["price"] is None
@@ -353,11 +414,11 @@ def test_put_update_resets_omitted_editable_fields_to_null(wt: WriteEnv) -> None
     existing = seed_existing(wt)
     before = wt.row(PARENT, existing)
     assert before is not None
-    response = send(wt, "PUT-update", {"id": existing, "code": "PUT1", "name": "put", "active": True,
-                                       "counter": 2, "price": None})
+    response = send(
+        wt, "PUT-update", {"id": existing, "code": "PUT1", "name": "put", "active": True, "counter": 2, "price": None}
+    )
     row = saved_one(wt, "PUT-update", existing, response)
-    nulls = dict.fromkeys(["price", "born", "seen_at", "small", "big", "rank", "notes", "url", "status",
-                           "edit_only"])
+    nulls = dict.fromkeys(["price", "born", "seen_at", "small", "big", "rank", "notes", "url", "status", "edit_only"])
     assert row == {**before, **nulls, "code": "PUT1", "name": "put", "active": True, "counter": 2}
     assert row["create_only"] == "c0" and row["readonly_col"] == "r0"
 
@@ -430,8 +491,9 @@ def _value_id(value: Any) -> str:
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
-@pytest.mark.parametrize(("field", "value", "code"),
-                         [pytest.param(*case, id=f"{case[0]}={_value_id(case[1])}") for case in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("field", "value", "code"), [pytest.param(*case, id=f"{case[0]}={_value_id(case[1])}") for case in BAD_VALUES]
+)
 def test_wrong_type_or_broken_rule_is_refused(wt: WriteEnv, context: str, field: str, value: Any, code: str) -> None:
     existing = seed_existing(wt)
     before = wt.dump()
@@ -439,8 +501,12 @@ def test_wrong_type_or_broken_rule_is_refused(wt: WriteEnv, context: str, field:
     if code == "1305":
         expect_error(response, 400, code, message=f"Invalid data type `{PARENTS}[0]` for field `{field}`")
     elif code == "1316":
-        expect_error(response, 400, code,
-                     message=f"The URL is invalid. `{PARENTS}[0]` field `{field}` must have a URL data format.")
+        expect_error(
+            response,
+            400,
+            code,
+            message=f"The URL is invalid. `{PARENTS}[0]` field `{field}` must have a URL data format.",
+        )
     else:
         expect_error(response, 400, code, f"Invalid data value `{PARENTS}[0]` for field: `{field}`. Field rules: ")
     refused(wt, before)
@@ -449,9 +515,15 @@ def test_wrong_type_or_broken_rule_is_refused(wt: WriteEnv, context: str, field:
 def test_rule_text_of_1306_lists_the_field_rules(wt: WriteEnv) -> None:
     before = wt.dump()
     response = wt.post(PARENTS, [{"code": "A1", "name": "n", "price": "-1.00"}])
-    expect_error(response, 400, "1306", message=(
-        f"Invalid data value `{PARENTS}[0]` for field: `price`. Field rules: min: 0, precision: 8, scale: 2, "
-        "is_required: 0"))
+    expect_error(
+        response,
+        400,
+        "1306",
+        message=(
+            f"Invalid data value `{PARENTS}[0]` for field: `price`. Field rules: min: 0, precision: 8, scale: 2, "
+            "is_required: 0"
+        ),
+    )
     refused(wt, before)
 
 
@@ -483,8 +555,10 @@ GOOD_VALUES: list[tuple[str, Any, str, Any]] = [
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
-@pytest.mark.parametrize(("field", "value", "column", "stored"),
-                         [pytest.param(*case, id=f"{case[0]}={_value_id(case[1])}") for case in GOOD_VALUES])
+@pytest.mark.parametrize(
+    ("field", "value", "column", "stored"),
+    [pytest.param(*case, id=f"{case[0]}={_value_id(case[1])}") for case in GOOD_VALUES],
+)
 def test_valid_value_is_stored_and_echoed(
     wt: WriteEnv, context: str, field: str, value: Any, column: str, stored: Any
 ) -> None:
@@ -499,9 +573,23 @@ def test_valid_value_is_stored_and_echoed(
 
 
 def test_full_item_round_trip_has_every_field_with_its_json_type(wt: WriteEnv) -> None:
-    item = {"code": "FULL", "name": "full", "price": "12.50", "active": False, "born": "2000-02-29",
-            "seenAt": "2026-05-01T10:20:30", "small": -5, "big": 2**40, "rank": 50, "ratio": 1.5,
-            "notes": "n", "url": "/full", "status": "new", "createOnly": "c", "counter": 3}
+    item = {
+        "code": "FULL",
+        "name": "full",
+        "price": "12.50",
+        "active": False,
+        "born": "2000-02-29",
+        "seenAt": "2026-05-01T10:20:30",
+        "small": -5,
+        "big": 2**40,
+        "rank": 50,
+        "ratio": 1.5,
+        "notes": "n",
+        "url": "/full",
+        "status": "new",
+        "createOnly": "c",
+        "counter": 3,
+    }
     data = success(wt.post(PARENTS, [item]), 201)
     row = wt.rows(PARENT)[0]
     assert data == [{**item, "id": row["id"], "editOnly": None, "readonlyCol": "ro"}]
@@ -549,12 +637,12 @@ def test_string_identifier_lookup_agrees_with_get(wt: WriteEnv) -> None:
 
 # --- response shapes ---------------------------------------------------------------------------------------------
 
+
 def test_by_id_forms_answer_data_as_an_object(wt: WriteEnv) -> None:
     existing = seed_existing(wt)
     data = success(wt.patch(f"{PARENTS}/{existing}", {"name": "by id"}), 200)
     assert isinstance(data, dict) and data == render(PARENTS, wt.row(PARENT, existing))  # type: ignore[arg-type]
-    data = success(wt.put(f"{PARENTS}/{existing}", {"code": "PUT2", "name": "put", "active": True,
-                                                      "counter": 1}), 200)
+    data = success(wt.put(f"{PARENTS}/{existing}", {"code": "PUT2", "name": "put", "active": True, "counter": 1}), 200)
     row = wt.row(PARENT, existing)
     assert isinstance(data, dict) and data == render(PARENTS, row)  # type: ignore[arg-type]
     assert row is not None and row["code"] == "PUT2" and row["price"] is None
@@ -563,10 +651,12 @@ def test_by_id_forms_answer_data_as_an_object(wt: WriteEnv) -> None:
 def test_by_id_form_refuses_a_list_and_a_collection_refuses_an_object(wt: WriteEnv) -> None:
     existing = seed_existing(wt)
     before = wt.dump()
-    for method, path, data in [("PATCH", f"/{PARENTS}/{existing}", [{"name": "x"}]),
-                               ("PUT", f"/{PARENTS}/{existing}", [{"name": "x"}]),
-                               ("POST", f"/{PARENTS}", {"code": "A1", "name": "x"}),
-                               ("PATCH", f"/{PARENTS}", {"id": existing, "name": "x"})]:
+    for method, path, data in [
+        ("PATCH", f"/{PARENTS}/{existing}", [{"name": "x"}]),
+        ("PUT", f"/{PARENTS}/{existing}", [{"name": "x"}]),
+        ("POST", f"/{PARENTS}", {"code": "A1", "name": "x"}),
+        ("PATCH", f"/{PARENTS}", {"id": existing, "name": "x"}),
+    ]:
         expect_error(wt.send(method, path, {"data": data}), 400, "1301")
     refused(wt, before)
 
@@ -601,6 +691,7 @@ def test_per_item_header_on_a_by_id_path_is_ignored(wt: WriteEnv) -> None:
 
 # --- DELETE ------------------------------------------------------------------------------------------------------
 
+
 def test_delete_by_id_then_get_is_404(wt: WriteEnv) -> None:
     existing = seed_existing(wt)
     other = wt.parent("OTHER", "other")
@@ -608,15 +699,23 @@ def test_delete_by_id_then_get_is_404(wt: WriteEnv) -> None:
     assert response.status_code == 204, response.text
     assert response.content == b""
     assert wt.row(PARENT, existing) is None and wt.row(PARENT, other) is not None
-    expect_error(wt.get(f"/{PARENTS}/{existing}"), 404, "1303",
-                 message=f"The entity `{PARENTS}` could not be found in the database.")
+    expect_error(
+        wt.get(f"/{PARENTS}/{existing}"),
+        404,
+        "1303",
+        message=f"The entity `{PARENTS}` could not be found in the database.",
+    )
     expect_error(wt.send("DELETE", f"/{PARENTS}/{existing}", content_type=None), 404, "1303")
 
 
 def test_delete_by_filter_deletes_exactly_the_matching_rows(wt: WriteEnv) -> None:
     ids = wt.parents(5)
-    response = wt.send("DELETE", f"/{PARENTS}", content_type=None,
-                       params={f"filter[{PARENTS}.code]": json.dumps({"in": ["S0001", "S0003"]})})
+    response = wt.send(
+        "DELETE",
+        f"/{PARENTS}",
+        content_type=None,
+        params={f"filter[{PARENTS}.code]": json.dumps({"in": ["S0001", "S0003"]})},
+    )
     assert response.status_code == 204, response.text
     assert [r["id"] for r in wt.rows(PARENT)] == [ids[0], ids[2], ids[4]]
 
@@ -642,9 +741,15 @@ def test_delete_of_a_referenced_parent_is_1317_and_deletes_nothing(wt: WriteEnv)
     wt.child(existing, "c1")
     before = wt.dump()
     response = wt.send("DELETE", f"/{PARENTS}/{existing}", content_type=None)
-    expect_error(response, 400, "1317", message=(
-        f"Failed to delete the data for `{PARENTS}.id = {existing}`. The entity has a child entity and can not be "
-        f"deleted. Child entity: `{CHILDREN}`."))
+    expect_error(
+        response,
+        400,
+        "1317",
+        message=(
+            f"Failed to delete the data for `{PARENTS}.id = {existing}`. The entity has a child entity and can not be "
+            f"deleted. Child entity: `{CHILDREN}`."
+        ),
+    )
     refused(wt, before)
 
 
@@ -656,14 +761,21 @@ def test_delete_by_filter_with_blocked_rows_deletes_nothing(wt: WriteEnv) -> Non
     wt.child(blocked_a, "a")
     wt.child(blocked_b, "b")
     before = wt.dump()
-    response = wt.send("DELETE", f"/{PARENTS}", content_type=None,
-                       params={f"filter[{PARENTS}.code]": json.dumps({"in": ["BA", "FREE"]})})
+    response = wt.send(
+        "DELETE",
+        f"/{PARENTS}",
+        content_type=None,
+        params={f"filter[{PARENTS}.code]": json.dumps({"in": ["BA", "FREE"]})},
+    )
     expect_errors(response, 400, [("1317", f"`{PARENTS}.id = {blocked_a}`")])
     refused(wt, before)
-    response = wt.send("DELETE", f"/{PARENTS}", content_type=None,
-                       params={f"filter[{PARENTS}.code]": json.dumps({"in": ["BA", "FREE", "BB"]})})
-    expect_errors(response, 400, [("1317", f"`{PARENTS}.id = {blocked_a}`"),
-                                  ("1317", f"`{PARENTS}.id = {blocked_b}`")])
+    response = wt.send(
+        "DELETE",
+        f"/{PARENTS}",
+        content_type=None,
+        params={f"filter[{PARENTS}.code]": json.dumps({"in": ["BA", "FREE", "BB"]})},
+    )
+    expect_errors(response, 400, [("1317", f"`{PARENTS}.id = {blocked_a}`"), ("1317", f"`{PARENTS}.id = {blocked_b}`")])
     assert all(f"Child entity: `{CHILDREN}`." in i["message"] for i in response.json())
     refused(wt, before)
     assert wt.row(PARENT, free) is not None
@@ -671,15 +783,22 @@ def test_delete_by_filter_with_blocked_rows_deletes_nothing(wt: WriteEnv) -> Non
 
 # --- refusals found by the database: unique key, foreign key -------------------------------------------------------
 
+
 @pytest.mark.parametrize("context", CONTEXTS)
 def test_duplicate_unique_key_is_1309_naming_the_field(wt: WriteEnv, context: str) -> None:
     existing = seed_existing(wt)
     wt.parent("TAKEN", "taken")
     before = wt.dump()
     response = send(wt, context, {**base_item(context, existing), "code": "TAKEN"})
-    expect_error(response, 400, "1309", message=(
-        f"Failed to persist the data for `{PARENTS}[0].code`. Please verify the provided data and try again. "
-        "Entry is duplicated."))
+    expect_error(
+        response,
+        400,
+        "1309",
+        message=(
+            f"Failed to persist the data for `{PARENTS}[0].code`. Please verify the provided data and try again. "
+            "Entry is duplicated."
+        ),
+    )
     refused(wt, before)
 
 
@@ -707,10 +826,13 @@ def test_foreign_key_to_a_missing_parent_is_3002(wt: WriteEnv) -> None:
 
 # --- nested writes ---------------------------------------------------------------------------------------------------
 
+
 def test_nested_post_saves_children_with_the_parent_key(wt: WriteEnv) -> None:
     """Children are written after the parent with `fkParent` taken from it — whatever the client sent."""
-    response = wt.post(PARENTS, [{"code": "N1", "name": "nested", "children": [
-        {"label": "a"}, {"label": "b", "qty": 3, "fkParent": 424242}]}])
+    response = wt.post(
+        PARENTS,
+        [{"code": "N1", "name": "nested", "children": [{"label": "a"}, {"label": "b", "qty": 3, "fkParent": 424242}]}],
+    )
     data = success(response, 201)
     parent = wt.rows(PARENT)[0]
     children = wt.rows(CHILD)
@@ -735,13 +857,25 @@ def test_nested_write_through_a_non_editable_relation_is_422_1314(wt: WriteEnv) 
 
 def test_nested_child_errors_name_the_child_path_and_nothing_is_written(wt: WriteEnv) -> None:
     before = wt.dump()
-    response = wt.post(PARENTS, [{"code": "N1", "name": "n", "children": [
-        {"label": "ok"}, {"qty": 1}, {"label": "x" * 21}, {"label": "y", "qty": -1}]}])
-    expect_errors(response, 400, [
-        ("1307", f"The required field must not be empty. Field: `{PARENTS}[0].{CHILDREN}[1].label`"),
-        ("1306", f"Invalid data value `{PARENTS}[0].{CHILDREN}[2]` for field: `label`"),
-        ("1306", f"Invalid data value `{PARENTS}[0].{CHILDREN}[3]` for field: `qty`"),
-    ])
+    response = wt.post(
+        PARENTS,
+        [
+            {
+                "code": "N1",
+                "name": "n",
+                "children": [{"label": "ok"}, {"qty": 1}, {"label": "x" * 21}, {"label": "y", "qty": -1}],
+            }
+        ],
+    )
+    expect_errors(
+        response,
+        400,
+        [
+            ("1307", f"The required field must not be empty. Field: `{PARENTS}[0].{CHILDREN}[1].label`"),
+            ("1306", f"Invalid data value `{PARENTS}[0].{CHILDREN}[2]` for field: `label`"),
+            ("1306", f"Invalid data value `{PARENTS}[0].{CHILDREN}[3]` for field: `qty`"),
+        ],
+    )
     refused(wt, before)
 
 
@@ -766,27 +900,48 @@ def test_nested_patch_updates_children_of_that_parent_only(wt: WriteEnv) -> None
     expect_error(response, 404, "1303", f"`{PARENTS}[0].{CHILDREN}[0]`")
     refused(wt, before)
     response = wt.patch(PARENTS, [{"id": mine, "children": [{"label": "no id"}]}])
-    expect_error(response, 400, "1310",
-                 message=f"Incomplete Request - missing identifier for `{PARENTS}[0].{CHILDREN}[0]`")
+    expect_error(
+        response, 400, "1310", message=f"Incomplete Request - missing identifier for `{PARENTS}[0].{CHILDREN}[0]`"
+    )
     refused(wt, before)
 
 
 def test_nested_put_updates_existing_and_inserts_new_children(wt: WriteEnv) -> None:
     mine = seed_existing(wt)
     kept = wt.child(mine, "kept", qty=2)
-    data = success(wt.put(PARENTS, [{"id": mine, "code": OLD, "name": "p", "active": True, "counter": 1, "children": [
-        {"id": kept, "label": "kept2", "qty": 7}, {"label": "new", "qty": 4}]}]), 200)
+    data = success(
+        wt.put(
+            PARENTS,
+            [
+                {
+                    "id": mine,
+                    "code": OLD,
+                    "name": "p",
+                    "active": True,
+                    "counter": 1,
+                    "children": [{"id": kept, "label": "kept2", "qty": 7}, {"label": "new", "qty": 4}],
+                }
+            ],
+        ),
+        200,
+    )
     children = wt.rows(CHILD)
     assert [(c["id"] == kept, c["label"], c["qty"], c["fk_parent"]) for c in children] == [
-        (True, "kept2", 7, mine), (False, "new", 4, mine)]
+        (True, "kept2", 7, mine),
+        (False, "new", 4, mine),
+    ]
     assert data[0]["children"] == [render(CHILDREN, c) for c in children]
 
 
 def test_per_item_nested_saves_each_parent_with_its_children_or_nothing(wt: WriteEnv) -> None:
-    response = wt.post(PARENTS, [
-        {"code": "G1", "name": "good", "children": [{"label": "g"}]},
-        {"code": "B1", "name": "bad", "children": [{"label": "ok"}, {"label": "x" * 21}]},
-    ], headers=PER_ITEM)
+    response = wt.post(
+        PARENTS,
+        [
+            {"code": "G1", "name": "good", "children": [{"label": "g"}]},
+            {"code": "B1", "name": "bad", "children": [{"label": "ok"}, {"label": "x" * 21}]},
+        ],
+        headers=PER_ITEM,
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     assert set(body) == {"data", "errors"}
@@ -819,8 +974,12 @@ HOSTILE_BODIES: list[tuple[str, bytes, int, str]] = [
     ("invalid-utf8", b'{"data":[{"code":"A1","name":"\xff\xfe"}]}', 400, "1301"),
     ("nul-in-string", b'{"data":[{"code":"A1","name":"a\\u0000b"}]}', 400, "1306"),
     ("huge-number-literal", b'{"data":[{"code":"A1","name":"n","big":' + b"9" * 5000 + b"}]}", 400, "1301"),
-    ("deep-nesting", b'{"data":[{"code":"A1","name":"n","notes":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
-     400, "1301"),
+    (
+        "deep-nesting",
+        b'{"data":[{"code":"A1","name":"n","notes":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+        400,
+        "1301",
+    ),
 ]
 
 
@@ -858,11 +1017,19 @@ def test_lone_surrogate_in_a_key_is_a_4xx(wt: WriteEnv, raw_key: str) -> None:
     refused(wt, before)
 
 
-@pytest.mark.parametrize(("content_type", "status"), [
-    ("text/plain", 415), (None, 415), ("application/x-www-form-urlencoded", 415), ("multipart/form-data", 415),
-    ("application/jsonx", 415), ("application/json; charset=utf-8", 201), ("application/vnd.api+json", 201),
-    ("APPLICATION/JSON", 201),
-])
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("text/plain", 415),
+        (None, 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("multipart/form-data", 415),
+        ("application/jsonx", 415),
+        ("application/json; charset=utf-8", 201),
+        ("application/vnd.api+json", 201),
+        ("APPLICATION/JSON", 201),
+    ],
+)
 def test_content_type_must_be_json(wt: WriteEnv, content_type: str | None, status: int) -> None:
     before = wt.dump()
     response = wt.send("POST", f"/{PARENTS}", {"data": [{"code": "A1", "name": "n"}]}, content_type=content_type)
@@ -891,9 +1058,11 @@ def test_declared_body_size_over_the_limit_is_413_before_reading(wt: WriteEnv) -
     before = wt.dump()
     port = httpx.URL(wt.backend.base_url).port
     authorization = wt.api.headers["authorization"]
-    request = (f"POST /dynamic-entity/{PARENTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Authorization: {authorization}\r\n"
-               f"Content-Length: {33 * 1024 * 1024}\r\nConnection: close\r\n\r\n").encode() + b'{"data":['
+    request = (
+        f"POST /dynamic-entity/{PARENTS} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: {authorization}\r\n"
+        f"Content-Length: {33 * 1024 * 1024}\r\nConnection: close\r\n\r\n"
+    ).encode() + b'{"data":['
     with socket.create_connection(("127.0.0.1", port or 80), timeout=10) as sock:
         sock.sendall(request)
         answer = b""

@@ -34,19 +34,30 @@ from tests.conftest import Backend
 
 PREFIX = "/dynamic-entity"
 PARENTS, CHILDREN, KEYED = "wt-parents", "wt-children", "wt-keyed"
-FORBIDDEN_IN_BODY = ("Traceback", "SELECT ", "INSERT ", "UPDATE ", "sqlalchemy", "asyncpg", "asyncmy",
-                     "aiosqlite", "IntegrityError")
+FORBIDDEN_IN_BODY = (
+    "Traceback",
+    "SELECT ",
+    "INSERT ",
+    "UPDATE ",
+    "sqlalchemy",
+    "asyncpg",
+    "asyncmy",
+    "aiosqlite",
+    "IntegrityError",
+)
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 PER_ITEM = {"X-Is-Transactional": "false"}
 
 
 # --- tables ------------------------------------------------------------------------------------------------------
 
+
 def wt_metadata() -> sa.MetaData:
     """The private tables: every column type the API maps, NOT NULL columns with and without defaults."""
     metadata = sa.MetaData()
     sa.Table(
-        "wt_parent", metadata,
+        "wt_parent",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("code", sa.String(10), nullable=False),
         sa.Column("name", sa.String(50), nullable=False),
@@ -68,15 +79,16 @@ def wt_metadata() -> sa.MetaData:
         sa.UniqueConstraint("code", name="uq_wt_parent_code"),
     )
     sa.Table(
-        "wt_child", metadata,
+        "wt_child",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("fk_parent", sa.Integer, sa.ForeignKey("wt_parent.id", name="fk_wt_child_parent"),
-                  nullable=False),
+        sa.Column("fk_parent", sa.Integer, sa.ForeignKey("wt_parent.id", name="fk_wt_child_parent"), nullable=False),
         sa.Column("label", sa.String(20), nullable=False),
         sa.Column("qty", sa.Integer, nullable=False, server_default="0"),
     )
     sa.Table(
-        "wt_keyed", metadata,
+        "wt_keyed",
+        metadata,
         sa.Column("code", sa.String(20), primary_key=True),
         sa.Column("title", sa.String(50), nullable=False),
         sa.Column("weight", sa.Integer, nullable=True),
@@ -90,10 +102,16 @@ CHILD = META.tables["wt_child"]
 KEYED_TABLE = META.tables["wt_keyed"]
 
 
-def _field(column: str, visible: str, kind: str, *, creatable: bool = True, editable: bool = True,
-           **validation: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {"fieldName": column, "fieldVisibleName": visible, "type": kind,
-                             "isCreatable": creatable, "isEditable": editable}
+def _field(
+    column: str, visible: str, kind: str, *, creatable: bool = True, editable: bool = True, **validation: Any
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "fieldName": column,
+        "fieldVisibleName": visible,
+        "type": kind,
+        "isCreatable": creatable,
+        "isEditable": editable,
+    }
     if validation:
         entry["validation"] = validation
     return entry
@@ -133,18 +151,34 @@ KEYED_FIELDS: list[dict[str, Any]] = [
 
 
 def _relation(name: str, editable: bool) -> dict[str, Any]:
-    return {"name": name, "isEditable": editable, "childDynamicEntityConfiguration": {"tableAlias": CHILDREN},
-            "relationFieldMappings": [{"childFieldName": "fk_parent", "parentFieldName": "id"}]}
+    return {
+        "name": name,
+        "isEditable": editable,
+        "childDynamicEntityConfiguration": {"tableAlias": CHILDREN},
+        "relationFieldMappings": [{"childFieldName": "fk_parent", "parentFieldName": "id"}],
+    }
 
 
 WT_CONFIG: list[dict[str, Any]] = [
-    {"tableName": "wt_child", "tableAlias": CHILDREN, "isActive": True,
-     "definition": {"identifier": "id", "isDeletable": True, "fields": CHILD_FIELDS}},
-    {"tableName": "wt_parent", "tableAlias": PARENTS, "isActive": True,
-     "definition": {"identifier": "id", "isDeletable": True, "fields": PARENT_FIELDS},
-     "childRelations": [_relation("children", True), _relation("childrenReadOnly", False)]},
-    {"tableName": "wt_keyed", "tableAlias": KEYED, "isActive": True,
-     "definition": {"identifier": "code", "isDeletable": False, "fields": KEYED_FIELDS}},
+    {
+        "tableName": "wt_child",
+        "tableAlias": CHILDREN,
+        "isActive": True,
+        "definition": {"identifier": "id", "isDeletable": True, "fields": CHILD_FIELDS},
+    },
+    {
+        "tableName": "wt_parent",
+        "tableAlias": PARENTS,
+        "isActive": True,
+        "definition": {"identifier": "id", "isDeletable": True, "fields": PARENT_FIELDS},
+        "childRelations": [_relation("children", True), _relation("childrenReadOnly", False)],
+    },
+    {
+        "tableName": "wt_keyed",
+        "tableAlias": KEYED,
+        "isActive": True,
+        "definition": {"identifier": "code", "isDeletable": False, "fields": KEYED_FIELDS},
+    },
 ]
 FIELDS = {PARENTS: PARENT_FIELDS, CHILDREN: CHILD_FIELDS, KEYED: KEYED_FIELDS}
 TABLE_OF = {PARENTS: PARENT, CHILDREN: CHILD, KEYED: KEYED_TABLE}
@@ -153,6 +187,7 @@ CHILD_NAMES = [f["fieldVisibleName"] for f in CHILD_FIELDS]
 
 
 # --- rendering: typed database row → the JSON object the API must answer -----------------------------------------
+
 
 def render(alias: str, row: Mapping[str, Any]) -> dict[str, Any]:
     """A row read with :data:`META` (column name → value) → the API object, configured keys in order."""
@@ -179,6 +214,7 @@ def render(alias: str, row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- the environment of one module on one backend ------------------------------------------------------------------
+
 
 @dataclass
 class WriteEnv:
@@ -242,15 +278,18 @@ class WriteEnv:
 
     def parents(self, count: int, prefix: str = "S") -> list[int]:
         """Insert ``count`` parents (codes ``{prefix}0000`` …) directly; return their ids in code order."""
-        self.insert(PARENT, [{"code": f"{prefix}{i:04d}", "name": f"seeded {i}", "price": Decimal("1.00")}
-                             for i in range(count)])
+        self.insert(
+            PARENT,
+            [{"code": f"{prefix}{i:04d}", "name": f"seeded {i}", "price": Decimal("1.00")} for i in range(count)],
+        )
         found = self.sql(sa.select(PARENT.c.id).where(PARENT.c.code.like(f"{prefix}%")).order_by(PARENT.c.code))
         return [int(r[0]) for r in found]
 
     def child(self, parent_id: int, label: str, qty: int = 0) -> int:
         self.insert(CHILD, [{"fk_parent": parent_id, "label": label, "qty": qty}])
-        found = self.sql(sa.select(sa.func.max(CHILD.c.id)).where(CHILD.c.fk_parent == parent_id,
-                                                                 CHILD.c.label == label))
+        found = self.sql(
+            sa.select(sa.func.max(CHILD.c.id)).where(CHILD.c.fk_parent == parent_id, CHILD.c.label == label)
+        )
         return int(found[0][0])
 
     def missing_id(self) -> int:
@@ -260,9 +299,17 @@ class WriteEnv:
         return int(max(top, top_child)) + 100_000
 
     # HTTP ---------------------------------------------------------------------------------------------------------
-    def send(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-             headers: Mapping[str, str] | None = None, content_type: str | None = "application/json",
-             params: Any = None) -> httpx.Response:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = "application/json",
+        params: Any = None,
+    ) -> httpx.Response:
         """Send ``body`` (serialised with ``json.dumps``) or ``raw`` bytes; never accept a 5xx or a leak."""
         content = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         sent = {"Accept": "application/json", **(headers or {})}
@@ -288,6 +335,7 @@ class WriteEnv:
 
 
 # --- response checks ------------------------------------------------------------------------------------------------
+
 
 def check_response(response: httpx.Response, sent: bytes | None = None) -> None:
     """Never a 5xx, never internals in the body (unless the client sent that text itself: it may be echoed)."""
@@ -319,8 +367,7 @@ def error_list(response: httpx.Response, status: int) -> list[dict[str, Any]]:
     return items
 
 
-def expect_error(response: httpx.Response, status: int, code: str, *mentions: str,
-                 message: str | None = None) -> str:
+def expect_error(response: httpx.Response, status: int, code: str, *mentions: str, message: str | None = None) -> str:
     """Assert exactly one error ``code`` whose message contains every ``mentions`` (or equals ``message``)."""
     items = error_list(response, status)
     assert [i["code"] for i in items] == [code], items
@@ -376,17 +423,25 @@ def check_json_types(alias: str, item: Mapping[str, Any]) -> None:
 
 # --- fixtures --------------------------------------------------------------------------------------------------------
 
+
 async def _remove_config(engine: AsyncEngine) -> None:
     aliases = [entry["tableAlias"] for entry in WT_CONFIG]
     async with engine.begin() as conn:
-        ids = list((await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases))))
-                   .scalars())
+        ids = list(
+            (await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases)))).scalars()
+        )
         if ids:
-            await conn.execute(sa.delete(dx_relation).where(
-                dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)))
+            await conn.execute(
+                sa.delete(dx_relation).where(
+                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
+                )
+            )
             await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                               .values(version=dx_config_version.c.version + 1))
+            await conn.execute(
+                sa.update(dx_config_version)
+                .where(dx_config_version.c.id == 1)
+                .values(version=dx_config_version.c.version + 1)
+            )
 
 
 async def _create_tables(engine: AsyncEngine) -> None:

@@ -43,6 +43,7 @@ def on_one_backend() -> pytest.MarkDecorator:
 
 # --- store access -------------------------------------------------------------------------------------------------
 
+
 def store(backend: Backend, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run ``work(engine)`` on the test's event loop with a throw-away engine on the backend's database."""
     result: T = backend.with_engine(work)
@@ -74,6 +75,7 @@ def utcnow() -> dt.datetime:
 
 
 # --- the token endpoint ---------------------------------------------------------------------------------------------
+
 
 def token_request(base_url: str, form: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
     """``POST /token`` with a form (or whatever ``kwargs`` say: ``content=``, ``headers=``, ``auth=``…)."""
@@ -109,6 +111,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 # --- answers -----------------------------------------------------------------------------------------------------
+
 
 def assert_unauthorized(response: httpx.Response, code: str = "001") -> None:
     """401, ``WWW-Authenticate: Bearer …`` and the catalogue error array with ``code``."""
@@ -150,6 +153,7 @@ def wait_for(check: Callable[[], bool], timeout: float, step: float = 0.05) -> f
 
 # --- table state ("nothing written") -----------------------------------------------------------------------------
 
+
 def fingerprint(backend: Backend, *tables: str) -> dict[str, list[tuple[str, ...]]]:
     """Every row of each table, as sorted tuples of strings: equal before and after = nothing written."""
     state: dict[str, list[tuple[str, ...]]] = {}
@@ -165,6 +169,7 @@ def count(backend: Backend, table: str) -> int:
 
 
 # --- forged tokens ---------------------------------------------------------------------------------------------------
+
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
@@ -183,8 +188,14 @@ class Forger:
     def claims(self, **changes: Any) -> dict[str, Any]:
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": self.settings.jwt_issuer, "aud": self.settings.jwt_audience, "sub": self.subject,
-            "iat": now, "nbf": now, "exp": now + 600, "jti": secrets.token_urlsafe(8), "scope": self.scope,
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": self.subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+            "jti": secrets.token_urlsafe(8),
+            "scope": self.scope,
         }
         for name, value in changes.items():
             if value is DROP:
@@ -202,10 +213,19 @@ class Forger:
                 headers[name] = value
         return headers
 
-    def token(self, claims: dict[str, Any] | None = None, headers: dict[str, Any] | None = None,
-              key: Any = None, algorithm: str = "HS256") -> str:
-        return jwt.encode(claims if claims is not None else self.claims(), key if key is not None else self.secret,
-                          algorithm=algorithm, headers=headers if headers is not None else self.headers())
+    def token(
+        self,
+        claims: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None,
+        key: Any = None,
+        algorithm: str = "HS256",
+    ) -> str:
+        return jwt.encode(
+            claims if claims is not None else self.claims(),
+            key if key is not None else self.secret,
+            algorithm=algorithm,
+            headers=headers if headers is not None else self.headers(),
+        )
 
     def unsigned(self, alg: str, claims: dict[str, Any] | None = None) -> str:
         """A token whose header says ``alg`` (e.g. ``none``) with an empty signature."""
@@ -248,6 +268,7 @@ def anon(backend: Backend) -> Iterator[httpx.Client]:
 
 
 # --- private servers ------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def serve(settings: Settings) -> Iterator[str]:

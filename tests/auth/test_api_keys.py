@@ -55,8 +55,11 @@ def test_valid_key_reads_within_its_scopes(backend: Backend) -> None:
     assert_forbidden(_get(backend, f"{API}/products?include=productTaxRate", key))
     before = fingerprint(backend, "shop_product")
     headers = {"X-Api-Key": key}
-    assert_forbidden(httpx.patch(f"{backend.base_url}{API}/products/1", json={"data": {"name": "Hacked"}},
-                                 headers=headers, timeout=30))
+    assert_forbidden(
+        httpx.patch(
+            f"{backend.base_url}{API}/products/1", json={"data": {"name": "Hacked"}}, headers=headers, timeout=30
+        )
+    )
     assert_forbidden(httpx.delete(f"{backend.base_url}{API}/products/1", headers=headers, timeout=30))
     assert fingerprint(backend, "shop_product") == before
 
@@ -95,8 +98,12 @@ def test_revoked_key_is_refused(backend: Backend) -> None:
 def test_unknown_or_malformed_key_is_refused(backend: Backend, key: str) -> None:
     before = fingerprint(backend, "shop_product")
     assert_unauthorized(_get(backend, f"{API}/products/1", key))
-    response = httpx.post(f"{backend.base_url}{API}/products", headers={"X-Api-Key": key}, timeout=30,
-                          json={"data": [{"sku": "KEY-1", "name": "x", "fkCategory": 1, "price": "1.00"}]})
+    response = httpx.post(
+        f"{backend.base_url}{API}/products",
+        headers={"X-Api-Key": key},
+        timeout=30,
+        json={"data": [{"sku": "KEY-1", "name": "x", "fkCategory": 1, "price": "1.00"}]},
+    )
     assert_unauthorized(response)
     assert fingerprint(backend, "shop_product") == before
 
@@ -112,19 +119,25 @@ def test_key_of_another_key_with_the_same_prefix_is_refused(backend: Backend) ->
 @on_one_backend()
 def test_key_is_not_a_bearer_token(backend: Backend) -> None:
     _, key = new_api_key(backend, "products:read")
-    response = httpx.get(f"{backend.base_url}{API}/products/1", headers={"Authorization": f"Bearer {key}"},
-                         timeout=30)
+    response = httpx.get(f"{backend.base_url}{API}/products/1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert_unauthorized(response)
 
 
 # --- the CLI ----------------------------------------------------------------------------------------------------------
 
+
 def _dxapi(backend: Backend, cwd: Path, commands: dict[str, list[str]]) -> dict[str, str]:
     """Run independent ``dxapi`` commands side by side; return each one's stdout (each must succeed)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DXAPI_")}
     started = {
-        name: subprocess.Popen([*DXAPI, "--database-url", backend.url, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+        name: subprocess.Popen(
+            [*DXAPI, "--database-url", backend.url, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=cwd,
+        )
         for name, args in commands.items()
     }
     outputs = {}
@@ -145,11 +158,15 @@ def _value(output: str, name: str) -> str:
 def test_cli_credentials_lifecycle(backend: Backend, tmp_path: Path) -> None:
     base = backend.base_url
     email, password = f"cli-{utcnow():%H%M%S%f}@example.com", "a-long-cli-password-1"
-    added = _dxapi(backend, tmp_path, {
-        "client": ["client", "add", "cli connector", "--scopes", "products:read"],
-        "key": ["apikey", "add", "cli key", "--scopes", "products:read", "--days", "1"],
-        "user": ["user", "add", email, "--password", password, "--role", "viewer"],
-    })
+    added = _dxapi(
+        backend,
+        tmp_path,
+        {
+            "client": ["client", "add", "cli connector", "--scopes", "products:read"],
+            "key": ["apikey", "add", "cli key", "--scopes", "products:read", "--days", "1"],
+            "user": ["user", "add", email, "--password", password, "--role", "viewer"],
+        },
+    )
     client_id, secret = _value(added["client"], "client_id"), _value(added["client"], "client_secret")
     key, key_id = _value(added["key"], "api_key"), _value(added["key"], "id")
     assert password not in added["user"]
@@ -158,11 +175,15 @@ def test_cli_credentials_lifecycle(backend: Backend, tmp_path: Path) -> None:
     assert _get(backend, f"{API}/products/1", key).status_code == 200
     assert password_token(base, email, password).status_code == 200
 
-    changed = _dxapi(backend, tmp_path, {
-        "rotate": ["client", "rotate-secret", client_id],
-        "revoke": ["apikey", "revoke", key_id],
-        "disable": ["user", "disable", email],
-    })
+    changed = _dxapi(
+        backend,
+        tmp_path,
+        {
+            "rotate": ["client", "rotate-secret", client_id],
+            "revoke": ["apikey", "revoke", key_id],
+            "disable": ["user", "disable", email],
+        },
+    )
     new_secret = _value(changed["rotate"], "client_secret")
     assert new_secret != secret
     assert_oauth_error(client_token(base, client_id, secret), "invalid_client", 401)

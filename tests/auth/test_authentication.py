@@ -91,7 +91,7 @@ class Context:
 def _flip(segment: str, position: int) -> str:
     """Change one base64url character in the middle of a segment (a different byte after decoding)."""
     char = segment[position]
-    return segment[:position] + ("B" if char != "B" else "C") + segment[position + 1:]
+    return segment[:position] + ("B" if char != "B" else "C") + segment[position + 1 :]
 
 
 def _refresh_token(ctx: Context) -> str:
@@ -148,33 +148,42 @@ VARIANTS: dict[str, tuple[Variant, str]] = {
     "flipped-signature-byte": (lambda c: bearer(_flipped_signature(c)), "001"),
     "empty-signature": (lambda c: bearer(c.forger.token().rsplit(".", 1)[0] + "."), "001"),
     "100kb-token": (lambda c: bearer(_huge(c)), "001"),
-    "expired": (lambda c: bearer(c.forger.token(c.forger.claims(exp=int(time.time()) - 120,
-                                                                 iat=int(time.time()) - 900,
-                                                                 nbf=int(time.time()) - 900))), "001"),
+    "expired": (
+        lambda c: bearer(
+            c.forger.token(
+                c.forger.claims(exp=int(time.time()) - 120, iat=int(time.time()) - 900, nbf=int(time.time()) - 900)
+            )
+        ),
+        "001",
+    ),
     "alg-none": (lambda c: bearer(c.forger.unsigned("none")), "001"),
     "alg-NONE": (lambda c: bearer(c.forger.unsigned("NONE")), "001"),
     "alg-nOnE": (lambda c: bearer(c.forger.unsigned("nOnE")), "001"),
     "alg-none-with-signature": (
-        lambda c: bearer(c.forger.unsigned("none") + c.forger.token().rsplit(".", 1)[1]), "001"
+        lambda c: bearer(c.forger.unsigned("none") + c.forger.token().rsplit(".", 1)[1]),
+        "001",
     ),
-    "alg-HS512-server-secret": (
-        lambda c: bearer(c.forger.token(headers=c.forger.headers(), algorithm="HS512")), "001"
-    ),
+    "alg-HS512-server-secret": (lambda c: bearer(c.forger.token(headers=c.forger.headers(), algorithm="HS512")), "001"),
     "foreign-secret-same-kid": (lambda c: bearer(c.forger.token(key=FOREIGN_SECRET)), "001"),
-    "foreign-secret-no-kid": (lambda c: bearer(c.forger.token(headers=c.forger.headers(kid=DROP),
-                                                              key=FOREIGN_SECRET)), "001"),
+    "foreign-secret-no-kid": (
+        lambda c: bearer(c.forger.token(headers=c.forger.headers(kid=DROP), key=FOREIGN_SECRET)),
+        "001",
+    ),
     "wrong-audience": (lambda c: bearer(c.forger.token(c.forger.claims(aud="another-api"))), "001"),
     "missing-audience": (lambda c: bearer(c.forger.token(c.forger.claims(aud=DROP))), "001"),
     "audience-array-without-ours": (
-        lambda c: bearer(c.forger.token(c.forger.claims(aud=["another-api", "dxapi-x"]))), "001"
+        lambda c: bearer(c.forger.token(c.forger.claims(aud=["another-api", "dxapi-x"]))),
+        "001",
     ),
     "wrong-issuer": (lambda c: bearer(c.forger.token(c.forger.claims(iss="https://idp.example"))), "001"),
     "prefix-issuer": (lambda c: bearer(c.forger.token(c.forger.claims(iss=c.forger.settings.jwt_issuer[:2]))), "001"),
     "issuer-trailing-slash": (
-        lambda c: bearer(c.forger.token(c.forger.claims(iss=c.forger.settings.jwt_issuer + "/"))), "001"
+        lambda c: bearer(c.forger.token(c.forger.claims(iss=c.forger.settings.jwt_issuer + "/"))),
+        "001",
     ),
     "issuer-other-case": (
-        lambda c: bearer(c.forger.token(c.forger.claims(iss=c.forger.settings.jwt_issuer.upper()))), "001"
+        lambda c: bearer(c.forger.token(c.forger.claims(iss=c.forger.settings.jwt_issuer.upper()))),
+        "001",
     ),
     "missing-issuer": (lambda c: bearer(c.forger.token(c.forger.claims(iss=DROP))), "001"),
     "exp-string": (lambda c: bearer(c.forger.token(c.forger.claims(exp="9999999999"))), "001"),
@@ -198,12 +207,14 @@ VARIANTS: dict[str, tuple[Variant, str]] = {
     "kid-unknown": (lambda c: bearer(c.forger.token(headers=c.forger.headers(kid="no-such-key"))), "001"),
     "kid-missing": (lambda c: bearer(c.forger.token(headers=c.forger.headers(kid=DROP))), "001"),
     "kid-path-traversal": (
-        lambda c: bearer(c.forger.token(headers=c.forger.headers(kid="../../../../dev/null"))), "001"
+        lambda c: bearer(c.forger.token(headers=c.forger.headers(kid="../../../../dev/null"))),
+        "001",
     ),
     "kid-sql": (lambda c: bearer(c.forger.token(headers=c.forger.headers(kid="' OR '1'='1"))), "001"),
     "kid-10kb": (lambda c: bearer(c.forger.token(headers=c.forger.headers(kid="k" * 10_000))), "001"),
     "crit-unknown": (
-        lambda c: bearer(c.forger.token(headers=c.forger.headers(crit=["x-dxapi"], **{"x-dxapi": 1}))), "001"
+        lambda c: bearer(c.forger.token(headers=c.forger.headers(crit=["x-dxapi"], **{"x-dxapi": 1}))),
+        "001",
     ),
 }
 
@@ -225,8 +236,15 @@ def test_forged_baseline_is_accepted(anon: httpx.Client, forger: Forger) -> None
 # Variants whose verdict involves the database (subject lookup, writes refused before any SQL) run on every
 # backend; the rest is token parsing and runs on one.
 EVERY_BACKEND = {
-    "no-credentials", "bearer-empty", "basic-with-valid-client-credentials", "garbage", "expired", "alg-none",
-    "foreign-secret-same-kid", "sub-unknown-client", "refresh-token-as-access-token",
+    "no-credentials",
+    "bearer-empty",
+    "basic-with-valid-client-credentials",
+    "garbage",
+    "expired",
+    "alg-none",
+    "foreign-secret-same-kid",
+    "sub-unknown-client",
+    "refresh-token-as-access-token",
 }
 
 
@@ -303,6 +321,7 @@ def test_issued_token_shape(backend: Backend, admin_client: tuple[str, str]) -> 
 
 # --- hostile key headers: nothing is ever fetched -------------------------------------------------------------------
 
+
 class _Recorder(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
     jwks: bytes = b"{}"
@@ -345,12 +364,15 @@ def test_jku_x5u_jwk_headers_are_never_followed(
     jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     claims = forger.claims()
     attacker_tokens = {
-        "rs256-jku": jwt.encode(claims, key, "RS256", headers={"typ": "at+jwt", "kid": "attacker",
-                                                               "jku": f"{url}/jwks.json"}),
-        "rs256-x5u": jwt.encode(claims, key, "RS256", headers={"typ": "at+jwt", "kid": "attacker",
-                                                               "x5u": f"{url}/cert.pem"}),
-        "rs256-embedded-jwk": jwt.encode(claims, key, "RS256", headers={"typ": "at+jwt", "kid": "attacker",
-                                                                        "jwk": jwk}),
+        "rs256-jku": jwt.encode(
+            claims, key, "RS256", headers={"typ": "at+jwt", "kid": "attacker", "jku": f"{url}/jwks.json"}
+        ),
+        "rs256-x5u": jwt.encode(
+            claims, key, "RS256", headers={"typ": "at+jwt", "kid": "attacker", "x5u": f"{url}/cert.pem"}
+        ),
+        "rs256-embedded-jwk": jwt.encode(
+            claims, key, "RS256", headers={"typ": "at+jwt", "kid": "attacker", "jwk": jwk}
+        ),
         "hs256-foreign-jku": forger.token(claims, forger.headers(jku=f"{url}/jwks.json"), key=FOREIGN_SECRET),
         "hs256-foreign-x5u-server-kid": forger.token(claims, forger.headers(x5u=f"{url}/x.pem"), key=FOREIGN_SECRET),
     }

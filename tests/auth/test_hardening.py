@@ -74,6 +74,7 @@ def _family_rows(backend: Backend, subject: str) -> list[tuple[object, object]]:
 
 # --- item 7: refresh-token race ------------------------------------------------------------------------------------
 
+
 def test_concurrent_refresh_mints_one_successor_and_revokes_the_family(backend: Backend) -> None:
     email, password = new_user(backend, "viewer")
     (user_id,) = backend.sql("SELECT id FROM dx_user WHERE email = :e", e=email)[0]
@@ -94,8 +95,9 @@ def test_concurrent_refresh_mints_one_successor_and_revokes_the_family(backend: 
         assert all(revoked is not None for _used, revoked in rows), rows
         assert_oauth_error(refresh(backend.base_url, successor["refresh_token"]), "invalid_grant")
         assert_oauth_error(refresh(backend.base_url, login["refresh_token"]), "invalid_grant")
-        assert_unauthorized(httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(successor["access_token"]),
-                                      timeout=30))
+        assert_unauthorized(
+            httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(successor["access_token"]), timeout=30)
+        )
         assert len(_family_rows(backend, subject)) == 2  # nothing minted afterwards either
 
 
@@ -106,14 +108,16 @@ def test_reuse_racing_a_legitimate_refresh_leaves_nothing_of_the_family_working(
     for _round in range(4):
         first = password_token(backend.base_url, email, password).json()["refresh_token"]
         newest = refresh(backend.base_url, first).json()["refresh_token"]
-        replay, owner = _at_once(backend.base_url, [{"grant_type": "refresh_token", "refresh_token": token}
-                                                    for token in (first, newest)])
+        replay, owner = _at_once(
+            backend.base_url, [{"grant_type": "refresh_token", "refresh_token": token} for token in (first, newest)]
+        )
         assert_oauth_error(replay, "invalid_grant")
         if owner.status_code == 200:  # the owner was first: its successor is revoked with the family
             successor = owner.json()
             assert_oauth_error(refresh(backend.base_url, successor["refresh_token"]), "invalid_grant")
-            assert_unauthorized(httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(successor["access_token"]),
-                                          timeout=30))
+            assert_unauthorized(
+                httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(successor["access_token"]), timeout=30)
+            )
         else:
             assert_oauth_error(owner, "invalid_grant")
         assert_oauth_error(refresh(backend.base_url, newest), "invalid_grant")
@@ -173,12 +177,18 @@ def _live_latencies(client: httpx.Client, count: int) -> list[float]:
 def test_random_api_keys_do_not_stall_the_event_loop(backend: Backend) -> None:
     """Four connections of random keys (each one an argon2 verification) from another process: ``/health/live``
     stays within a small factor of its idle latency, measured just before on the same server."""
-    with serve(settings_for(backend, token_attempts_per_address=1_000_000)) as base_url, \
-            httpx.Client(base_url=base_url, timeout=30) as client:
+    with (
+        serve(settings_for(backend, token_attempts_per_address=1_000_000)) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
         _live_latencies(client, 5)
         idle = statistics.median(_live_latencies(client, 30))
-        hammer = subprocess.Popen([sys.executable, "-c", _HAMMER, base_url, "4", "4"], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
+        hammer = subprocess.Popen(
+            [sys.executable, "-c", _HAMMER, base_url, "4", "4"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             time.sleep(1.0)  # the load process is up and its connections are busy
             loaded = statistics.median(_live_latencies(client, 60))
@@ -187,8 +197,9 @@ def test_random_api_keys_do_not_stall_the_event_loop(backend: Backend) -> None:
         assert hammer.returncode == 0, err
         statuses = json.loads(out)
         assert set(statuses) == {"401"} and statuses["401"] >= 20, statuses  # the load really was argon2 work
-        assert loaded < idle * 3 + 0.004, f"/health/live median {loaded * 1000:.1f} ms under load, " \
-                                          f"{idle * 1000:.1f} ms idle"
+        assert loaded < idle * 3 + 0.004, (
+            f"/health/live median {loaded * 1000:.1f} ms under load, {idle * 1000:.1f} ms idle"
+        )
 
 
 def _key_get(base_url: str, key: str) -> httpx.Response:
@@ -223,8 +234,10 @@ def test_a_proven_api_key_is_not_hashed_again_but_revocation_still_applies(backe
     only the first one pays for argon2: key requests cost about what bearer-token requests cost."""
     prefix, key = new_api_key(backend, "countries:read")
     reader = new_client(backend, "countries:read")
-    with serve(settings_for(backend, principal_cache_seconds=0)) as base_url, \
-            httpx.Client(base_url=base_url, timeout=30) as client:
+    with (
+        serve(settings_for(backend, principal_cache_seconds=0)) as base_url,
+        httpx.Client(base_url=base_url, timeout=30) as client,
+    ):
         token = access_token(client_token(base_url, *reader))
 
         def median_latency(headers: dict[str, str]) -> float:
@@ -244,6 +257,7 @@ def test_a_proven_api_key_is_not_hashed_again_but_revocation_still_applies(backe
 
 # --- item 14: JSON bodies at /token ----------------------------------------------------------------------------------
 
+
 def _json_token(base_url: str, document: object, media_type: str = "application/json") -> httpx.Response:
     content = document if isinstance(document, (bytes, str)) else json.dumps(document)
     return token_request(base_url, content=content, headers={"Content-Type": media_type})
@@ -253,38 +267,86 @@ def test_spryker_json_bodies_for_every_grant(backend: Backend) -> None:
     email, password = new_user(backend, "viewer")
     plain = _json_token(backend.base_url, {"grantType": "password", "username": email, "password": password})
     assert plain.status_code == 200, plain.text
-    glue = _json_token(backend.base_url, {"data": {"type": "token", "attributes": {
-        "grantType": "password", "username": email, "password": password, "scope": "countries:read"}}})
+    glue = _json_token(
+        backend.base_url,
+        {
+            "data": {
+                "type": "token",
+                "attributes": {
+                    "grantType": "password",
+                    "username": email,
+                    "password": password,
+                    "scope": "countries:read",
+                },
+            }
+        },
+    )
     assert glue.status_code == 200, glue.text
     assert glue.json()["scope"] == "countries:read"
-    renewed = _json_token(backend.base_url, {"grantType": "refresh_token",
-                                             "refreshToken": plain.json()["refresh_token"]})
+    renewed = _json_token(
+        backend.base_url, {"grantType": "refresh_token", "refreshToken": plain.json()["refresh_token"]}
+    )
     assert renewed.status_code == 200, renewed.text
     client_id, secret = new_client(backend, "countries:read")
-    by_client = _json_token(backend.base_url, {"data": {"attributes": {
-        "grantType": "client_credentials", "clientId": client_id, "clientSecret": secret}}},
-        "application/vnd.api+json")
+    by_client = _json_token(
+        backend.base_url,
+        {"data": {"attributes": {"grantType": "client_credentials", "clientId": client_id, "clientSecret": secret}}},
+        "application/vnd.api+json",
+    )
     assert by_client.status_code == 200, by_client.text
-    snake = _json_token(backend.base_url, {"grant_type": "client_credentials", "client_id": client_id,
-                                           "client_secret": secret}, "application/json; charset=utf-8")
+    snake = _json_token(
+        backend.base_url,
+        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        "application/json; charset=utf-8",
+    )
     assert snake.status_code == 200, snake.text
     for answer in (plain, glue, renewed, by_client, snake):
-        assert httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(answer.json()["access_token"]),
-                         timeout=30).status_code == 200
+        assert (
+            httpx.get(
+                f"{backend.base_url}{PROBE}", headers=bearer(answer.json()["access_token"]), timeout=30
+            ).status_code
+            == 200
+        )
     wrong = _json_token(backend.base_url, {"grantType": "password", "username": email, "password": password + "x"})
     assert_oauth_error(wrong, "invalid_grant")
 
 
 @on_one_backend()
-@pytest.mark.parametrize("body", [
-    b"", b"{", b"[]", b'"password"', b"null", b'{"grantType": "password", "grantType": "password"}',
-    b'{"grantType": "client_credentials", "grant_type": "client_credentials"}', b'{"grantType": 1}',
-    b'{"grantType": "password", "username": ["a@b.c"], "password": "x"}', b'{"data": []}',
-    b'{"data": {"type": "token", "attributes": "grantType=password"}}',
-    b'{"data": {"type": "access-token", "attributes": {"grantType": "password"}}}',
-    b'{"grantType": "password", "username": "a@b.c", "password": "' + b"x" * 10_000 + b'"}', b"\xff\xfe{}",
-], ids=["empty", "broken", "array", "string", "null", "duplicate", "both-spellings", "number", "list-value",
-        "data-array", "attributes-string", "wrong-type", "oversized", "not-utf8"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b'"password"',
+        b"null",
+        b'{"grantType": "password", "grantType": "password"}',
+        b'{"grantType": "client_credentials", "grant_type": "client_credentials"}',
+        b'{"grantType": 1}',
+        b'{"grantType": "password", "username": ["a@b.c"], "password": "x"}',
+        b'{"data": []}',
+        b'{"data": {"type": "token", "attributes": "grantType=password"}}',
+        b'{"data": {"type": "access-token", "attributes": {"grantType": "password"}}}',
+        b'{"grantType": "password", "username": "a@b.c", "password": "' + b"x" * 10_000 + b'"}',
+        b"\xff\xfe{}",
+    ],
+    ids=[
+        "empty",
+        "broken",
+        "array",
+        "string",
+        "null",
+        "duplicate",
+        "both-spellings",
+        "number",
+        "list-value",
+        "data-array",
+        "attributes-string",
+        "wrong-type",
+        "oversized",
+        "not-utf8",
+    ],
+)
 def test_bad_json_bodies_are_invalid_request(backend: Backend, body: bytes) -> None:
     assert_oauth_error(_json_token(backend.base_url, body), "invalid_request")
 
@@ -293,11 +355,11 @@ def test_bad_json_bodies_are_invalid_request(backend: Backend, body: bytes) -> N
 def test_json_body_without_grant_type_and_other_media_types(backend: Backend) -> None:
     assert_oauth_error(_json_token(backend.base_url, {"username": "a@b.c", "password": "x" * 12}), "invalid_request")
     assert_oauth_error(_json_token(backend.base_url, {"grantType": "implicit"}), "unsupported_grant_type")
-    assert_oauth_error(_json_token(backend.base_url, b"grant_type=client_credentials", "text/plain"),
-                       "invalid_request")
+    assert_oauth_error(_json_token(backend.base_url, b"grant_type=client_credentials", "text/plain"), "invalid_request")
 
 
 # --- item 19: database failures at /token are 503 temporarily_unavailable; bad text never reaches the database
+
 
 def test_text_no_database_can_store_is_invalid_request(backend: Backend) -> None:
     """A NUL (PostgreSQL refuses it in text) or a lone surrogate (no UTF-8 at all) is refused before any query."""
@@ -306,8 +368,11 @@ def test_text_no_database_can_store_is_invalid_request(backend: Backend) -> None
         assert_oauth_error(_json_token(backend.base_url, document), "invalid_request")
     form = "grant_type=password&username=a%00b%40example.com&password=xxxxxxxxxxxx"
     assert_oauth_error(_json_token(backend.base_url, form, "application/x-www-form-urlencoded"), "invalid_request")
-    assert_oauth_error(token_request(backend.base_url, {"grant_type": "client_credentials"}, auth=("dxc\x00", "x")),
-                       "invalid_client", 401)
+    assert_oauth_error(
+        token_request(backend.base_url, {"grant_type": "client_credentials"}, auth=("dxc\x00", "x")),
+        "invalid_client",
+        401,
+    )
 
 
 def _assert_temporarily_unavailable(response: httpx.Response) -> None:
@@ -345,6 +410,7 @@ def test_token_with_the_database_unreachable_is_503(backend: Backend) -> None:
 
 
 # --- the family index reaches databases initialised by older versions --------------------------------------------
+
 
 def test_init_adds_the_family_index_to_an_older_schema(backend: Backend) -> None:
     from dxapi.registry.store import ensure_schema

@@ -48,6 +48,7 @@ def _api_status(base_url: str, token: str, path: str = f"{API}/products/1") -> i
 
 # --- client credentials -------------------------------------------------------------------------------------------
 
+
 def test_client_credentials_success(backend: Backend, reader_client: tuple[str, str]) -> None:
     response = client_token(backend.base_url, *reader_client)
     assert response.status_code == 200, response.text
@@ -122,18 +123,20 @@ def test_client_authentication_by_http_basic(backend: Backend, reader_client: tu
     assert _api_status(backend.base_url, access_token(response)) == 200
     wrong = token_request(backend.base_url, {"grant_type": "client_credentials"}, auth=(client_id, "nope"))
     assert_oauth_error(wrong, "invalid_client", 401)
-    garbage = token_request(backend.base_url, {"grant_type": "client_credentials"},
-                            headers={"Authorization": "Basic %%%not-base64"})
+    garbage = token_request(
+        backend.base_url, {"grant_type": "client_credentials"}, headers={"Authorization": "Basic %%%not-base64"}
+    )
     assert_oauth_error(garbage, "invalid_client", 401)
-    no_colon = token_request(backend.base_url, {"grant_type": "client_credentials"},
-                             headers={"Authorization": "Basic " + base64.b64encode(client_id.encode()).decode()})
+    no_colon = token_request(
+        backend.base_url,
+        {"grant_type": "client_credentials"},
+        headers={"Authorization": "Basic " + base64.b64encode(client_id.encode()).decode()},
+    )
     assert_oauth_error(no_colon, "invalid_client", 401)
 
 
 @on_one_backend()
-def test_two_client_authentication_methods_do_not_get_a_token(
-    backend: Backend, reader_client: tuple[str, str]
-) -> None:
+def test_two_client_authentication_methods_do_not_get_a_token(backend: Backend, reader_client: tuple[str, str]) -> None:
     """RFC 6749 §2.3: one method per request; a wrong Basic secret is not rescued by a right form secret."""
     client_id, secret = reader_client
     form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
@@ -143,6 +146,7 @@ def test_two_client_authentication_methods_do_not_get_a_token(
 
 
 # --- password grant and refresh tokens ---------------------------------------------------------------------------
+
 
 def test_password_grant_success(backend: Backend) -> None:
     email, password = new_user(backend, "viewer")
@@ -194,10 +198,12 @@ def test_refresh_after_role_downgrade_gets_the_new_role(backend: Backend) -> Non
 
 @on_one_backend()
 def test_password_grant_missing_fields_is_invalid_request(backend: Backend) -> None:
-    assert_oauth_error(token_request(backend.base_url, {"grant_type": "password", "username": "a@b.c"}),
-                       "invalid_request")
-    assert_oauth_error(token_request(backend.base_url, {"grant_type": "password", "password": "x" * 12}),
-                       "invalid_request")
+    assert_oauth_error(
+        token_request(backend.base_url, {"grant_type": "password", "username": "a@b.c"}), "invalid_request"
+    )
+    assert_oauth_error(
+        token_request(backend.base_url, {"grant_type": "password", "password": "x" * 12}), "invalid_request"
+    )
 
 
 @on_one_backend()
@@ -244,9 +250,11 @@ def test_refresh_grant_refuses_other_tokens(backend: Backend, reader_client: tup
 
 # --- request syntax ------------------------------------------------------------------------------------------------
 
+
 @on_one_backend()
-@pytest.mark.parametrize("grant", ["implicit", "authorization_code", "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                                   "CLIENT_CREDENTIALS"])
+@pytest.mark.parametrize(
+    "grant", ["implicit", "authorization_code", "urn:ietf:params:oauth:grant-type:jwt-bearer", "CLIENT_CREDENTIALS"]
+)
 def test_unknown_grant_is_unsupported(backend: Backend, reader_client: tuple[str, str], grant: str) -> None:
     client_id, secret = reader_client
     form = {"grant_type": grant, "client_id": client_id, "client_secret": secret}
@@ -256,8 +264,9 @@ def test_unknown_grant_is_unsupported(backend: Backend, reader_client: tuple[str
 @on_one_backend()
 def test_missing_grant_type_is_invalid_request(backend: Backend, reader_client: tuple[str, str]) -> None:
     client_id, secret = reader_client
-    assert_oauth_error(token_request(backend.base_url, {"client_id": client_id, "client_secret": secret}),
-                       "invalid_request")
+    assert_oauth_error(
+        token_request(backend.base_url, {"client_id": client_id, "client_secret": secret}), "invalid_request"
+    )
 
 
 @on_one_backend()
@@ -265,27 +274,32 @@ def test_body_of_another_media_type_is_invalid_request(backend: Backend, reader_
     """Forms and JSON (Spryker's clients, see test_hardening) are parameters; any other body is not."""
     client_id, secret = reader_client
     form = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}"
-    response = httpx.post(f"{backend.base_url}/token", content=form, headers={"Content-Type": "text/plain"},
-                          timeout=30)
+    response = httpx.post(f"{backend.base_url}/token", content=form, headers={"Content-Type": "text/plain"}, timeout=30)
     assert_oauth_error(response, "invalid_request")
-    no_type = httpx.post(f"{backend.base_url}/token", timeout=30,
-                         content=f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}")
+    no_type = httpx.post(
+        f"{backend.base_url}/token",
+        timeout=30,
+        content=f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}",
+    )
     assert_oauth_error(no_type, "invalid_request")
 
 
 @on_one_backend()
 @pytest.mark.parametrize("repeated", ["grant_type", "client_id", "client_secret", "scope"])
-def test_repeated_parameter_is_invalid_request(
-    backend: Backend, reader_client: tuple[str, str], repeated: str
-) -> None:
+def test_repeated_parameter_is_invalid_request(backend: Backend, reader_client: tuple[str, str], repeated: str) -> None:
     client_id, secret = reader_client
-    pairs = [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret),
-             ("scope", "products:read")]
+    pairs = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("client_secret", secret),
+        ("scope", "products:read"),
+    ]
     value = dict(pairs)[repeated]
     pairs.append((repeated, value))
     body = "&".join(f"{k}={v}" for k, v in pairs)
-    response = token_request(backend.base_url, content=body,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = token_request(
+        backend.base_url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert_oauth_error(response, "invalid_request")
 
 
@@ -306,6 +320,7 @@ def test_access_token_in_query_string_is_ignored(backend: Backend, reader_client
 
 
 # --- throttling ------------------------------------------------------------------------------------------------------
+
 
 def _assert_throttled(response: httpx.Response) -> None:
     assert response.status_code == 429, (response.status_code, response.text)

@@ -164,4 +164,3 @@ def test_new_client_secret_works(backend: Backend) -> None:
     assert fresh is not None and fresh != secret
     token = access_token(client_token(backend.base_url, client_id, fresh))
     assert httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(token), timeout=30).status_code == 200
-

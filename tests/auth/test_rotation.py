@@ -49,16 +49,26 @@ def _secret() -> SecretStr:
 def _write_keys(directory: Path, name: str, private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> tuple[str, str]:
     """Write the PEM private and public key files; return their paths."""
     private_path, public_path = directory / f"{name}.pem", directory / f"{name}.pub.pem"
-    private_path.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    public_path.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    private_path.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public_path.write_bytes(
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return str(private_path), str(public_path)
 
 
 def _asymmetric(backend: Backend, algorithm: str, private_file: str, public_files: list[str] | None = None) -> Settings:
-    return settings_for(backend, jwt_algorithm=algorithm, jwt_secret=None, jwt_previous_secrets=[],
-                        jwt_private_key_file=private_file, jwt_public_key_files=public_files or [])
+    return settings_for(
+        backend,
+        jwt_algorithm=algorithm,
+        jwt_secret=None,
+        jwt_previous_secrets=[],
+        jwt_private_key_file=private_file,
+        jwt_public_key_files=public_files or [],
+    )
 
 
 def _jwks(base_url: str) -> list[dict[str, Any]]:
@@ -89,8 +99,12 @@ def test_hs256_rotation_overlap_then_removal(backend: Backend, admin_client: tup
         assert _status(base_url, new_token) == 200
         # the old secret under the new kid is not a way in: the kid selects exactly one key
         claims = jwt.decode(old_token, options={"verify_signature": False})
-        swapped = jwt.encode(claims, old.get_secret_value(), "HS256",
-                             headers={"typ": "at+jwt", "kid": jwt.get_unverified_header(new_token)["kid"]})
+        swapped = jwt.encode(
+            claims,
+            old.get_secret_value(),
+            "HS256",
+            headers={"typ": "at+jwt", "kid": jwt.get_unverified_header(new_token)["kid"]},
+        )
         assert_unauthorized(httpx.get(f"{base_url}{API}/countries/1", headers=bearer(swapped)))
         assert _jwks(base_url) == []  # shared secrets are never published
     with serve(settings_for(backend, jwt_secret=new, jwt_previous_secrets=[])) as base_url:
@@ -145,12 +159,13 @@ def test_rs256_refuses_algorithm_confusion(backend: Backend, admin_client: tuple
             "hs256-public-pem": _hs256(claims, {"alg": "HS256", "typ": "at+jwt", "kid": kid}, pem),
             "hs256-public-pem-stripped": _hs256(claims, {"alg": "HS256", "typ": "at+jwt", "kid": kid}, pem.strip()),
             "hs256-public-pem-no-kid": _hs256(claims, {"alg": "HS256", "typ": "at+jwt"}, pem),
-            "hs256-public-jwk": _hs256(claims, {"alg": "HS256", "typ": "at+jwt", "kid": kid},
-                                       json.dumps(published).encode()),
+            "hs256-public-jwk": _hs256(
+                claims, {"alg": "HS256", "typ": "at+jwt", "kid": kid}, json.dumps(published).encode()
+            ),
             "rs512-server-key": jwt.encode(claims, key, "RS512", headers={"typ": "at+jwt", "kid": kid}),
             "ps256-server-key": jwt.encode(claims, key, "PS256", headers={"typ": "at+jwt", "kid": kid}),
             "none": f"{b64url(json.dumps({'alg': 'none', 'typ': 'at+jwt', 'kid': kid}).encode())}."
-                    f"{b64url(json.dumps(claims).encode())}.",
+            f"{b64url(json.dumps(claims).encode())}.",
         }
         for name, token in forged.items():
             response = httpx.get(f"{base_url}{API}/countries/1", headers=bearer(token), timeout=30)
@@ -177,20 +192,30 @@ def test_backend_jwks_of_an_hs256_server_is_empty(backend: Backend) -> None:
 
 # --- configurations that must not start ---------------------------------------------------------------------------
 
+
 def _refused(tmp_path: Path) -> dict[str, dict[str, Any]]:
     rsa_private, rsa_public = _write_keys(tmp_path, "rsa", rsa.generate_private_key(65537, 2048))
     ed_private, ed_public = _write_keys(tmp_path, "ed", ed25519.Ed25519PrivateKey.generate())
     return {
         "short-hs256-secret": {"jwt_secret": SecretStr("x" * 31)},
         "hs256-with-private-key": {"jwt_secret": _secret(), "jwt_private_key_file": rsa_private},
-        "rs256-with-shared-secret": {"jwt_algorithm": "RS256", "jwt_secret": _secret(),
-                                     "jwt_private_key_file": rsa_private},
+        "rs256-with-shared-secret": {
+            "jwt_algorithm": "RS256",
+            "jwt_secret": _secret(),
+            "jwt_private_key_file": rsa_private,
+        },
         "rs256-without-key": {"jwt_algorithm": "RS256"},
         "rs256-with-ed25519-key": {"jwt_algorithm": "RS256", "jwt_private_key_file": ed_private},
-        "rs256-with-ed25519-previous-key": {"jwt_algorithm": "RS256", "jwt_private_key_file": rsa_private,
-                                            "jwt_public_key_files": [ed_public]},
-        "eddsa-with-rsa-previous-key": {"jwt_algorithm": "EdDSA", "jwt_private_key_file": ed_private,
-                                        "jwt_public_key_files": [rsa_public]},
+        "rs256-with-ed25519-previous-key": {
+            "jwt_algorithm": "RS256",
+            "jwt_private_key_file": rsa_private,
+            "jwt_public_key_files": [ed_public],
+        },
+        "eddsa-with-rsa-previous-key": {
+            "jwt_algorithm": "EdDSA",
+            "jwt_private_key_file": ed_private,
+            "jwt_public_key_files": [rsa_public],
+        },
         "alg-none": {"jwt_algorithm": "none", "jwt_secret": _secret()},
         "alg-HS512": {"jwt_algorithm": "HS512", "jwt_secret": _secret()},
         "alg-RS256-lowercase": {"jwt_algorithm": "rs256", "jwt_private_key_file": rsa_private},

@@ -37,7 +37,9 @@ PRODUCT_WRITES = [
     ("DELETE", f"{API}/products", None, {"filter[products.idProduct]": "1"}),
 ]
 COUNTRY_WITH_RATES = {
-    "iso2Code": "QZ", "iso3Code": "QZQ", "name": "Scopeland",
+    "iso2Code": "QZ",
+    "iso3Code": "QZQ",
+    "name": "Scopeland",
     "countryTaxRates": [{"name": "Standard", "rate": "19.00"}, {"name": "Reduced", "rate": "7.00"}],
 }
 COUNTRY_TABLES = ("shop_country", "shop_tax_rate")
@@ -85,8 +87,12 @@ def test_read_scope_stays_on_its_entity(scoped: Scoped) -> None:
         ("categories:read", "categories", "categoryProducts", "categories:read products:read"),
         ("categories:read", "categories/1", "categoryProducts", "categories:read products:read"),
         # a chain: every entity it reaches needs its scope, not only the first hop
-        ("categories:read products:read", "categories", "categoryProducts.productTaxRate",
-         "categories:read products:read tax-rates:read"),
+        (
+            "categories:read products:read",
+            "categories",
+            "categoryProducts.productTaxRate",
+            "categories:read products:read tax-rates:read",
+        ),
     ],
 )
 def test_include_needs_the_scope_of_every_included_entity(
@@ -105,8 +111,13 @@ def test_include_needs_the_scope_of_every_included_entity(
 @on_one_backend()
 @pytest.mark.parametrize(
     "params",
-    [{"filter[products.noSuchField]": "1"}, {"include": "noSuchRelation"}, {"sort": "noSuchField"},
-     {"filter[products.sku]": "X"}, {"page[limit]": "999999"}],
+    [
+        {"filter[products.noSuchField]": "1"},
+        {"include": "noSuchRelation"},
+        {"sort": "noSuchField"},
+        {"filter[products.sku]": "X"},
+        {"page[limit]": "999999"},
+    ],
     ids=["unknown-filter-field", "unknown-relation", "unknown-sort-field", "known-filter-field", "huge-page"],
 )
 def test_out_of_scope_entity_is_refused_whatever_the_request(scoped: Scoped, params: dict[str, str]) -> None:
@@ -151,8 +162,9 @@ def test_nested_write_without_child_scope_refuses_everything(
     child = {"countryTaxRates": [{"name": "Sneaky", "rate": "1.00"}]}
     assert_forbidden(client.patch(f"{API}/countries/1", json={"data": child}))
     assert_forbidden(client.patch(f"{API}/countries", json={"data": [{"idCountry": 1, **child}]}, headers=headers))
-    assert_forbidden(client.put(f"{API}/countries", json={"data": [{"idCountry": 1, **COUNTRY_WITH_RATES}]},
-                                headers=headers))
+    assert_forbidden(
+        client.put(f"{API}/countries", json={"data": [{"idCountry": 1, **COUNTRY_WITH_RATES}]}, headers=headers)
+    )
     # a batch where only the second item has children is refused whole, first item included
     batch = [{"iso2Code": "QY", "iso3Code": "QYQ", "name": "Plain"}, COUNTRY_WITH_RATES]
     assert_forbidden(client.post(f"{API}/countries", json={"data": batch}, headers=headers))
@@ -168,8 +180,9 @@ def test_nested_write_with_both_scopes_is_saved(scoped: Scoped, backend: Backend
         saved = response.json()["data"][0]
         # Without read scopes the answer shows identifiers only (test_write_hardening); the rows are saved.
         assert list(saved) == ["idCountry", "countryTaxRates"]
-        names = backend.sql("SELECT name FROM shop_tax_rate WHERE fk_country = :id ORDER BY id_tax_rate",
-                            id=saved["idCountry"])
+        names = backend.sql(
+            "SELECT name FROM shop_tax_rate WHERE fk_country = :id ORDER BY id_tax_rate", id=saved["idCountry"]
+        )
         assert [r[0] for r in names] == ["Standard", "Reduced"]
         assert [list(r) for r in saved["countryTaxRates"]] == [["idTaxRate"], ["idTaxRate"]]
     finally:
@@ -206,8 +219,18 @@ def narrow_client(backend: Backend) -> tuple[str, str]:
     return new_client(backend, "products:read")
 
 
-@pytest.mark.parametrize("asked", ["products:write", "*:write", "*:read", "products:read products:delete",
-                                   "products", "products:admin", "tax-rates:read"])
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "products:write",
+        "*:write",
+        "*:read",
+        "products:read products:delete",
+        "products",
+        "products:admin",
+        "tax-rates:read",
+    ],
+)
 def test_token_scope_beyond_the_client_is_invalid_scope(
     backend: Backend, narrow_client: tuple[str, str], asked: str
 ) -> None:

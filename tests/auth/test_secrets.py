@@ -99,8 +99,13 @@ def test_no_clear_text_secret_in_database_or_logs(
     assert rotated_secret is not None
 
     with httpx.Client(base_url=base, timeout=30) as http:
-        for headers in (bearer(client_access), bearer(narrowed_access), bearer(login["access_token"]),
-                        bearer(refreshed_again["access_token"]), {"X-Api-Key": api_key}):
+        for headers in (
+            bearer(client_access),
+            bearer(narrowed_access),
+            bearer(login["access_token"]),
+            bearer(refreshed_again["access_token"]),
+            {"X-Api-Key": api_key},
+        ):
             # the rotation above ended the client's older tokens (401); the others read or lack scope
             assert http.get(f"{API}/products/1", headers=headers).status_code in (200, 401, 403)
         # failures log their reasons at DEBUG: the reasons must not carry what was presented
@@ -113,11 +118,18 @@ def test_no_clear_text_secret_in_database_or_logs(
     refresh(base, login["refresh_token"])  # reuse: revokes the family, logged or not
 
     secrets = {
-        "password": password, "wrong password": wrong_password, "client secret": client_secret,
-        "wrong client secret": wrong_secret, "rotated client secret": rotated_secret, "API key": api_key,
-        "client access token": client_access, "narrowed access token": narrowed_access,
-        "user access token": login["access_token"], "refreshed access token": refreshed["access_token"],
-        "refresh token": login["refresh_token"], "rotated refresh token": refreshed["refresh_token"],
+        "password": password,
+        "wrong password": wrong_password,
+        "client secret": client_secret,
+        "wrong client secret": wrong_secret,
+        "rotated client secret": rotated_secret,
+        "API key": api_key,
+        "client access token": client_access,
+        "narrowed access token": narrowed_access,
+        "user access token": login["access_token"],
+        "refreshed access token": refreshed["access_token"],
+        "refresh token": login["refresh_token"],
+        "rotated refresh token": refreshed["refresh_token"],
         "newest refresh token": refreshed_again["refresh_token"],
     }
     captured = capfd.readouterr()
@@ -127,8 +139,9 @@ def test_no_clear_text_secret_in_database_or_logs(
         "caplog": caplog.text,
         "stdout/stderr": captured.out + captured.err,
     }
-    leaks = [f"{what} in the {where}" for what, secret in secrets.items() for where, text in places.items()
-             if secret in text]
+    leaks = [
+        f"{what} in the {where}" for what, secret in secrets.items() for where, text in places.items() if secret in text
+    ]
     assert not leaks, leaks
     # the capture must have seen the server's own records (refused tokens are logged at DEBUG), else it proves nothing
     assert any(r.name.startswith("dxapi") for r in caplog.records), "no dxapi log record was captured"

@@ -42,8 +42,10 @@ class Database:
 @contextlib.contextmanager
 def throwaway_database(backend: str, loop: asyncio.AbstractEventLoop, directory: Path) -> Iterator[Database]:
     """A fresh database with the demo shop and its configuration; dropped (server backends) afterwards."""
-    url = f"sqlite:///{directory / 'shop.db'}" if backend == "sqlite" else loop.run_until_complete(
-        _create_database(backend)
+    url = (
+        f"sqlite:///{directory / 'shop.db'}"
+        if backend == "sqlite"
+        else loop.run_until_complete(_create_database(backend))
     )
     try:
         client_id, client_secret = loop.run_until_complete(_prepare(url))
@@ -56,8 +58,9 @@ def throwaway_database(backend: str, loop: asyncio.AbstractEventLoop, directory:
 class ServerProcess:
     """One ``dxapi serve --workers 1`` subprocess; its output goes to ``log_path``."""
 
-    def __init__(self, name: str, database_url: str, jwt_secret: str, log_dir: Path,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, database_url: str, jwt_secret: str, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -65,11 +68,22 @@ class ServerProcess:
         # Only what the test decides: no DXAPI_* from the caller's shell (DXAPI_RELOAD_INTERVAL stays default).
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DXAPI_")}
         environment.update({"DXAPI_JWT_SECRET": jwt_secret, "DXAPI_LOG_LEVEL": "warning", **(env or {})})
-        command = [sys.executable, "-m", "dxapi.cli", "--database-url", database_url, "serve",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        command = [
+            sys.executable,
+            "-m",
+            "dxapi.cli",
+            "--database-url",
+            database_url,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
-                                            cwd=log_dir)
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=log_dir)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -120,8 +134,9 @@ class ServerProcess:
                 self.process.wait(timeout=5)
         errors = self.logged_errors()
         if errors and sys.exc_info()[0] is None:
-            raise AssertionError(f"server {self.name} logged errors:\n" + "\n".join(errors[:20]) +
-                                 f"\n{self.log_tail()}")
+            raise AssertionError(
+                f"server {self.name} logged errors:\n" + "\n".join(errors[:20]) + f"\n{self.log_tail()}"
+            )
 
 
 @contextlib.contextmanager

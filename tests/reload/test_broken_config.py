@@ -29,13 +29,15 @@ GADGET, WIDGET = "reload_gadget", "reload_widget"
 def _metadata() -> sa.MetaData:
     metadata = sa.MetaData()
     sa.Table(
-        GADGET, metadata,
+        GADGET,
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("name", sa.String(50), nullable=False),
         sa.Column("color", sa.String(20), nullable=True),
     )
     sa.Table(
-        WIDGET, metadata,
+        WIDGET,
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("gadget_id", sa.Integer, nullable=True),
         sa.Column("label", sa.String(50), nullable=True),
@@ -44,33 +46,58 @@ def _metadata() -> sa.MetaData:
 
 
 def _field(column: str, kind: str, *, creatable: bool = True) -> dict[str, Any]:
-    return {"fieldName": column, "fieldVisibleName": column, "type": kind, "isCreatable": creatable,
-            "isEditable": creatable}
+    return {
+        "fieldName": column,
+        "fieldVisibleName": column,
+        "type": kind,
+        "isCreatable": creatable,
+        "isEditable": creatable,
+    }
 
 
 GADGETS: dict[str, Any] = {
-    "tableName": GADGET, "tableAlias": "gadgets", "isActive": True,
-    "definition": {"identifier": "id", "isDeletable": False, "fields": [
-        _field("id", "integer"), _field("name", "string"), _field("color", "string"),
-    ]},
-    "childRelations": [{
-        "name": "gadgetWidgets", "isEditable": False,
-        "childDynamicEntityConfiguration": {"tableAlias": "widgets"},
-        "relationFieldMappings": [{"childFieldName": "gadget_id", "parentFieldName": "id"}],
-    }],
+    "tableName": GADGET,
+    "tableAlias": "gadgets",
+    "isActive": True,
+    "definition": {
+        "identifier": "id",
+        "isDeletable": False,
+        "fields": [
+            _field("id", "integer"),
+            _field("name", "string"),
+            _field("color", "string"),
+        ],
+    },
+    "childRelations": [
+        {
+            "name": "gadgetWidgets",
+            "isEditable": False,
+            "childDynamicEntityConfiguration": {"tableAlias": "widgets"},
+            "relationFieldMappings": [{"childFieldName": "gadget_id", "parentFieldName": "id"}],
+        }
+    ],
 }
 WIDGETS: dict[str, Any] = {
-    "tableName": WIDGET, "tableAlias": "widgets", "isActive": True,
-    "definition": {"identifier": "id", "isDeletable": False, "fields": [
-        _field("id", "integer"), _field("gadget_id", "integer"), _field("label", "string"),
-    ]},
+    "tableName": WIDGET,
+    "tableAlias": "widgets",
+    "isActive": True,
+    "definition": {
+        "identifier": "id",
+        "isDeletable": False,
+        "fields": [
+            _field("id", "integer"),
+            _field("gadget_id", "integer"),
+            _field("label", "string"),
+        ],
+    },
 }
 
 
 def bump_version(backend: Backend) -> int:
     """What an operator does after changing things by hand: move the version so every worker rebuilds."""
-    backend.sql(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                .values(version=dx_config_version.c.version + 1))
+    backend.sql(
+        sa.update(dx_config_version).where(dx_config_version.c.id == 1).values(version=dx_config_version.c.version + 1)
+    )
     version = int(backend.sql(sa.select(dx_config_version.c.version))[0][0])
     backend.wait_for_version(version)
     return version
@@ -92,12 +119,20 @@ def gadgets(backend: Backend) -> Iterator[None]:
             async with engine.begin() as conn:
                 await conn.run_sync(metadata.drop_all)
                 await conn.run_sync(metadata.create_all)
-                await conn.execute(metadata.tables[GADGET].insert(), [
-                    {"id": 1, "name": "lamp", "color": "red"}, {"id": 2, "name": "fan", "color": None},
-                ])
-                await conn.execute(metadata.tables[WIDGET].insert(), [
-                    {"id": 1, "gadget_id": 1, "label": "bulb"}, {"id": 2, "gadget_id": 2, "label": "blade"},
-                ])
+                await conn.execute(
+                    metadata.tables[GADGET].insert(),
+                    [
+                        {"id": 1, "name": "lamp", "color": "red"},
+                        {"id": 2, "name": "fan", "color": None},
+                    ],
+                )
+                await conn.execute(
+                    metadata.tables[WIDGET].insert(),
+                    [
+                        {"id": 1, "gadget_id": 1, "label": "bulb"},
+                        {"id": 2, "gadget_id": 2, "label": "blade"},
+                    ],
+                )
         finally:
             await engine.dispose()
 
@@ -132,8 +167,7 @@ def assert_serving(api: httpx.Client) -> None:
         assert response.status_code == 200, (path, response.status_code, response.text[:300])
 
 
-def test_dropped_column_makes_only_that_entity_unavailable(backend: Backend, api: httpx.Client,
-                                                           gadgets: None) -> None:
+def test_dropped_column_makes_only_that_entity_unavailable(backend: Backend, api: httpx.Client, gadgets: None) -> None:
     before = api.get(f"{API}/gadgets/1")
     assert before.status_code == 200 and before.json()["data"]["color"] == "red", before.text
 
@@ -176,17 +210,20 @@ def test_saving_another_entity_while_one_is_broken(backend: Backend, api: httpx.
     try:
         backend.import_config([widgets])
     except ConfigError as exc:
-        pytest.fail(f"saving `widgets` was refused because of the unrelated, already broken `gadgets`: "
-                    f"{exc.problems}")
+        pytest.fail(f"saving `widgets` was refused because of the unrelated, already broken `gadgets`: {exc.problems}")
     assert_unavailable(api.get(f"{API}/gadgets"), "gadgets")
     assert set(api.get(f"{API}/widgets/1").json()["data"]) == {"id", "gadget_id"}
     assert_serving(api)
 
 
-def test_malformed_definition_makes_only_that_entity_unavailable(backend: Backend, api: httpx.Client,
-                                                                 gadgets: None) -> None:
-    backend.sql(sa.update(dx_entity).where(dx_entity.c.table_alias == "widgets")
-                .values(definition='{"identifier": "id", "fields": [{"fieldName": '))
+def test_malformed_definition_makes_only_that_entity_unavailable(
+    backend: Backend, api: httpx.Client, gadgets: None
+) -> None:
+    backend.sql(
+        sa.update(dx_entity)
+        .where(dx_entity.c.table_alias == "widgets")
+        .values(definition='{"identifier": "id", "fields": [{"fieldName": ')
+    )
     bump_version(backend)
 
     assert_unavailable(api.get(f"{API}/widgets"), "widgets")

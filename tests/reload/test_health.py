@@ -53,6 +53,7 @@ def test_live_and_ready(backend: Backend) -> None:
 
 # --- database stop and restart ----------------------------------------------------------------------------------
 
+
 def _cluster() -> list[str]:
     versions = sorted(os.listdir(POSTGRES_ETC)) if POSTGRES_ETC.is_dir() else []
     assert versions and shutil.which("pg_ctlcluster"), "the local PostgreSQL cluster cannot be controlled here"
@@ -133,14 +134,23 @@ def test_database_restart(loop: asyncio.AbstractEventLoop, tmp_path: Path, postg
                         time.sleep(pause)
                         for path in (f"{API}/products?page[limit]=5", f"{API}/products/1", f"{API}/countries"):
                             response, took = _timed_get(client, path)
-                            if not (response.status_code == 503 and error_code(response) == "5002"
-                                    and response.headers.get("retry-after") and took < FAIL_FAST):
-                                down.append(f"after {pause}s {path}: {response.status_code} "
-                                            f"{response.text[:160]!r} Retry-After="
-                                            f"{response.headers.get('retry-after')} in {took:.2f}s")
+                            if not (
+                                response.status_code == 503
+                                and error_code(response) == "5002"
+                                and response.headers.get("retry-after")
+                                and took < FAIL_FAST
+                            ):
+                                down.append(
+                                    f"after {pause}s {path}: {response.status_code} "
+                                    f"{response.text[:160]!r} Retry-After="
+                                    f"{response.headers.get('retry-after')} in {took:.2f}s"
+                                )
                     # A connector fetching a new token meanwhile is told to come back, not "server error".
-                    form = {"grant_type": "client_credentials", "client_id": database.client_id,
-                            "client_secret": database.client_secret}
+                    form = {
+                        "grant_type": "client_credentials",
+                        "client_id": database.client_id,
+                        "client_secret": database.client_secret,
+                    }
                     started = time.monotonic()
                     token = httpx.post(f"{server.base_url}/token", data=form, timeout=10)
                     took = time.monotonic() - started
@@ -152,8 +162,11 @@ def test_database_restart(loop: asyncio.AbstractEventLoop, tmp_path: Path, postg
                     _start_postgres_again()
 
                 ready, waited = _wait_ready_status(client, 200, RECOVER_WITHIN)
-                assert ready.status_code == 200, (f"not ready {waited:.1f}s after the restart", ready.text,
-                                                  server.log_tail())
+                assert ready.status_code == 200, (
+                    f"not ready {waited:.1f}s after the restart",
+                    ready.text,
+                    server.log_tail(),
+                )
                 deadline = time.monotonic() + RECOVER_WITHIN
                 while (back := client.get(f"{API}/products?page[limit]=5")).status_code != 200:
                     assert time.monotonic() < deadline, (back.status_code, back.text, server.log_tail())
@@ -161,5 +174,6 @@ def test_database_restart(loop: asyncio.AbstractEventLoop, tmp_path: Path, postg
                 assert len(back.json()["data"]) == 5
                 assert client.get(f"{API}/products/1").status_code == 200
                 assert server.process.poll() is None, "dxapi must ride out the restart without restarting"
-                assert not down, "\n".join(["answers while the database was down:", *down,
-                                             f"(server log: {server.log_path})"])
+                assert not down, "\n".join(
+                    ["answers while the database was down:", *down, f"(server log: {server.log_path})"]
+                )

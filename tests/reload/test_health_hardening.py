@@ -30,18 +30,25 @@ ANONYMOUS_KEYS = {"status", "snapshotVersion", "unavailableEntityCount", "proble
 RECOVER_WITHIN = 5.0
 
 GIZMOS: dict[str, Any] = {
-    "tableName": TABLE, "tableAlias": ALIAS, "isActive": True,
-    "definition": {"identifier": "id", "isDeletable": False, "fields": [
-        {"fieldName": name, "fieldVisibleName": name, "type": kind, "isCreatable": True, "isEditable": True}
-        for name, kind in (("id", "integer"), ("name", "string"), ("shade", "string"))
-    ]},
+    "tableName": TABLE,
+    "tableAlias": ALIAS,
+    "isActive": True,
+    "definition": {
+        "identifier": "id",
+        "isDeletable": False,
+        "fields": [
+            {"fieldName": name, "fieldVisibleName": name, "type": kind, "isCreatable": True, "isEditable": True}
+            for name, kind in (("id", "integer"), ("name", "string"), ("shade", "string"))
+        ],
+    },
 }
 
 
 def _metadata() -> sa.MetaData:
     metadata = sa.MetaData()
     sa.Table(
-        TABLE, metadata,
+        TABLE,
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("name", sa.String(50), nullable=False),
         sa.Column("shade", sa.String(20), nullable=True),
@@ -50,8 +57,9 @@ def _metadata() -> sa.MetaData:
 
 
 def _bump_version(backend: Backend) -> None:
-    backend.sql(sa.update(dx_config_version).where(dx_config_version.c.id == 1)
-                .values(version=dx_config_version.c.version + 1))
+    backend.sql(
+        sa.update(dx_config_version).where(dx_config_version.c.id == 1).values(version=dx_config_version.c.version + 1)
+    )
     backend.wait_for_version(int(backend.sql(sa.select(dx_config_version.c.version))[0][0]))
 
 
@@ -118,20 +126,27 @@ def test_anonymous_readiness_names_nothing(backend: Backend, api: httpx.Client, 
     assert any("shade" in p for p in detailed["unavailableEntities"][ALIAS]), detailed
     assert detailed["unavailableEntityCount"] == document["unavailableEntityCount"], detailed
     # ... but only for the entities its scopes cover.
-    narrow = httpx.get(f"{backend.base_url}/health/ready", timeout=10,
-                       headers={"Authorization": f"Bearer {_token(backend, frozenset({'products:read'}))}"})
+    narrow = httpx.get(
+        f"{backend.base_url}/health/ready",
+        timeout=10,
+        headers={"Authorization": f"Bearer {_token(backend, frozenset({'products:read'}))}"},
+    )
     assert narrow.status_code == 200 and ALIAS not in narrow.json()["unavailableEntities"], narrow.text
     assert "shade" not in narrow.text and TABLE not in narrow.text, narrow.text
-    own = httpx.get(f"{backend.base_url}/health/ready", timeout=10,
-                    headers={"Authorization": f"Bearer {_token(backend, frozenset({'gizmos:write'}))}"})
+    own = httpx.get(
+        f"{backend.base_url}/health/ready",
+        timeout=10,
+        headers={"Authorization": f"Bearer {_token(backend, frozenset({'gizmos:write'}))}"},
+    )
     assert any("shade" in p for p in own.json()["unavailableEntities"][ALIAS]), own.text
     # A bad token is no operator, and no reason to fail the probe.
     forged = httpx.get(f"{backend.base_url}/health/ready", timeout=10, headers={"Authorization": "Bearer x.y.z"})
     assert forged.status_code == 200 and set(forged.json()) == ANONYMOUS_KEYS, forged.text
 
 
-def test_schema_drift_is_reported_as_soon_as_requests_meet_it(backend: Backend, api: httpx.Client,
-                                                              gizmos: None) -> None:
+def test_schema_drift_is_reported_as_soon_as_requests_meet_it(
+    backend: Backend, api: httpx.Client, gizmos: None
+) -> None:
     before = api.get("/health/ready").json()
     assert ALIAS not in before["unavailableEntities"], before
     version = before["snapshotVersion"]

@@ -77,9 +77,7 @@ def test_document_follows_a_configuration_change(backend: Backend, api: httpx.Cl
     before = document(api)
     entries = {e["tableAlias"]: e for e in shop_config()}
     products = copy.deepcopy(entries["products"])
-    products["definition"]["fields"] = [
-        f for f in products["definition"]["fields"] if f["fieldName"] != "description"
-    ]
+    products["definition"]["fields"] = [f for f in products["definition"]["fields"] if f["fieldName"] != "description"]
     countries = dict(entries["countries"], isActive=False)
 
     version = backend.import_config([products, countries])
@@ -152,25 +150,51 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     with throwaway_database("sqlite", loop, tmp_path) as database:
         # A small batch maximum: schemathesis sends bodies of maxItems items, and 10,000 of them, refused
         # item by item, would only measure the machine.
-        server = ServerProcess("fuzz", database.url, secrets.token_urlsafe(48), tmp_path,
-                               env={"DXAPI_MAX_BATCH_ITEMS": "50"})
+        server = ServerProcess(
+            "fuzz", database.url, secrets.token_urlsafe(48), tmp_path, env={"DXAPI_MAX_BATCH_ITEMS": "50"}
+        )
         with running([server]):
             token = server.token(database)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             report = ARTIFACTS / f"schemathesis-{run}.xml"
             report.unlink(missing_ok=True)
             command = [
-                str(SCHEMATHESIS), "run", f"{server.base_url}{API}/openapi.json",
-                "-H", f"Authorization: Bearer {token}",
-                "--checks", CHECKS, "--max-examples", "5", "--seed", str(SEED),
-                "--include-path-regex", paths, "--phases", phases,
-                "--workers", "1", "--no-shrink", "--request-timeout", "10",
-                "--report", "junit", "--report-junit-path", str(report),
+                str(SCHEMATHESIS),
+                "run",
+                f"{server.base_url}{API}/openapi.json",
+                "-H",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                CHECKS,
+                "--max-examples",
+                "5",
+                "--seed",
+                str(SEED),
+                "--include-path-regex",
+                paths,
+                "--phases",
+                phases,
+                "--workers",
+                "1",
+                "--no-shrink",
+                "--request-timeout",
+                "10",
+                "--report",
+                "junit",
+                "--report-junit-path",
+                str(report),
             ]
             environment = {k: v for k, v in os.environ.items() if not k.startswith("DXAPI_")}
             started = time.monotonic()
-            done = subprocess.run(command, capture_output=True, text=True, timeout=100, cwd=tmp_path,
-                                  env={**environment, "NO_COLOR": "1"}, check=False)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=100,
+                cwd=tmp_path,
+                env={**environment, "NO_COLOR": "1"},
+                check=False,
+            )
             took = time.monotonic() - started
             log = server.log_tail(80)
     summary = "\n".join(line for line in done.stdout.splitlines()[-25:])

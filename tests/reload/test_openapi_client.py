@@ -41,11 +41,17 @@ from tests.reload.test_broken_config import bump_version
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 LEDGER_TABLE, LEDGER = "oa_ledger", "ledger"
 LEDGER_CONFIG: dict[str, Any] = {
-    "tableName": LEDGER_TABLE, "tableAlias": LEDGER, "isActive": True,
-    "definition": {"identifier": "id", "isDeletable": False, "fields": [
-        {"fieldName": name, "fieldVisibleName": name, "type": kind, "isCreatable": False, "isEditable": False}
-        for name, kind in (("id", "integer"), ("note", "string"))
-    ]},
+    "tableName": LEDGER_TABLE,
+    "tableAlias": LEDGER,
+    "isActive": True,
+    "definition": {
+        "identifier": "id",
+        "isDeletable": False,
+        "fields": [
+            {"fieldName": name, "fieldVisibleName": name, "type": kind, "isCreatable": False, "isEditable": False}
+            for name, kind in (("id", "integer"), ("note", "string"))
+        ],
+    },
 }
 
 
@@ -93,8 +99,9 @@ def scoped(backend: Backend) -> Iterator[Any]:
 
     def make(scopes: str) -> httpx.Client:
         token = fetch_token(backend.base_url, client_id, secret, scope=scopes)
-        clients.append(httpx.Client(base_url=backend.base_url, headers={"Authorization": f"Bearer {token}"},
-                                    timeout=10))
+        clients.append(
+            httpx.Client(base_url=backend.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        )
         return clients[-1]
 
     yield make
@@ -120,8 +127,12 @@ def test_nested_child_leaves_the_foreign_key_to_the_server(api: httpx.Client) ->
 def ledger(backend: Backend) -> Iterator[None]:
     """A table whose every field is read-only (like a view): configured, then removed."""
     metadata = sa.MetaData()
-    table = sa.Table(LEDGER_TABLE, metadata, sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-                     sa.Column("note", sa.String(40), nullable=True))
+    table = sa.Table(
+        LEDGER_TABLE,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.String(40), nullable=True),
+    )
 
     async def create(engine: Any) -> None:
         async with engine.begin() as conn:
@@ -168,12 +179,18 @@ def test_token_endpoint_is_described(backend: Backend, api: httpx.Client) -> Non
     assert failure["required"] == ["error"], failure
 
     client_id, secret = backend.with_engine(lambda engine: add_client(engine, "openapi token", frozenset()))
-    issued = httpx.post(f"{backend.base_url}/token", timeout=10,
-                        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+    issued = httpx.post(
+        f"{backend.base_url}/token",
+        timeout=10,
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
     assert issued.status_code == 200 and set(answer["required"]) <= set(issued.json()), issued.text
     assert set(issued.json()) <= set(answer["properties"]), issued.text
-    refused = httpx.post(f"{backend.base_url}/token", timeout=10,
-                         data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"})
+    refused = httpx.post(
+        f"{backend.base_url}/token",
+        timeout=10,
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"},
+    )
     assert refused.status_code == 401 and set(refused.json()) <= set(failure["properties"]), refused.text
 
 
@@ -181,8 +198,7 @@ def test_document_shows_only_what_the_scopes_allow(backend: Backend, api: httpx.
     full = _document(api)
     reader = _document(scoped("products:read"), check=False)
     operations = _operations(reader)
-    assert operations == {f"{API}/products": {"get"}, f"{API}/products/{{id}}": {"get"}, "/token": {"post"}}, (
-        operations)
+    assert operations == {f"{API}/products": {"get"}, f"{API}/products/{{id}}": {"get"}, "/token": {"post"}}, operations
     schemas = reader["components"]["schemas"]
     assert not {"countries", "stocks", "tax-rates", "products-create"} & set(schemas), sorted(schemas)
     assert not {"productStocks", "productTaxRate"} & set(schemas["products"]["properties"])
@@ -193,12 +209,16 @@ def test_document_shows_only_what_the_scopes_allow(backend: Backend, api: httpx.
     include = next(p for p in with_stocks["paths"][f"{API}/products"]["get"]["parameters"] if p["name"] == "include")
     assert "productStocks" in include["description"] and "productTaxRate" not in include["description"], include
     assert with_stocks["components"]["schemas"]["products"]["properties"]["productStocks"]["items"] == {
-        "$ref": "#/components/schemas/stocks"}
+        "$ref": "#/components/schemas/stocks"
+    }
 
     writer_client = scoped("products:write")
     writer = _document(writer_client)
-    assert _operations(writer) == {f"{API}/products": {"post", "patch", "put"},
-                                   f"{API}/products/{{id}}": {"patch", "put"}, "/token": {"post"}}
+    assert _operations(writer) == {
+        f"{API}/products": {"post", "patch", "put"},
+        f"{API}/products/{{id}}": {"patch", "put"},
+        "/token": {"post"},
+    }
     schemas = writer["components"]["schemas"]
     assert "products" not in schemas and "productStocks" not in schemas["products-create"]["properties"]
     saved = writer["paths"][f"{API}/products/{{id}}"]["patch"]["responses"]["200"]["content"]["application/json"]
@@ -213,8 +233,7 @@ def test_document_shows_only_what_the_scopes_allow(backend: Backend, api: httpx.
     assert "productStocks" in nested["components"]["schemas"]["products-create"]["properties"]
 
     deleter = _document(scoped("stocks:delete"), check=False)
-    assert _operations(deleter) == {f"{API}/stocks": {"delete"}, f"{API}/stocks/{{id}}": {"delete"},
-                                    "/token": {"post"}}
+    assert _operations(deleter) == {f"{API}/stocks": {"delete"}, f"{API}/stocks/{{id}}": {"delete"}, "/token": {"post"}}
     assert not [n for n in deleter["components"]["schemas"] if n.startswith(("stocks", "products"))]
 
     # Each scope set has its own cached document; the full one is unchanged by the others.
@@ -225,11 +244,18 @@ def test_document_shows_only_what_the_scopes_allow(backend: Backend, api: httpx.
 
 # --- a generated client against a live server -------------------------------------------------------------------
 
+
 def _generate(spec_path: Path, out: Path) -> str:
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run([str(GENERATOR), "generate", "--path", str(spec_path), "--output-path", str(out),
-                           "--meta", "none"], capture_output=True, text=True, timeout=120, env=environment,
-                          cwd=spec_path.parent, check=False)
+    done = subprocess.run(
+        [str(GENERATOR), "generate", "--path", str(spec_path), "--output-path", str(out), "--meta", "none"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        cwd=spec_path.parent,
+        check=False,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     return output
@@ -248,19 +274,22 @@ def generated(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.mark.timeout(120)
-def test_generated_client_sends_every_request(loop: asyncio.AbstractEventLoop, tmp_path: Path,
-                                              generated: Any) -> None:
+def test_generated_client_sends_every_request(loop: asyncio.AbstractEventLoop, tmp_path: Path, generated: Any) -> None:
     with throwaway_database("sqlite", loop, tmp_path) as database:
         server = ServerProcess("client", database.url, secrets.token_urlsafe(48), tmp_path)
         with running([server]):
             token = server.token(database)
-            spec = httpx.get(f"{server.base_url}{API}/openapi.json", headers={"Authorization": f"Bearer {token}"},
-                             timeout=10)
+            spec = httpx.get(
+                f"{server.base_url}{API}/openapi.json", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
             assert spec.status_code == 200, spec.text[:300]
             (tmp_path / "openapi.json").write_bytes(spec.content)
             output = _generate(tmp_path / "openapi.json", tmp_path / "dxclient")
-            warnings = [line for line in output.splitlines()
-                        if line.strip() and not line.startswith(("Generating", "If you believe"))]
+            warnings = [
+                line
+                for line in output.splitlines()
+                if line.strip() and not line.startswith(("Generating", "If you believe"))
+            ]
             assert not warnings, output
             _exercise(generated, server.base_url, database.client_id, database.client_secret)
             engine = sa.create_engine(database.url)
@@ -283,17 +312,28 @@ def _exercise(generated: Any, base_url: str, client_id: str, client_secret: str)
         return generated(f"{api}.{tag}.{operation}").sync_detailed(**kwargs)
 
     anonymous = client_module.Client(base_url=base_url)
-    issued = call("auth", "token", client=anonymous,
-                  body=models.TokenForm(grant_type=models.TokenFormGrantType.CLIENT_CREDENTIALS,
-                                        client_id=client_id, client_secret=client_secret))
+    issued = call(
+        "auth",
+        "token",
+        client=anonymous,
+        body=models.TokenForm(
+            grant_type=models.TokenFormGrantType.CLIENT_CREDENTIALS, client_id=client_id, client_secret=client_secret
+        ),
+    )
     assert issued.status_code == 200, issued.content
     access = issued.parsed.access_token
-    refused = call("auth", "token", client=anonymous,
-                   body=models.TokenForm(grant_type=models.TokenFormGrantType.CLIENT_CREDENTIALS,
-                                         client_id=client_id, client_secret="wrong"))
+    refused = call(
+        "auth",
+        "token",
+        client=anonymous,
+        body=models.TokenForm(
+            grant_type=models.TokenFormGrantType.CLIENT_CREDENTIALS, client_id=client_id, client_secret="wrong"
+        ),
+    )
     assert refused.status_code == 401 and refused.parsed.error == "invalid_client", refused.content
-    flat = models.TokenJson(grant_type=models.TokenJsonGrantType.CLIENT_CREDENTIALS, client_id=client_id,
-                            client_secret=client_secret)
+    flat = models.TokenJson(
+        grant_type=models.TokenJsonGrantType.CLIENT_CREDENTIALS, client_id=client_id, client_secret=client_secret
+    )
     glue = models.TokenGlue(data=models.TokenGlueData(attributes=flat, type_=models.TokenGlueDataType.TOKEN))
     for body in (flat, glue):  # Spryker's JSON bodies
         answer = call("auth", "token", client=anonymous, body=body)
@@ -307,37 +347,86 @@ def _exercise(generated: Any, base_url: str, client_id: str, client_secret: str)
     one = call("products", "get_products", client=client, id=1)
     assert one.status_code == 200 and one.parsed.data.id_product == 1, one.content
 
-    created = call("products", "create_products", client=client, body=models.CreateProductsBody(data=[
-        models.ProductsCreate(sku="GEN-1", name="generated one", fk_category=1, price="9.50"),
-        models.ProductsCreate(sku="GEN-2", name="generated two", fk_category=1, price=3, product_stocks=[
-            models.ProductsProductStocksCreate(warehouse="GEN", quantity=4),
-        ]),
-    ]))
+    created = call(
+        "products",
+        "create_products",
+        client=client,
+        body=models.CreateProductsBody(
+            data=[
+                models.ProductsCreate(sku="GEN-1", name="generated one", fk_category=1, price="9.50"),
+                models.ProductsCreate(
+                    sku="GEN-2",
+                    name="generated two",
+                    fk_category=1,
+                    price=3,
+                    product_stocks=[
+                        models.ProductsProductStocksCreate(warehouse="GEN", quantity=4),
+                    ],
+                ),
+            ]
+        ),
+    )
     assert created.status_code == 201, created.content
     first, second = created.parsed.data
     assert first.sku == "GEN-1" and first.price == "9.50", first
     (stock,) = second.product_stocks
     assert stock.fk_product == second.id_product and stock.quantity == 4, stock
 
-    patched = call("products", "update_products", client=client, body=models.UpdateProductsBody(data=[
-        models.ProductsUpdate(id_product=first.id_product, name="patched in batch"),
-    ]))
+    patched = call(
+        "products",
+        "update_products",
+        client=client,
+        body=models.UpdateProductsBody(
+            data=[
+                models.ProductsUpdate(id_product=first.id_product, name="patched in batch"),
+            ]
+        ),
+    )
     assert patched.status_code == 200 and patched.parsed.data[0].name == "patched in batch", patched.content
-    patched_one = call("products", "update_one_products", client=client, id=first.id_product,
-                       body=models.UpdateOneProductsBody(data=models.ProductsUpdateOne(description="patched")))
+    patched_one = call(
+        "products",
+        "update_one_products",
+        client=client,
+        id=first.id_product,
+        body=models.UpdateOneProductsBody(data=models.ProductsUpdateOne(description="patched")),
+    )
     assert patched_one.status_code == 200 and patched_one.parsed.data.description == "patched", patched_one.content
-    put_one = call("products", "upsert_one_products", client=client, id=first.id_product,
-                   body=models.UpsertOneProductsBody(data=models.ProductsReplace(
-                       sku="GEN-1", name="replaced", fk_category=2, price="1.25", is_active=True)))
+    put_one = call(
+        "products",
+        "upsert_one_products",
+        client=client,
+        id=first.id_product,
+        body=models.UpsertOneProductsBody(
+            data=models.ProductsReplace(sku="GEN-1", name="replaced", fk_category=2, price="1.25", is_active=True)
+        ),
+    )
     assert put_one.status_code == 200, put_one.content
     assert (put_one.parsed.data.name, put_one.parsed.data.description) == ("replaced", None), put_one.content
-    put_batch = call("products", "upsert_products", client=client, body=models.UpsertProductsBody(data=[
-        models.ProductsReplace(id_product=second.id_product, sku="GEN-2", name="upserted", fk_category=1,
-                               price="2.00", is_active=False),
-    ]))
+    put_batch = call(
+        "products",
+        "upsert_products",
+        client=client,
+        body=models.UpsertProductsBody(
+            data=[
+                models.ProductsReplace(
+                    id_product=second.id_product,
+                    sku="GEN-2",
+                    name="upserted",
+                    fk_category=1,
+                    price="2.00",
+                    is_active=False,
+                ),
+            ]
+        ),
+    )
     assert put_batch.status_code == 200 and put_batch.parsed.data[0].name == "upserted", put_batch.content
-    stock_patch = call("stocks", "update_one_stocks", client=client, id=stock.id_stock,
-                       body=models.UpdateOneStocksBody(data=models.StocksUpdateOne(quantity=5)))
+    stock_patch = call(
+        "stocks",
+        "update_one_stocks",
+        client=client,
+        id=stock.id_stock,
+        body=models.UpdateOneStocksBody(data=models.StocksUpdateOne(quantity=5)),
+    )
     assert stock_patch.status_code == 200 and stock_patch.parsed.data.quantity == 5, stock_patch.content
 
     gone = call("stocks", "delete_one_stocks", client=client, id=stock.id_stock)

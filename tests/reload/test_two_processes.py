@@ -84,9 +84,7 @@ class ProductsConfig:
     @classmethod
     def original(cls) -> ProductsConfig:
         entry = next(e for e in shop_config() if e["tableAlias"] == "products")
-        visible: dict[str, str | None] = {
-            f["fieldName"]: f["fieldVisibleName"] for f in entry["definition"]["fields"]
-        }
+        visible: dict[str, str | None] = {f["fieldName"]: f["fieldVisibleName"] for f in entry["definition"]["fields"]}
         return cls(entry, visible)
 
     def changed(self, change: tuple[str, ...]) -> ProductsConfig:
@@ -234,8 +232,9 @@ def consistent(record: Record, phases: list[Phase]) -> bool:
     return False
 
 
-def make_changes(run: Callable[[Any], Any], url: str, clients: dict[str, httpx.Client],
-                 phases: list[Phase]) -> dict[str, list[float]]:
+def make_changes(
+    run: Callable[[Any], Any], url: str, clients: dict[str, httpx.Client], phases: list[Phase]
+) -> dict[str, list[float]]:
     """Apply ``CHANGES`` one after another through the store; the delay until each server shows each one."""
     engine = create_engine(url)
     delays: dict[str, list[float]] = {name: [] for name in clients}
@@ -303,9 +302,13 @@ def test_changes_reach_the_other_process_within_a_second_under_load(
             logs = {s.name: s.log_tail() for s in servers}
 
     summary = write_results(backend_name, delays, load.records)
-    print(f"\nreload delays on {backend_name} over {len(CHANGES)} changes, {len(load.records)} load requests: "
-          + "; ".join(f"{n}: p50 {summary[n]['p50_ms']} ms, p99 {summary[n]['p99_ms']} ms, "
-                      f"max {summary[n]['max_ms']} ms" for n in delays))
+    print(
+        f"\nreload delays on {backend_name} over {len(CHANGES)} changes, {len(load.records)} load requests: "
+        + "; ".join(
+            f"{n}: p50 {summary[n]['p50_ms']} ms, p99 {summary[n]['p99_ms']} ms, max {summary[n]['max_ms']} ms"
+            for n in delays
+        )
+    )
 
     failures = [r for r in load.records if r.problem is not None or r.status >= 500]
     server_errors = [r for r in load.records if r.status >= 500]

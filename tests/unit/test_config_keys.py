@@ -20,7 +20,8 @@ RULE = "The identifier must be the primary key or a single-column UNIQUE NOT NUL
 
 def keyed() -> sa.Table:
     table = sa.Table(
-        "keyed", sa.MetaData(),
+        "keyed",
+        sa.MetaData(),
         sa.Column("id", sa.INTEGER(), primary_key=True),
         sa.Column("sku", sa.VARCHAR(20), nullable=False),
         sa.Column("ean", sa.VARCHAR(20), nullable=True),
@@ -43,8 +44,13 @@ def keyed() -> sa.Table:
 
 
 def composite(*extra: sa.Column[int]) -> sa.Table:
-    return sa.Table("pair", sa.MetaData(), sa.Column("store", sa.VARCHAR(10), primary_key=True),
-                    sa.Column("sku", sa.VARCHAR(10), primary_key=True), *extra)
+    return sa.Table(
+        "pair",
+        sa.MetaData(),
+        sa.Column("store", sa.VARCHAR(10), primary_key=True),
+        sa.Column("sku", sa.VARCHAR(10), primary_key=True),
+        *extra,
+    )
 
 
 def test_candidates_are_the_primary_key_and_unique_not_null_columns_in_table_order() -> None:
@@ -63,7 +69,8 @@ def test_candidates_are_the_primary_key_and_unique_not_null_columns_in_table_ord
 )
 def test_columns_that_may_hold_a_value_twice_are_refused(column: str, reason: str) -> None:
     assert identifier_problem(keyed(), column) == (
-        f"identifier `{column}` is not a unique key of `keyed`: {reason}. {RULE}; eligible here: id, sku, ref")
+        f"identifier `{column}` is not a unique key of `keyed`: {reason}. {RULE}; eligible here: id, sku, ref"
+    )
 
 
 @pytest.mark.parametrize("column", ["id", "sku", "ref"])
@@ -72,8 +79,10 @@ def test_eligible_columns_have_no_problem(column: str) -> None:
 
 
 def test_composite_primary_key_is_not_an_identifier() -> None:
-    message = ("identifier `sku` is not a unique key of `pair`: it is part of the composite primary key (store, "
-               f"sku), and composite keys are not supported as identifiers. {RULE}; eligible here: none")
+    message = (
+        "identifier `sku` is not a unique key of `pair`: it is part of the composite primary key (store, "
+        f"sku), and composite keys are not supported as identifiers. {RULE}; eligible here: none"
+    )
     assert identifier_problem(composite(), "sku") == message
     assert identifier_candidates(composite()) == []
 
@@ -110,11 +119,13 @@ VIEWS = {
 def conn() -> Iterator[sa.Connection]:
     engine = sa.create_engine("sqlite://")
     with engine.connect() as connection:
-        for statement in ("CREATE TABLE thing (id INTEGER PRIMARY KEY, name TEXT)",
-                          'CREATE TABLE "Secret Table" (id INTEGER PRIMARY KEY)',
-                          "CREATE TABLE dx_user (id INTEGER PRIMARY KEY)",
-                          "CREATE TABLE dx_client (id INTEGER PRIMARY KEY)",
-                          "CREATE TABLE dx_api_key (id INTEGER PRIMARY KEY)"):
+        for statement in (
+            "CREATE TABLE thing (id INTEGER PRIMARY KEY, name TEXT)",
+            'CREATE TABLE "Secret Table" (id INTEGER PRIMARY KEY)',
+            "CREATE TABLE dx_user (id INTEGER PRIMARY KEY)",
+            "CREATE TABLE dx_client (id INTEGER PRIMARY KEY)",
+            "CREATE TABLE dx_api_key (id INTEGER PRIMARY KEY)",
+        ):
             connection.exec_driver_sql(statement)
         for name, select in VIEWS.items():
             connection.exec_driver_sql(f'CREATE VIEW "{name}" AS {select}')
@@ -124,9 +135,18 @@ def conn() -> Iterator[sa.Connection]:
 
 @pytest.mark.parametrize(
     ("view", "denied"),
-    [("v_plain", ()), ("v_over_plain", ()), ("v_upper", ("dx_user",)), ("v_brackets", ("dx_client",)),
-     ("v_literal", ("dx_user",)), ("v_one", ("dx_api_key",)), ("v_two", ("dx_api_key",)),
-     ("v_three", ("dx_api_key",)), ("v_catalog", ("sqlite_master",)), ("v_secret", ("secret table",))],
+    [
+        ("v_plain", ()),
+        ("v_over_plain", ()),
+        ("v_upper", ("dx_user",)),
+        ("v_brackets", ("dx_client",)),
+        ("v_literal", ("dx_user",)),
+        ("v_one", ("dx_api_key",)),
+        ("v_two", ("dx_api_key",)),
+        ("v_three", ("dx_api_key",)),
+        ("v_catalog", ("sqlite_master",)),
+        ("v_secret", ("secret table",)),
+    ],
 )
 def test_what_a_view_reads(conn: sa.Connection, view: str, denied: tuple[str, ...]) -> None:
     assert view_denied_reads(conn, [view], ["SECRET TABLE"]) == {view: denied}

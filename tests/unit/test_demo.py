@@ -72,9 +72,7 @@ def test_counts(shop: tuple[dict[str, int], sa.Engine]) -> None:
 def test_updated_at_strictly_increasing_with_id(shop: tuple[dict[str, int], sa.Engine]) -> None:
     _, engine = shop
     product = shop_metadata().tables["shop_product"]
-    query = sa.select(product.c.id_product, product.c.created_at, product.c.updated_at).order_by(
-        product.c.id_product
-    )
+    query = sa.select(product.c.id_product, product.c.created_at, product.c.updated_at).order_by(product.c.id_product)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     assert [row.id_product for row in rows] == list(range(1, PRODUCTS + 1))
@@ -102,11 +100,13 @@ def test_every_foreign_key_resolves(shop: tuple[dict[str, int], sa.Engine]) -> N
                 assert connection.scalar(query) == 0, f"dangling {table.name}.{child.name}"
                 checked += 1
         # The self-referencing tree is two levels deep: every parent is a root.
-        depth = connection.scalar(sa.text(
-            "SELECT COUNT(*) FROM shop_category c"
-            " JOIN shop_category p ON p.id_category = c.fk_parent_category"
-            " WHERE p.fk_parent_category IS NOT NULL"
-        ))
+        depth = connection.scalar(
+            sa.text(
+                "SELECT COUNT(*) FROM shop_category c"
+                " JOIN shop_category p ON p.id_category = c.fk_parent_category"
+                " WHERE p.fk_parent_category IS NOT NULL"
+            )
+        )
         assert depth == 0
     assert checked == 5
 

@@ -39,8 +39,7 @@ def _free_port() -> int:
 
 
 def _clean_environment() -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("DXAPI_", "PYTHON", "VIRTUAL_ENV"))}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DXAPI_", "PYTHON", "VIRTUAL_ENV"))}
     return {**environment, "PYTHONUNBUFFERED": "1"}
 
 
@@ -54,23 +53,46 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "dxapi", source / "dxapi", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wheels = base / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
-                           capture_output=True, text=True, timeout=180, cwd=base, env=_clean_environment())
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=base,
+        env=_clean_environment(),
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = wheels.glob("dxapi-*.whl")
 
     environment = base / "venv"
     venv.EnvBuilder(with_pip=False).create(environment)
     python = environment / "bin" / "python"
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
-                           str(wheel)], capture_output=True, text=True, timeout=120, cwd=base,
-                          env=_clean_environment())
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=base,
+        env=_clean_environment(),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    own = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                         capture_output=True, text=True, check=True, cwd=base, env=_clean_environment())
+    own = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=base,
+        env=_clean_environment(),
+    )
     Path(own.stdout.strip(), "borrowed-dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    where = subprocess.run([str(python), "-c", "import dxapi; print(dxapi.__file__)"], capture_output=True,
-                           text=True, check=True, cwd=base, env=_clean_environment())
+    where = subprocess.run(
+        [str(python), "-c", "import dxapi; print(dxapi.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=base,
+        env=_clean_environment(),
+    )
     assert Path(where.stdout.strip()).is_relative_to(environment), where.stdout  # the wheel, not the sources
     return environment / "bin"
 
@@ -82,8 +104,14 @@ def demo(installed: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     log_path = tmp_path / "demo.log"
     environment = {**_clean_environment(), "DXAPI_HOST": "127.0.0.1", "DXAPI_PORT": str(port)}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([str(installed / "dxapi"), "demo"], stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=tmp_path, env=environment, start_new_session=True)
+        process = subprocess.Popen(
+            [str(installed / "dxapi"), "demo"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env=environment,
+            start_new_session=True,
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + START_WITHIN

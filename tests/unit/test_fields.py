@@ -43,6 +43,7 @@ def both(field_type: FieldType, text: str, value: Any) -> tuple[Any, Any]:
 
 # --- one parser, two input forms ------------------------------------------------------------------------------
 
+
 @BOUNDED
 @given(st.integers(min_value=-(2**70), max_value=2**70))
 def test_integer_text_and_json_share_the_64_bit_range(number: int) -> None:
@@ -123,6 +124,7 @@ def test_invalid_is_a_value_error_with_its_kind_and_reason() -> None:
 
 # --- the column's limits, on both paths -----------------------------------------------------------------------
 
+
 @BOUNDED
 @given(st.integers(min_value=-(2**17), max_value=2**17))
 def test_an_integer_column_bounds_filters_and_bodies_alike(number: int) -> None:
@@ -173,19 +175,23 @@ def test_decimal_on_an_integer_column_is_whole_and_in_range() -> None:
 
 # --- rendering what drivers hand back -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("field_type", "stored", "answered"), [
-    (T.DECIMAL, Decimal("20.00"), "20.00"),
-    (T.DECIMAL, Decimal("1E+2"), "100"),
-    (T.DECIMAL, 0.1, "0.1"),  # SQLite's NUMERIC as a double
-    (T.DECIMAL, 7, "7"),
-    (T.FLOAT, Decimal("2.5"), 2.5),  # MariaDB's DOUBLE as Decimal
-    (T.BOOLEAN, 1, True),  # MariaDB's TINYINT
-    (T.BOOLEAN, 0, False),
-    (T.DATE, dt.datetime(2026, 1, 31, 23, 59), dt.date(2026, 1, 31)),  # SQLite DATE written by another tool
-    (T.UUID, uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
-    (T.JSON, b'{"a": [1]}', {"a": [1]}),
-    (T.JSON, '"text"', "text"),
-])
+
+@pytest.mark.parametrize(
+    ("field_type", "stored", "answered"),
+    [
+        (T.DECIMAL, Decimal("20.00"), "20.00"),
+        (T.DECIMAL, Decimal("1E+2"), "100"),
+        (T.DECIMAL, 0.1, "0.1"),  # SQLite's NUMERIC as a double
+        (T.DECIMAL, 7, "7"),
+        (T.FLOAT, Decimal("2.5"), 2.5),  # MariaDB's DOUBLE as Decimal
+        (T.BOOLEAN, 1, True),  # MariaDB's TINYINT
+        (T.BOOLEAN, 0, False),
+        (T.DATE, dt.datetime(2026, 1, 31, 23, 59), dt.date(2026, 1, 31)),  # SQLite DATE written by another tool
+        (T.UUID, uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        (T.JSON, b'{"a": [1]}', {"a": [1]}),
+        (T.JSON, '"text"', "text"),
+    ],
+)
 def test_render_of_driver_values(field_type: FieldType, stored: Any, answered: Any) -> None:
     render = CODECS[field_type].renderer()
     assert render is not None
@@ -257,4 +263,6 @@ def test_schemas_are_fresh_dicts() -> None:
     first["description"] = "changed"
     assert "description" not in CODECS[T.DECIMAL].schema(NO_RULES, col, for_input=True)
     assert CODECS[T.DECIMAL].schema(NO_RULES, col, for_input=False) == {
-        "type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+        "type": "string",
+        "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
+    }

@@ -28,23 +28,42 @@ Entry = dict[str, Any]
 
 
 def field(name: str, visible: str | None = None, type_: str = "string", **extra: Any) -> dict[str, Any]:
-    return {"fieldName": name, "fieldVisibleName": visible or name, "type": type_, "isCreatable": True,
-            "isEditable": True, **extra}
-
-
-def entry(alias: str = "things", table: str = "thing", fields: list[dict[str, Any]] | None = None,
-          identifier: str = "id", **extra: Any) -> Entry:
     return {
-        "tableName": table, "tableAlias": alias, "isActive": True,
-        "definition": {"identifier": identifier,
-                       "fields": fields if fields is not None else [field("id", type_="integer")]},
+        "fieldName": name,
+        "fieldVisibleName": visible or name,
+        "type": type_,
+        "isCreatable": True,
+        "isEditable": True,
+        **extra,
+    }
+
+
+def entry(
+    alias: str = "things",
+    table: str = "thing",
+    fields: list[dict[str, Any]] | None = None,
+    identifier: str = "id",
+    **extra: Any,
+) -> Entry:
+    return {
+        "tableName": table,
+        "tableAlias": alias,
+        "isActive": True,
+        "definition": {
+            "identifier": identifier,
+            "fields": fields if fields is not None else [field("id", type_="integer")],
+        },
         **extra,
     }
 
 
 def relation(name: str, child: str, parent_field: str, child_field: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "childDynamicEntityConfiguration": {"tableAlias": child},
-            "relationFieldMappings": [{"childFieldName": child_field, "parentFieldName": parent_field}], **extra}
+    return {
+        "name": name,
+        "childDynamicEntityConfiguration": {"tableAlias": child},
+        "relationFieldMappings": [{"childFieldName": child_field, "parentFieldName": parent_field}],
+        **extra,
+    }
 
 
 def parsed(raw: Entry, label: str = "entry[0]") -> EntityConfig:
@@ -82,6 +101,7 @@ def test_minimal_entry_is_fine() -> None:
 
 # --- JSON Schema ---------------------------------------------------------------------------------------------
 
+
 def test_missing_definition() -> None:
     raw = entry()
     del raw["definition"]
@@ -115,12 +135,18 @@ def test_misspelt_required_key_reports_both_unknown_and_missing() -> None:
         (lambda e: e["definition"].update(isDeletable=1), "definition.isDeletable"),
         (lambda e: e["definition"].update(fields={}), "definition.fields"),
         (lambda e: e["definition"]["fields"][1].update(isCreatable="true"), "definition.fields[1].isCreatable"),
-        (lambda e: e["definition"]["fields"][1]["validation"].update(maxLength="20"),
-         "definition.fields[1].validation.maxLength"),
-        (lambda e: e["definition"]["fields"][1]["validation"].update(maxLength=-1),
-         "definition.fields[1].validation.maxLength"),
-        (lambda e: e["definition"]["fields"][1]["validation"].update(isRequired="no"),
-         "definition.fields[1].validation.isRequired"),
+        (
+            lambda e: e["definition"]["fields"][1]["validation"].update(maxLength="20"),
+            "definition.fields[1].validation.maxLength",
+        ),
+        (
+            lambda e: e["definition"]["fields"][1]["validation"].update(maxLength=-1),
+            "definition.fields[1].validation.maxLength",
+        ),
+        (
+            lambda e: e["definition"]["fields"][1]["validation"].update(isRequired="no"),
+            "definition.fields[1].validation.isRequired",
+        ),
     ],
 )
 def test_wrong_type_names_its_location(change: Callable[[Entry], object], where: str) -> None:
@@ -141,10 +167,16 @@ def test_unknown_field_type() -> None:
         ([{"parentFieldName": "id"}], "childRelations[0].relationFieldMappings[0]", "childFieldName"),
         ([], "childRelations[0].relationFieldMappings", "non-empty"),
         ("id=fk", "childRelations[0].relationFieldMappings", "not of type 'array'"),
-        ([{"childFieldName": "fk", "parentFieldName": "id", "extra": 1}],
-         "childRelations[0].relationFieldMappings[0]", "extra"),
-        ([{"childFieldName": "", "parentFieldName": "id"}],
-         "childRelations[0].relationFieldMappings[0].childFieldName", ""),
+        (
+            [{"childFieldName": "fk", "parentFieldName": "id", "extra": 1}],
+            "childRelations[0].relationFieldMappings[0]",
+            "extra",
+        ),
+        (
+            [{"childFieldName": "", "parentFieldName": "id"}],
+            "childRelations[0].relationFieldMappings[0].childFieldName",
+            "",
+        ),
     ],
 )
 def test_bad_relation_mapping(mapping: Any, where: str, needle: str) -> None:
@@ -205,12 +237,11 @@ def test_import_document_must_be_an_array() -> None:
 
 # --- shape checks --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("alias", ["x y", "x.y", "x/y", "ü", "a;b", "tax rates", "x\n"])
 def test_alias_pattern(alias: str) -> None:
     problems = shape_problems(entry(alias=alias))
-    assert problems == [
-        f"`{alias}`: Resource name `{alias}` is not valid. Allowed characters: a-z, A-Z, 0-9, _ and -"
-    ]
+    assert problems == [f"`{alias}`: Resource name `{alias}` is not valid. Allowed characters: a-z, A-Z, 0-9, _ and -"]
 
 
 @pytest.mark.parametrize("alias", ["tax-rates", "Products", "a_1", "0", "-"])
@@ -246,9 +277,7 @@ def test_good_visible_names(visible: str) -> None:
 
 
 def test_identifier_not_configured() -> None:
-    assert shape_problems(entry(identifier="id_thing")) == [
-        "`things`: Identifier is not defined in field definitions."
-    ]
+    assert shape_problems(entry(identifier="id_thing")) == ["`things`: Identifier is not defined in field definitions."]
 
 
 def test_identifier_disabled_counts_as_not_configured() -> None:
@@ -297,8 +326,7 @@ def test_spryker_message_for_min_length_on_integer() -> None:
 
 @pytest.mark.parametrize(
     ("type_", "rules"),
-    [("integer", {"minLength": 0}), ("boolean", {"min": 0}),
-     ("boolean", {"maxLength": 0}), ("string", {"scale": 0})],
+    [("integer", {"minLength": 0}), ("boolean", {"min": 0}), ("boolean", {"maxLength": 0}), ("string", {"scale": 0})],
 )
 def test_rule_with_zero_value_not_allowed_for_type(type_: str, rules: dict[str, Any]) -> None:
     # A rule is "given" when present, whatever its value; `0` must not slip through as if absent.
@@ -331,8 +359,12 @@ def test_inconsistent_rules(type_: str, rules: dict[str, Any], message: str) -> 
 
 @pytest.mark.parametrize(
     ("type_", "rules"),
-    [("integer", {"min": 1, "max": 1}), ("string", {"minLength": 2, "maxLength": 2}),
-     ("decimal", {"precision": 5, "scale": 4}), ("decimal", {"min": 0, "max": 99.5})],
+    [
+        ("integer", {"min": 1, "max": 1}),
+        ("string", {"minLength": 2, "maxLength": 2}),
+        ("decimal", {"precision": 5, "scale": 4}),
+        ("decimal", {"min": 0, "max": 99.5}),
+    ],
 )
 def test_consistent_rules(type_: str, rules: dict[str, Any]) -> None:
     raw = entry(fields=[field("id", type_="integer"), field("v", type_=type_, validation=rules)])
@@ -352,9 +384,13 @@ def test_date_rule_must_be_a_date() -> None:
 
 def test_every_shape_problem_is_reported() -> None:
     raw = entry(
-        alias="bad alias", identifier="missing",
-        fields=[field("a", "x.y"), field("b", "dup", "integer", validation={"minLength": 3}),
-                field("c", "dup", validation={"minLength": 3, "maxLength": 1})],
+        alias="bad alias",
+        identifier="missing",
+        fields=[
+            field("a", "x.y"),
+            field("b", "dup", "integer", validation={"minLength": 3}),
+            field("c", "dup", validation={"minLength": 3, "maxLength": 1}),
+        ],
         childRelations=[relation("dup", "others", "a", "b")],
     )
     problems = shape_problems(raw)
@@ -371,27 +407,56 @@ def test_relation_defined_twice() -> None:
 
 # --- database checks -----------------------------------------------------------------------------------------
 
+
 def reflected() -> dict[str, sa.Table]:
     """Tables as reflection hands them over (dialect-level upper-case types)."""
     md = sa.MetaData()
-    sa.Table("thing", md, sa.Column("id", sa.INTEGER(), primary_key=True), sa.Column("name", sa.VARCHAR(20)),
-             sa.Column("body", sa.TEXT()), sa.Column("price", sa.NUMERIC(10, 2)), sa.Column("flag", sa.BOOLEAN()),
-             sa.Column("day", sa.DATE()), sa.Column("code", sa.CHAR(2)))
-    sa.Table("part", md, sa.Column("id_part", sa.INTEGER(), primary_key=True), sa.Column("fk_thing", sa.INTEGER()),
-             sa.Column("fk_code", sa.VARCHAR(2)), sa.Column("label", sa.VARCHAR(50)))
+    sa.Table(
+        "thing",
+        md,
+        sa.Column("id", sa.INTEGER(), primary_key=True),
+        sa.Column("name", sa.VARCHAR(20)),
+        sa.Column("body", sa.TEXT()),
+        sa.Column("price", sa.NUMERIC(10, 2)),
+        sa.Column("flag", sa.BOOLEAN()),
+        sa.Column("day", sa.DATE()),
+        sa.Column("code", sa.CHAR(2)),
+    )
+    sa.Table(
+        "part",
+        md,
+        sa.Column("id_part", sa.INTEGER(), primary_key=True),
+        sa.Column("fk_thing", sa.INTEGER()),
+        sa.Column("fk_code", sa.VARCHAR(2)),
+        sa.Column("label", sa.VARCHAR(50)),
+    )
     for name in ("dx_entity", "sqlite_master", "pg_class", "secret_table", "DX_Audit", "information_schema"):
         sa.Table(name, md, sa.Column("id", sa.INTEGER(), primary_key=True))
     return dict(md.tables)
 
 
 def thing(**extra: Any) -> Entry:
-    return entry("things", "thing", [field("id", "id", "integer"), field("name", validation={"maxLength": 20}),
-                                     field("price", type_="decimal"), field("code")], **extra)
+    return entry(
+        "things",
+        "thing",
+        [
+            field("id", "id", "integer"),
+            field("name", validation={"maxLength": 20}),
+            field("price", type_="decimal"),
+            field("code"),
+        ],
+        **extra,
+    )
 
 
 def part(alias: str = "parts", **extra: Any) -> Entry:
-    return entry(alias, "part", [field("id_part", "idPart", "integer"), field("fk_thing", "fkThing", "integer"),
-                                 field("fk_code", "fkCode")], identifier="id_part", **extra)
+    return entry(
+        alias,
+        "part",
+        [field("id_part", "idPart", "integer"), field("fk_thing", "fkThing", "integer"), field("fk_code", "fkCode")],
+        identifier="id_part",
+        **extra,
+    )
 
 
 def db_problems(*raws: Entry, deny: tuple[str, ...] = ()) -> dict[str, list[str]]:
@@ -425,8 +490,14 @@ def test_missing_column_of_a_disabled_field_is_still_reported() -> None:
 
 @pytest.mark.parametrize(
     ("column", "type_", "shown"),
-    [("body", "decimal", "TEXT"), ("name", "integer", "VARCHAR(20)"), ("flag", "date", "BOOLEAN"),
-     ("day", "integer", "DATE"), ("price", "boolean", "NUMERIC(10, 2)"), ("id", "string", "INTEGER")],
+    [
+        ("body", "decimal", "TEXT"),
+        ("name", "integer", "VARCHAR(20)"),
+        ("flag", "date", "BOOLEAN"),
+        ("day", "integer", "DATE"),
+        ("price", "boolean", "NUMERIC(10, 2)"),
+        ("id", "string", "INTEGER"),
+    ],
 )
 def test_incompatible_type(column: str, type_: str, shown: str) -> None:
     fields = [field("id", "id", "integer")] if column != "id" else []
@@ -439,9 +510,7 @@ def test_incompatible_type(column: str, type_: str, shown: str) -> None:
 def test_max_length_beyond_varchar() -> None:
     raw = thing()
     raw["definition"]["fields"][1]["validation"]["maxLength"] = 21
-    assert db_problems(raw) == {
-        "things": ["`things`: field `name`: maxLength 21 exceeds the column's length 20"]
-    }
+    assert db_problems(raw) == {"things": ["`things`: field `name`: maxLength 21 exceeds the column's length 20"]}
 
 
 def test_max_length_on_text_is_unbounded() -> None:
@@ -452,9 +521,16 @@ def test_max_length_on_text_is_unbounded() -> None:
 
 @pytest.mark.parametrize(
     ("table", "deny"),
-    [("dx_entity", ()), ("DX_Audit", ()), ("sqlite_master", ()), ("pg_class", ()), ("information_schema", ()),
-     ("secret_table", ("secret_table",)), ("secret_table", ("SECRET_TABLE",)),
-     ("secret_table", ("other", "Secret_Table"))],
+    [
+        ("dx_entity", ()),
+        ("DX_Audit", ()),
+        ("sqlite_master", ()),
+        ("pg_class", ()),
+        ("information_schema", ()),
+        ("secret_table", ("secret_table",)),
+        ("secret_table", ("SECRET_TABLE",)),
+        ("secret_table", ("other", "Secret_Table")),
+    ],
 )
 def test_deny_listed_tables(table: str, deny: tuple[str, ...]) -> None:
     raw = entry("sneaky", table)
@@ -489,33 +565,35 @@ def test_duplicate_table() -> None:
 
 def test_relation_to_unknown_alias() -> None:
     raw = thing(childRelations=[relation("thingParts", "nothing", "id", "fk_thing")])
-    assert db_problems(raw) == {
-        "things": ["`things`: relation `thingParts`: child entity `nothing` is not configured"]
-    }
+    assert db_problems(raw) == {"things": ["`things`: relation `thingParts`: child entity `nothing` is not configured"]}
 
 
 def test_relation_field_not_configured() -> None:
     raw = thing(childRelations=[relation("thingParts", "parts", "body", "label")])
-    assert db_problems(raw, part()) == {"things": [
-        "`things`: relation `thingParts`: parent field `body` is not a configured field of `things`",
-        "`things`: relation `thingParts`: child field `label` is not a configured field of `parts`",
-    ]}
+    assert db_problems(raw, part()) == {
+        "things": [
+            "`things`: relation `thingParts`: parent field `body` is not a configured field of `things`",
+            "`things`: relation `thingParts`: child field `label` is not a configured field of `parts`",
+        ]
+    }
 
 
 def test_relation_field_disabled_counts_as_not_configured() -> None:
     child = part()
     child["definition"]["fields"][1]["isEnabled"] = False
     raw = thing(childRelations=[relation("thingParts", "parts", "id", "fk_thing")])
-    assert db_problems(raw, child) == {"things": [
-        "`things`: relation `thingParts`: child field `fk_thing` is not a configured field of `parts`",
-    ]}
+    assert db_problems(raw, child) == {
+        "things": [
+            "`things`: relation `thingParts`: child field `fk_thing` is not a configured field of `parts`",
+        ]
+    }
 
 
 def test_relation_field_types_differ() -> None:
     raw = thing(childRelations=[relation("codeParts", "parts", "id", "fk_code")])
-    assert db_problems(raw, part()) == {"things": [
-        "`things`: relation `codeParts`: `id` (integer) and `fk_code` (string) have different types"
-    ]}
+    assert db_problems(raw, part()) == {
+        "things": ["`things`: relation `codeParts`: `id` (integer) and `fk_code` (string) have different types"]
+    }
 
 
 def test_all_problems_of_all_entries_are_reported_together() -> None:
@@ -544,6 +622,7 @@ def test_check_entities_includes_shape_problems() -> None:
 
 
 # --- round trip ----------------------------------------------------------------------------------------------
+
 
 def example_entries() -> list[Entry]:
     document: list[Entry] = orjson.loads(EXAMPLE.read_bytes())
@@ -582,18 +661,53 @@ def _normalise(raw: Entry) -> Entry:
 
 def test_minimal_entry_round_trips_to_its_normalised_form() -> None:
     raw: Entry = {
-        "tableName": "thing", "tableAlias": "things",
-        "definition": {"identifier": "id", "fields": [
-            {"fieldName": "id", "fieldVisibleName": "id", "type": "integer", "isCreatable": False,
-             "isEditable": False, "isEnabled": True},
-            {"fieldName": "name", "fieldVisibleName": "name", "type": "string", "isCreatable": True,
-             "isEditable": True, "examples": ["a", 2], "description": "d",
-             "validation": {"isRequired": True, "maxLength": 3, "enum": ["a", "b"], "pattern": "^[ab]$",
-                            "constraints": [{"name": "url"}], "format": "url"}},
-            {"fieldName": "hidden", "fieldVisibleName": "hidden", "type": "decimal", "isCreatable": True,
-             "isEditable": True, "isEnabled": False, "validation": {"precision": 8, "scale": 2, "min": 0}},
-        ]},
-        "childRelations": [{"name": "kids", "childDynamicEntityConfiguration": {"tableAlias": "kids"},
-                            "relationFieldMappings": [{"childFieldName": "fk", "parentFieldName": "id"}]}],
+        "tableName": "thing",
+        "tableAlias": "things",
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                {
+                    "fieldName": "id",
+                    "fieldVisibleName": "id",
+                    "type": "integer",
+                    "isCreatable": False,
+                    "isEditable": False,
+                    "isEnabled": True,
+                },
+                {
+                    "fieldName": "name",
+                    "fieldVisibleName": "name",
+                    "type": "string",
+                    "isCreatable": True,
+                    "isEditable": True,
+                    "examples": ["a", 2],
+                    "description": "d",
+                    "validation": {
+                        "isRequired": True,
+                        "maxLength": 3,
+                        "enum": ["a", "b"],
+                        "pattern": "^[ab]$",
+                        "constraints": [{"name": "url"}],
+                        "format": "url",
+                    },
+                },
+                {
+                    "fieldName": "hidden",
+                    "fieldVisibleName": "hidden",
+                    "type": "decimal",
+                    "isCreatable": True,
+                    "isEditable": True,
+                    "isEnabled": False,
+                    "validation": {"precision": 8, "scale": 2, "min": 0},
+                },
+            ],
+        },
+        "childRelations": [
+            {
+                "name": "kids",
+                "childDynamicEntityConfiguration": {"tableAlias": "kids"},
+                "relationFieldMappings": [{"childFieldName": "fk", "parentFieldName": "id"}],
+            }
+        ],
     }
     assert entry_to_json(parsed(raw)) == _normalise(raw)

@@ -33,6 +33,7 @@ def codes_of(*pairs: tuple[str, str], max_filters: int = MAX_FILTERS) -> list[st
 
 # --- filters -------------------------------------------------------------------------------------------------
 
+
 def test_no_parameters_is_an_empty_request() -> None:
     assert parse() == ReadRequest()
 
@@ -42,7 +43,7 @@ def test_plain_value_is_equality_kept_as_text() -> None:
     assert request.filters == (FilterTerm("sku", (("eq", "SKU-1"),)),)
 
 
-@pytest.mark.parametrize("value", ["", " ", "[1,2]", "10", "null", "true", '"quoted"', " {\"in\":[1]}"])
+@pytest.mark.parametrize("value", ["", " ", "[1,2]", "10", "null", "true", '"quoted"', ' {"in":[1]}'])
 def test_values_not_starting_with_a_brace_are_equality(value: str) -> None:
     request = parse(("filter[x.field]", value))
     assert request.filters == (FilterTerm("field", (("eq", value),)),)
@@ -57,8 +58,18 @@ def test_operator_object_keeps_json_types() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "canonical"),
-    [("IN", "in"), ("In", "in"), ("NE", "ne"), ("GtE", "gte"), ("LIKE", "like"), ("isnull", "isNull"),
-     ("ISNULL", "isNull"), ("isNull", "isNull"), ("Eq", "eq"), ("LTE", "lte")],
+    [
+        ("IN", "in"),
+        ("In", "in"),
+        ("NE", "ne"),
+        ("GtE", "gte"),
+        ("LIKE", "like"),
+        ("isnull", "isNull"),
+        ("ISNULL", "isNull"),
+        ("isNull", "isNull"),
+        ("Eq", "eq"),
+        ("LTE", "lte"),
+    ],
 )
 def test_operator_keys_are_case_insensitive(raw: str, canonical: str) -> None:
     request = parse(("filter[a.b]", f'{{"{raw}": [1]}}'))
@@ -119,6 +130,7 @@ def test_too_many_filters_is_2009() -> None:
 
 # --- page ----------------------------------------------------------------------------------------------------
 
+
 def test_page_values_are_integers() -> None:
     request = parse(("page[offset]", "20"), ("page[limit]", "5"))
     assert (request.offset, request.limit) == (20, 5)
@@ -134,8 +146,25 @@ def test_page_limit_zero_is_2003() -> None:
 @pytest.mark.parametrize("name", ["offset", "limit"])
 @pytest.mark.parametrize(
     "value",
-    ["-1", "1.5", "1e3", "", " 1", "1 ", "+1", "0x10", "abc", "\u0663", "\u0661\u0662", "\uff11", "\u00b2", "1_000",
-     "12345678901234567890", "99999999999999999999", str(2**63)],
+    [
+        "-1",
+        "1.5",
+        "1e3",
+        "",
+        " 1",
+        "1 ",
+        "+1",
+        "0x10",
+        "abc",
+        "\u0663",
+        "\u0661\u0662",
+        "\uff11",
+        "\u00b2",
+        "1_000",
+        "12345678901234567890",
+        "99999999999999999999",
+        str(2**63),
+    ],
 )
 def test_bad_page_values_are_2003(name: str, value: str) -> None:
     assert codes_of((f"page[{name}]", value)) == ["2003"]
@@ -153,6 +182,7 @@ def test_unknown_page_key_is_refused(key: str) -> None:
 
 
 # --- unknown / repeated parameters ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("key", ["limit", "offset", "filter", "Filter[a.b]", "fields", "filter[a.b", "sorts", ""])
 def test_unknown_parameter_is_2007(key: str) -> None:
@@ -174,6 +204,7 @@ def test_same_field_under_different_alias_prefixes_is_not_a_repeat() -> None:
 
 # --- sort ----------------------------------------------------------------------------------------------------
 
+
 def test_sort_signs_and_spaces() -> None:
     assert parse(("sort", "-a,+b, c")).sort == (("a", True), ("b", False), ("c", False))
 
@@ -184,8 +215,7 @@ def test_sort_single_descending() -> None:
 
 @pytest.mark.parametrize(
     ("value", "keys"),
-    [("", ()), ("a,", (("a", False),)), (",a", (("a", False),)), ("a,,b", (("a", False), ("b", False))),
-     (" , ", ())],
+    [("", ()), ("a,", (("a", False),)), (",a", (("a", False),)), ("a,,b", (("a", False), ("b", False))), (" , ", ())],
 )
 def test_sort_skips_empty_parts(value: str, keys: tuple[tuple[str, bool], ...]) -> None:
     assert parse(("sort", value)).sort == keys
@@ -198,6 +228,7 @@ def test_sort_sign_without_a_name_leaves_an_empty_name_for_the_plan() -> None:
 
 
 # --- include -------------------------------------------------------------------------------------------------
+
 
 def test_include_chains() -> None:
     assert parse(("include", "a.b,c")).include == (("a", "b"), ("c",))
@@ -228,16 +259,21 @@ _keys = st.one_of(
     st.builds(lambda inner: f"page[{inner}]", st.text(max_size=8)),
 )
 _json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8))
-_json_values = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3)
-                            | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
 _values = st.one_of(
     st.text(max_size=30),
     st.text(alphabet="0123456789-+.eE \u0663", max_size=25),
     st.integers(min_value=0, max_value=6000).map(lambda n: "9" * n),
     st.dictionaries(
-        st.one_of(st.sampled_from(["in", "IN", "ne", "gt", "gte", "lt", "lte", "like", "isNull", "eq"]),
-                  st.text(max_size=6)),
-        _json_values, max_size=4,
+        st.one_of(
+            st.sampled_from(["in", "IN", "ne", "gt", "gte", "lt", "lte", "like", "isNull", "eq"]), st.text(max_size=6)
+        ),
+        _json_values,
+        max_size=4,
     ).map(json.dumps),
     st.builds(lambda s: "{" + s, st.text(max_size=20)),
     st.text(alphabet=",.-+ ab", max_size=12),

@@ -50,8 +50,10 @@ def test_a_dead_connection_is_stale_on_either_driver(exc: BaseException) -> None
 
 @pytest.mark.parametrize(
     "exc",
-    [asyncpg.exceptions.UndefinedTableError("relation does not exist"),
-     asyncpg.exceptions.UndefinedColumnError("column does not exist")],
+    [
+        asyncpg.exceptions.UndefinedTableError("relation does not exist"),
+        asyncpg.exceptions.UndefinedColumnError("column does not exist"),
+    ],
     ids=["table", "column"],
 )
 def test_asyncpg_schema_change_is_5004(exc: BaseException) -> None:
@@ -66,8 +68,10 @@ def test_asyncpg_pool_exhausted_is_5002() -> None:
 
 @pytest.mark.parametrize(
     "exc",
-    [asyncpg.exceptions.DataError("invalid input for query argument $1"),
-     asyncpg.exceptions.DivisionByZeroError("division by zero")],
+    [
+        asyncpg.exceptions.DataError("invalid input for query argument $1"),
+        asyncpg.exceptions.DivisionByZeroError("division by zero"),
+    ],
     ids=["unencodable-value", "unexpected"],
 )
 def test_asyncpg_anything_else_is_5001_and_logged(exc: BaseException) -> None:

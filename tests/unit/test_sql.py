@@ -57,34 +57,40 @@ def dialect_key(request: pytest.FixtureRequest) -> str:
 
 # --- a snapshot over in-memory tables ------------------------------------------------------------------------
 
+
 def _tables() -> dict[str, sa.Table]:
     md = sa.MetaData()
     sa.Table(
-        "shop_item", md,
+        "shop_item",
+        md,
         sa.Column("id_item", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(50)),
         sa.Column("price", sa.Numeric(10, 2)),
         sa.Column("fk_group", sa.Integer),
     )
     sa.Table(
-        "shop_part", md,
+        "shop_part",
+        md,
         sa.Column("id_part", sa.Integer, primary_key=True),
         sa.Column("fk_item", sa.Integer),
         sa.Column("label", sa.String(50)),
     )
     sa.Table(
-        "order", md,
+        "order",
+        md,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("select", sa.String(50)),
         sa.Column("group", sa.Integer),
     )
     sa.Table(
-        "Mixed Case Table", md,
+        "Mixed Case Table",
+        md,
         sa.Column("Code", sa.String(20), primary_key=True),
         sa.Column("Display Name", sa.String(100)),
     )
     sa.Table(
-        'we"ird`t', md,
+        'we"ird`t',
+        md,
         sa.Column('i"d', sa.Integer, primary_key=True),
     )
     return dict(md.tables)
@@ -96,37 +102,68 @@ def _field(name: str, visible: str, type_: str) -> dict[str, Any]:
 
 ENTRIES: list[dict[str, Any]] = [
     {
-        "tableName": "shop_item", "tableAlias": "items", "isActive": True,
-        "definition": {"identifier": "id_item", "fields": [
-            _field("id_item", "idItem", "integer"), _field("name", "name", "string"),
-            _field("price", "price", "decimal"), _field("fk_group", "fkGroup", "integer"),
-        ]},
-        "childRelations": [{
-            "name": "itemParts", "childDynamicEntityConfiguration": {"tableAlias": "parts"},
-            "relationFieldMappings": [{"childFieldName": "fk_item", "parentFieldName": "id_item"}],
-        }],
+        "tableName": "shop_item",
+        "tableAlias": "items",
+        "isActive": True,
+        "definition": {
+            "identifier": "id_item",
+            "fields": [
+                _field("id_item", "idItem", "integer"),
+                _field("name", "name", "string"),
+                _field("price", "price", "decimal"),
+                _field("fk_group", "fkGroup", "integer"),
+            ],
+        },
+        "childRelations": [
+            {
+                "name": "itemParts",
+                "childDynamicEntityConfiguration": {"tableAlias": "parts"},
+                "relationFieldMappings": [{"childFieldName": "fk_item", "parentFieldName": "id_item"}],
+            }
+        ],
     },
     {
-        "tableName": "shop_part", "tableAlias": "parts", "isActive": True,
-        "definition": {"identifier": "id_part", "fields": [
-            _field("id_part", "idPart", "integer"), _field("fk_item", "fkItem", "integer"),
-            _field("label", "label", "string"),
-        ]},
+        "tableName": "shop_part",
+        "tableAlias": "parts",
+        "isActive": True,
+        "definition": {
+            "identifier": "id_part",
+            "fields": [
+                _field("id_part", "idPart", "integer"),
+                _field("fk_item", "fkItem", "integer"),
+                _field("label", "label", "string"),
+            ],
+        },
     },
     {
-        "tableName": "order", "tableAlias": "orders", "isActive": True,
-        "definition": {"identifier": "id", "fields": [
-            _field("id", "id", "integer"), _field("select", "select", "string"), _field("group", "group", "integer"),
-        ]},
+        "tableName": "order",
+        "tableAlias": "orders",
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                _field("id", "id", "integer"),
+                _field("select", "select", "string"),
+                _field("group", "group", "integer"),
+            ],
+        },
     },
     {
-        "tableName": "Mixed Case Table", "tableAlias": "MixedCase", "isActive": True,
-        "definition": {"identifier": "Code", "fields": [
-            _field("Code", "code", "string"), _field("Display Name", "displayName", "string"),
-        ]},
+        "tableName": "Mixed Case Table",
+        "tableAlias": "MixedCase",
+        "isActive": True,
+        "definition": {
+            "identifier": "Code",
+            "fields": [
+                _field("Code", "code", "string"),
+                _field("Display Name", "displayName", "string"),
+            ],
+        },
     },
     {
-        "tableName": 'we"ird`t', "tableAlias": "weird", "isActive": True,
+        "tableName": 'we"ird`t',
+        "tableAlias": "weird",
+        "isActive": True,
         "definition": {"identifier": 'i"d', "fields": [_field('i"d', "id", "integer")]},
     },
 ]
@@ -158,16 +195,27 @@ def every_scope(alias: str, action: str) -> bool:
 
 def _plan(snapshot: Snapshot, alias: str, *pairs: tuple[str, str], identifier: str | None = None) -> ReadPlan:
     request = parse_read_request(list(pairs), 50)
-    return build_read_plan(snapshot, resolve_entity(snapshot, alias), request, SETTINGS, allows=every_scope,
-                           identifier=identifier)
+    return build_read_plan(
+        snapshot, resolve_entity(snapshot, alias), request, SETTINGS, allows=every_scope, identifier=identifier
+    )
 
 
-def _hand_plan(entity: EntitySnapshot, conditions: tuple[Condition, ...] = (), *, offset: int = 0,
-               limit: int = 100, order: tuple[OrderKey, ...] | None = None) -> ReadPlan:
+def _hand_plan(
+    entity: EntitySnapshot,
+    conditions: tuple[Condition, ...] = (),
+    *,
+    offset: int = 0,
+    limit: int = 100,
+    order: tuple[OrderKey, ...] | None = None,
+) -> ReadPlan:
     return ReadPlan(
-        entity=entity, conditions=conditions,
+        entity=entity,
+        conditions=conditions,
         order=order if order is not None else (OrderKey(entity.identifier, False),),
-        offset=offset, limit=limit, includes=(), single=False,
+        offset=offset,
+        limit=limit,
+        includes=(),
+        single=False,
     )
 
 
@@ -190,10 +238,19 @@ def _param_values(compiled: Compiled, values: dict[str, Any] | None = None) -> l
 
 # --- bound values only ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("operator", "value"),
-    [("eq", HOSTILE), ("ne", HOSTILE), ("in", (HOSTILE, "ok")), ("gt", HOSTILE), ("gte", HOSTILE),
-     ("lt", HOSTILE), ("lte", HOSTILE), ("like", HOSTILE + "%")],
+    [
+        ("eq", HOSTILE),
+        ("ne", HOSTILE),
+        ("in", (HOSTILE, "ok")),
+        ("gt", HOSTILE),
+        ("gte", HOSTILE),
+        ("lt", HOSTILE),
+        ("lte", HOSTILE),
+        ("like", HOSTILE + "%"),
+    ],
 )
 def test_values_are_never_inline(snapshot: Snapshot, dialect_key: str, operator: str, value: Any) -> None:
     entity = snapshot.entities["items"]
@@ -208,7 +265,8 @@ def test_values_are_never_inline(snapshot: Snapshot, dialect_key: str, operator:
 
 def test_values_from_a_parsed_request_are_bound(snapshot: Snapshot, dialect_key: str) -> None:
     plan = _plan(
-        snapshot, "items",
+        snapshot,
+        "items",
         ("filter[items.name]", HOSTILE),
         ("filter[x.price]", '{"gte": "10.50", "lt": 99}'),
         ("filter[x.idItem]", '{"in": [1, 2, 3]}'),
@@ -229,6 +287,7 @@ def test_hostile_identifier_from_a_single_read_is_bound(snapshot: Snapshot, dial
 
 
 # --- identifier quoting --------------------------------------------------------------------------------------
+
 
 def test_reserved_words_are_quoted(snapshot: Snapshot, dialect_key: str) -> None:
     plan = _plan(snapshot, "orders", ("filter[o.select]", "a"), ("filter[o.group]", '{"ne": 1}'), ("sort", "-group"))
@@ -261,6 +320,7 @@ def test_quote_characters_inside_identifiers_are_escaped(snapshot: Snapshot, dia
 
 # --- operator semantics --------------------------------------------------------------------------------------
 
+
 def test_ne_keeps_null_rows(snapshot: Snapshot, dialect_key: str) -> None:
     plan = _plan(snapshot, "items", ("filter[i.fkGroup]", '{"ne": 3}'))
     text = str(_compile(build_read(plan), dialect_key))
@@ -271,8 +331,9 @@ def test_ne_keeps_null_rows(snapshot: Snapshot, dialect_key: str) -> None:
 
 def test_is_null_operator(snapshot: Snapshot, dialect_key: str) -> None:
     null = str(_compile(build_read(_plan(snapshot, "items", ("filter[i.fkGroup]", '{"isNull": true}'))), dialect_key))
-    not_null = str(_compile(build_read(_plan(snapshot, "items", ("filter[i.fkGroup]", '{"isNull": false}'))),
-                            dialect_key))
+    not_null = str(
+        _compile(build_read(_plan(snapshot, "items", ("filter[i.fkGroup]", '{"isNull": false}'))), dialect_key)
+    )
     assert "fk_group IS NULL" in null
     assert "fk_group IS NOT NULL" in not_null
 
@@ -287,6 +348,7 @@ def test_several_operators_and_filters_and_together(snapshot: Snapshot, dialect_
 
 
 # --- order, limit and offset ---------------------------------------------------------------------------------
+
 
 def _order_by(text: str) -> str:
     flat = " ".join(text.split())
@@ -346,13 +408,19 @@ def test_children_query_binds_parent_keys_and_orders_by_key_then_identifier(
 
 SHAPES: list[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = [
     ((("filter[i.name]", "a"),), (("filter[i.name]", HOSTILE),)),
-    ((("filter[i.price]", '{"gte": 1, "lt": 2}'), ("page[limit]", "10")),
-     (("filter[i.price]", '{"gte": "99.99", "lt": 1000}'), ("page[limit]", "500"))),
+    (
+        (("filter[i.price]", '{"gte": 1, "lt": 2}'), ("page[limit]", "10")),
+        (("filter[i.price]", '{"gte": "99.99", "lt": 1000}'), ("page[limit]", "500")),
+    ),
     ((("filter[i.idItem]", '{"in": [1, 2]}'),), (("filter[i.idItem]", '{"in": [5, 6]}'),)),
-    ((("filter[i.fkGroup]", '{"ne": 1}'), ("page[offset]", "0")),
-     (("filter[i.fkGroup]", '{"ne": 2}'), ("page[offset]", "99999"))),
-    ((("filter[i.name]", '{"like": "a%"}'), ("sort", "-price")),
-     (("filter[i.name]", '{"like": "%zz_"}'), ("sort", "-price"))),
+    (
+        (("filter[i.fkGroup]", '{"ne": 1}'), ("page[offset]", "0")),
+        (("filter[i.fkGroup]", '{"ne": 2}'), ("page[offset]", "99999")),
+    ),
+    (
+        (("filter[i.name]", '{"like": "a%"}'), ("sort", "-price")),
+        (("filter[i.name]", '{"like": "%zz_"}'), ("sort", "-price")),
+    ),
 ]
 
 

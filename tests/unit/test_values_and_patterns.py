@@ -31,15 +31,29 @@ def nested(depth: int, leaf: Any = 1) -> Any:
 
 # --- JSON on write ------------------------------------------------------------------------------------------------
 
+
 def _json_check(column_type: Any = sa.JSON) -> Any:
     table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("doc", column_type))
     return build_validator(FieldConfig("doc", "doc", FieldType.JSON, True, True), table.c.doc, "sqlite")
 
 
-@pytest.mark.parametrize("value", [
-    nested(JSON_MAX_DEPTH + 1), nested(JSON_MAX_DEPTH, leaf={}), 2**63, -(2**63) - 1, {"a": [10**30]},
-    Decimal("1e400"), Decimal("-1e400"), Decimal("1e-400"), float("nan"), {"a\x00": 1}, {"\ud800": 1}, "x\x00",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        nested(JSON_MAX_DEPTH + 1),
+        nested(JSON_MAX_DEPTH, leaf={}),
+        2**63,
+        -(2**63) - 1,
+        {"a": [10**30]},
+        Decimal("1e400"),
+        Decimal("-1e400"),
+        Decimal("1e-400"),
+        float("nan"),
+        {"a\x00": 1},
+        {"\ud800": 1},
+        "x\x00",
+    ],
+)
 def test_json_that_no_backend_round_trips_is_refused(value: Any) -> None:
     for column_type in (sa.JSON, sa.Text):
         with pytest.raises(Invalid) as refused:
@@ -58,10 +72,18 @@ def test_json_within_the_bounds_is_kept_with_fractions_as_doubles() -> None:
 RENDER = RENDERERS[FieldType.JSON]
 
 
-@pytest.mark.parametrize("stored", [
-    "[" * (JSON_RENDER_MAX_DEPTH + 1) + "]" * (JSON_RENDER_MAX_DEPTH + 1), "{not json", '{"n": 1e400}', b"\xff",
-    nested(JSON_RENDER_MAX_DEPTH + 1), {"n": float("inf")}, [10**400],
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "[" * (JSON_RENDER_MAX_DEPTH + 1) + "]" * (JSON_RENDER_MAX_DEPTH + 1),
+        "{not json",
+        '{"n": 1e400}',
+        b"\xff",
+        nested(JSON_RENDER_MAX_DEPTH + 1),
+        {"n": float("inf")},
+        [10**400],
+    ],
+)
 def test_stored_json_no_answer_can_carry_is_unrenderable(stored: Any) -> None:
     assert RENDER is not None
     with pytest.raises(Unrenderable):
@@ -88,6 +110,7 @@ def test_float_filter_values_beyond_a_double_are_value_errors() -> None:
 
 # --- filter and sort grammar --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ['{"gt":1,"gt":2}', '{"gt":1,"GT":2}', '{"like":"a","LIKE":"b"}'])
 def test_a_key_twice_in_an_operator_object_is_2001(value: str) -> None:
     with pytest.raises(errors.ApiError) as refused:
@@ -107,22 +130,48 @@ def test_sort_keys_are_bounded() -> None:
     assert refused.value.items[0].code == "2019" and "2001" in refused.value.items[0].message
 
 
-@pytest.mark.parametrize(("pattern", "problem"), [
-    ("abc", False), ("100\\%", False), ("a\\_b", False), ("\\\\", False), ("%\\\\%", False), ("", False),
-    ("abc\\", True), ("\\", True), ("a\\b", True), ("\\\\\\", True),
-])
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [
+        ("abc", False),
+        ("100\\%", False),
+        ("a\\_b", False),
+        ("\\\\", False),
+        ("%\\\\%", False),
+        ("", False),
+        ("abc\\", True),
+        ("\\", True),
+        ("a\\b", True),
+        ("\\\\\\", True),
+    ],
+)
 def test_like_pattern_backslashes(pattern: str, problem: bool) -> None:
     assert (like_pattern_problem(pattern) is not None) is problem
 
 
-@pytest.mark.parametrize(("pattern", "glob"), [
-    ("%steel%", "*steel*"), ("a_b", "a?b"), ("a\\_b", "a_b"), ("100\\%", "100%"), ("\\\\x", "\\x"),
-    ("star*glob?[x]", "star[*]glob[?][[]x]"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("pattern", "glob"),
+    [
+        ("%steel%", "*steel*"),
+        ("a_b", "a?b"),
+        ("a\\_b", "a_b"),
+        ("100\\%", "100%"),
+        ("\\\\x", "\\x"),
+        ("star*glob?[x]", "star[*]glob[?][[]x]"),
+        ("", ""),
+    ],
+)
 def test_like_patterns_become_equivalent_globs(pattern: str, glob: str) -> None:
     assert like_to_glob(pattern) == glob
-    word = {"%steel%": "Stainless steel", "a_b": "axb", "a\\_b": "a_b", "100\\%": "100%", "\\\\x": "\\x",
-            "star*glob?[x]": "star*glob?[x]", "": ""}[pattern]
+    word = {
+        "%steel%": "Stainless steel",
+        "a_b": "axb",
+        "a\\_b": "a_b",
+        "100\\%": "100%",
+        "\\\\x": "\\x",
+        "star*glob?[x]": "star*glob?[x]",
+        "": "",
+    }[pattern]
     with sqlite3.connect(":memory:") as conn:
         assert conn.execute("SELECT ? GLOB ?", (word, glob)).fetchone() == (1,)
         assert conn.execute("SELECT ? GLOB ?", (word.upper() + "!", glob)).fetchone() == (0,)
@@ -130,20 +179,27 @@ def test_like_patterns_become_equivalent_globs(pattern: str, glob: str) -> None:
 
 # --- per-dialect SQL ----------------------------------------------------------------------------------------------
 
-TABLE = sa.Table("t", sa.MetaData(), sa.Column("s", sa.String(20)), sa.Column("n", sa.Numeric(10, 2)),
-                 sa.Column("ts", sa.DateTime))
+TABLE = sa.Table(
+    "t", sa.MetaData(), sa.Column("s", sa.String(20)), sa.Column("n", sa.Numeric(10, 2)), sa.Column("ts", sa.DateTime)
+)
 
 
 def _sql(element: Any, dialect: str) -> str:
     return str(sa.select(sa.literal(1)).where(element).compile(dialect=DIALECTS[dialect]))
 
 
-@pytest.mark.parametrize(("dialect", "like", "ilike"), [
-    ("postgresql", "(t.s LIKE %(p)s)", "(t.s ILIKE %(p)s)"),
-    ("sqlite", "(t.s GLOB ?)", "(t.s LIKE ? ESCAPE '\\')"),
-    ("mysql", "(t.s LIKE %s AND CONVERT(t.s USING utf8mb4) COLLATE utf8mb4_bin LIKE %s)",
-     "(t.s LIKE %s AND LOWER(CONVERT(t.s USING utf8mb4)) COLLATE utf8mb4_bin LIKE LOWER(%s))"),
-])
+@pytest.mark.parametrize(
+    ("dialect", "like", "ilike"),
+    [
+        ("postgresql", "(t.s LIKE %(p)s)", "(t.s ILIKE %(p)s)"),
+        ("sqlite", "(t.s GLOB ?)", "(t.s LIKE ? ESCAPE '\\')"),
+        (
+            "mysql",
+            "(t.s LIKE %s AND CONVERT(t.s USING utf8mb4) COLLATE utf8mb4_bin LIKE %s)",
+            "(t.s LIKE %s AND LOWER(CONVERT(t.s USING utf8mb4)) COLLATE utf8mb4_bin LIKE LOWER(%s))",
+        ),
+    ],
+)
 def test_like_and_ilike_per_dialect(dialect: str, like: str, ilike: str) -> None:
     assert like in _sql(Like(TABLE.c.s, sa.bindparam("p")), dialect)
     assert ilike in _sql(ILike(TABLE.c.s, sa.bindparam("p")), dialect)
@@ -157,22 +213,29 @@ def test_normalising_expressions_are_the_column_outside_sqlite() -> None:
     assert "strftime" in _sql(Moment(TABLE.c.ts) == sa.bindparam("p"), "sqlite")
 
 
-@pytest.mark.parametrize(("stored", "normal"), [
-    ("2026-12-01 18:25:32", "2026-12-01 18:25:32.000000"),
-    ("2026-12-01T18:25:32", "2026-12-01 18:25:32.000000"),
-    ("2026-12-01 18:25:32.5", "2026-12-01 18:25:32.500000"),
-    ("2026-12-01 18:25:32.1234567", "2026-12-01 18:25:32.123456"),
-    ("2026-12-01T18:25:32Z", "2026-12-01 18:25:32.000000"),
-    ("2026-12-01 18:25:32.25+01:00", "2026-12-01 17:25:32.250000"),
-    ("2026-12-01", "2026-12-01 00:00:00.000000"),
-    ("2026-02-30", "2026-03-02 00:00:00.000000"),
-    ("2026-02-30 00:00:00.000000", "2026-03-02 00:00:00.000000"),  # the SQLAlchemy form, but no real day
-    ("2026-12-31 24:00:00", "2027-01-01 00:00:00.000000"),
-    ("9999-12-31 24:00:00", None),
-    ("9999-12-31 23:59:59.999999", "9999-12-31 23:59:59.999999"),
-    ("0000-01-01", None), ("0001-01-01 00:30+01:00", None), ("now", None), ("garbage", None), (12345, None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("stored", "normal"),
+    [
+        ("2026-12-01 18:25:32", "2026-12-01 18:25:32.000000"),
+        ("2026-12-01T18:25:32", "2026-12-01 18:25:32.000000"),
+        ("2026-12-01 18:25:32.5", "2026-12-01 18:25:32.500000"),
+        ("2026-12-01 18:25:32.1234567", "2026-12-01 18:25:32.123456"),
+        ("2026-12-01T18:25:32Z", "2026-12-01 18:25:32.000000"),
+        ("2026-12-01 18:25:32.25+01:00", "2026-12-01 17:25:32.250000"),
+        ("2026-12-01", "2026-12-01 00:00:00.000000"),
+        ("2026-02-30", "2026-03-02 00:00:00.000000"),
+        ("2026-02-30 00:00:00.000000", "2026-03-02 00:00:00.000000"),  # the SQLAlchemy form, but no real day
+        ("2026-12-31 24:00:00", "2027-01-01 00:00:00.000000"),
+        ("9999-12-31 24:00:00", None),
+        ("9999-12-31 23:59:59.999999", "9999-12-31 23:59:59.999999"),
+        ("0000-01-01", None),
+        ("0001-01-01 00:30+01:00", None),
+        ("now", None),
+        ("garbage", None),
+        (12345, None),
+        (None, None),
+    ],
+)
 def test_sqlite_moment_normalises_every_iso_form(stored: Any, normal: str | None) -> None:
     with sqlite3.connect(":memory:") as conn:
         found = conn.execute(f"SELECT {sqlite_moment('x')} FROM (SELECT ? AS x)", (stored,)).fetchone()[0]

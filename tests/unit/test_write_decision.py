@@ -29,43 +29,80 @@ OTHER_PARENT = 6
 CONTEXTS = ["POST", "PATCH", "PUT-update", "PUT-create"]
 
 
-def _field(name: str, visible: str, type_: str = "string", *, create: bool = True, edit: bool = True,
-           **validation: Any) -> dict[str, Any]:
-    return {"fieldName": name, "fieldVisibleName": visible, "type": type_, "isCreatable": create,
-            "isEditable": edit, "validation": {"isRequired": False, **validation}}
+def _field(
+    name: str, visible: str, type_: str = "string", *, create: bool = True, edit: bool = True, **validation: Any
+) -> dict[str, Any]:
+    return {
+        "fieldName": name,
+        "fieldVisibleName": visible,
+        "type": type_,
+        "isCreatable": create,
+        "isEditable": edit,
+        "validation": {"isRequired": False, **validation},
+    }
 
 
 ENTRIES = [
-    {"tableName": "thing", "tableAlias": THINGS, "isActive": True, "definition": {"identifier": "id", "fields": [
-        _field("id", "id", "integer", create=False, edit=False),
-        _field("code", "code", isRequired=True, minLength=2, maxLength=10),
-        _field("name", "name", isRequired=True, maxLength=50),
-        _field("create_only", "createOnly", edit=False),
-        _field("edit_only", "editOnly", create=False),
-        _field("readonly_col", "readonlyCol", create=False, edit=False),
-        _field("note", "note"),
-        _field("must", "must", "integer"),  # NOT NULL without a default, yet not required by configuration
-        _field("qty", "qty", "integer", min=0),
-    ]}, "childRelations": [
-        {"name": "parts", "isEditable": True, "childDynamicEntityConfiguration": {"tableAlias": PARTS},
-         "relationFieldMappings": [{"childFieldName": "fk_thing", "parentFieldName": "id"}]},
-    ]},
-    {"tableName": "part", "tableAlias": PARTS, "isActive": True, "definition": {"identifier": "id", "fields": [
-        _field("id", "id", "integer", create=False, edit=False),
-        _field("fk_thing", "fkThing", "integer"),
-        _field("label", "label", isRequired=True, maxLength=20),
-    ]}},
-    {"tableName": "keyed", "tableAlias": KEYED, "isActive": True, "definition": {"identifier": "code", "fields": [
-        _field("code", "code"),
-        _field("title", "title", isRequired=True),
-    ]}},
+    {
+        "tableName": "thing",
+        "tableAlias": THINGS,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                _field("id", "id", "integer", create=False, edit=False),
+                _field("code", "code", isRequired=True, minLength=2, maxLength=10),
+                _field("name", "name", isRequired=True, maxLength=50),
+                _field("create_only", "createOnly", edit=False),
+                _field("edit_only", "editOnly", create=False),
+                _field("readonly_col", "readonlyCol", create=False, edit=False),
+                _field("note", "note"),
+                _field("must", "must", "integer"),  # NOT NULL without a default, yet not required by configuration
+                _field("qty", "qty", "integer", min=0),
+            ],
+        },
+        "childRelations": [
+            {
+                "name": "parts",
+                "isEditable": True,
+                "childDynamicEntityConfiguration": {"tableAlias": PARTS},
+                "relationFieldMappings": [{"childFieldName": "fk_thing", "parentFieldName": "id"}],
+            },
+        ],
+    },
+    {
+        "tableName": "part",
+        "tableAlias": PARTS,
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "fields": [
+                _field("id", "id", "integer", create=False, edit=False),
+                _field("fk_thing", "fkThing", "integer"),
+                _field("label", "label", isRequired=True, maxLength=20),
+            ],
+        },
+    },
+    {
+        "tableName": "keyed",
+        "tableAlias": KEYED,
+        "isActive": True,
+        "definition": {
+            "identifier": "code",
+            "fields": [
+                _field("code", "code"),
+                _field("title", "title", isRequired=True),
+            ],
+        },
+    },
 ]
 
 
 def _tables() -> dict[str, sa.Table]:
     md = sa.MetaData()
     sa.Table(
-        "thing", md,
+        "thing",
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("code", sa.String(10), nullable=False),
         sa.Column("name", sa.String(50), nullable=False),
@@ -77,13 +114,18 @@ def _tables() -> dict[str, sa.Table]:
         sa.Column("qty", sa.Integer, nullable=False, server_default="0"),
     )
     sa.Table(
-        "part", md,
+        "part",
+        md,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("fk_thing", sa.Integer, sa.ForeignKey("thing.id"), nullable=False),
         sa.Column("label", sa.String(20), nullable=False),
     )
-    sa.Table("keyed", md, sa.Column("code", sa.String(20), primary_key=True),
-             sa.Column("title", sa.String(50), nullable=False))
+    sa.Table(
+        "keyed",
+        md,
+        sa.Column("code", sa.String(20), primary_key=True),
+        sa.Column("title", sa.String(50), nullable=False),
+    )
     return dict(md.tables)
 
 
@@ -101,6 +143,7 @@ def snapshot() -> Snapshot:
 
 # --- driving the decision ----------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Verdict:
     codes: list[str]  # the error codes, in order ([] when the item is written)
@@ -117,14 +160,30 @@ def method_of(context: str) -> str:
     return context.split("-")[0]
 
 
-def plan_of(snapshot: Snapshot, context: str, item: dict[str, Any], *, alias: str = THINGS,
-            url_key: str | None = None) -> WritePlan:
-    return build_write_plan(snapshot, snapshot.entities[alias], method_of(context), [item], url_key=url_key,
-                            transactional=True, max_depth=5, allows=lambda alias, action: True)
+def plan_of(
+    snapshot: Snapshot, context: str, item: dict[str, Any], *, alias: str = THINGS, url_key: str | None = None
+) -> WritePlan:
+    return build_write_plan(
+        snapshot,
+        snapshot.entities[alias],
+        method_of(context),
+        [item],
+        url_key=url_key,
+        transactional=True,
+        max_depth=5,
+        allows=lambda alias, action: True,
+    )
 
 
-def verdict(snapshot: Snapshot, context: str, item: dict[str, Any], *, alias: str = THINGS,
-            url_key: str | None = None, existing: Mapping[Any, Any] | None = None) -> Verdict:
+def verdict(
+    snapshot: Snapshot,
+    context: str,
+    item: dict[str, Any],
+    *,
+    alias: str = THINGS,
+    url_key: str | None = None,
+    existing: Mapping[Any, Any] | None = None,
+) -> Verdict:
     """Plan one item, then decide it knowing the rows that exist: the row ``EXISTING`` for PATCH and PUT-update
     (``existing`` overrides it), none for PUT-create, nothing looked up for POST."""
     plan = plan_of(snapshot, context, item, alias=alias, url_key=url_key)
@@ -152,6 +211,7 @@ def base(context: str, **extra: Any) -> dict[str, Any]:
 
 # --- unknown key: 1311 everywhere ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("key", ["bogus", "create_only", "ID"], ids=["noise", "column-name", "other-case"])
 def test_unknown_key_is_1311(snapshot: Snapshot, context: str, key: str) -> None:
@@ -162,9 +222,16 @@ def test_unknown_key_is_1311(snapshot: Snapshot, context: str, key: str) -> None
 
 # --- creatable / editable: 1304 ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("context", "refused"), [
-    ("POST", True), ("PATCH", False), ("PUT-update", False), ("PUT-create", True),
-])
+
+@pytest.mark.parametrize(
+    ("context", "refused"),
+    [
+        ("POST", True),
+        ("PATCH", False),
+        ("PUT-update", False),
+        ("PUT-create", True),
+    ],
+)
 def test_non_null_value_for_a_field_not_creatable(snapshot: Snapshot, context: str, refused: bool) -> None:
     found = verdict(snapshot, context, base(context, editOnly="given"))
     if refused:
@@ -174,9 +241,15 @@ def test_non_null_value_for_a_field_not_creatable(snapshot: Snapshot, context: s
         assert found.codes == [] and found.values["edit_only"] == "given"
 
 
-@pytest.mark.parametrize(("context", "refused"), [
-    ("POST", False), ("PATCH", True), ("PUT-update", True), ("PUT-create", False),
-])
+@pytest.mark.parametrize(
+    ("context", "refused"),
+    [
+        ("POST", False),
+        ("PATCH", True),
+        ("PUT-update", True),
+        ("PUT-create", False),
+    ],
+)
 def test_non_null_value_for_a_field_not_editable(snapshot: Snapshot, context: str, refused: bool) -> None:
     found = verdict(snapshot, context, base(context, createOnly="given"))
     if refused:
@@ -199,11 +272,19 @@ def test_identifier_in_a_collection_body_is_exempt_from_editable(snapshot: Snaps
     assert "id" not in found.values  # the identifier names the row, it is never written
 
 
-@pytest.mark.parametrize(("context", "body_id", "codes"), [
-    ("PATCH", EXISTING, ["1304"]), ("PATCH", 77, ["1304"]), ("PUT-update", EXISTING, []), ("PUT-update", 77, ["1304"]),
-], ids=["PATCH-same", "PATCH-other", "PUT-same", "PUT-other"])
-def test_non_editable_identifier_in_a_by_id_body(snapshot: Snapshot, context: str, body_id: int,
-                                                  codes: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("context", "body_id", "codes"),
+    [
+        ("PATCH", EXISTING, ["1304"]),
+        ("PATCH", 77, ["1304"]),
+        ("PUT-update", EXISTING, []),
+        ("PUT-update", 77, ["1304"]),
+    ],
+    ids=["PATCH-same", "PATCH-other", "PUT-same", "PUT-other"],
+)
+def test_non_editable_identifier_in_a_by_id_body(
+    snapshot: Snapshot, context: str, body_id: int, codes: list[str]
+) -> None:
     """PATCH by id: any non-editable identifier in the body is a modification; PUT by id: one that differs."""
     found = verdict(snapshot, context, base(context, id=body_id), url_key=str(EXISTING))
     assert found.codes == codes
@@ -227,9 +308,16 @@ def test_by_id_body_identifier_differing_from_an_editable_url_identifier_is_2016
 
 # --- required: 1307 ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("context", "checked"), [
-    ("POST", True), ("PATCH", False), ("PUT-update", True), ("PUT-create", True),
-])
+
+@pytest.mark.parametrize(
+    ("context", "checked"),
+    [
+        ("POST", True),
+        ("PATCH", False),
+        ("PUT-update", True),
+        ("PUT-create", True),
+    ],
+)
 @pytest.mark.parametrize("how", ["absent", "null"])
 def test_required_field_absent_or_null(snapshot: Snapshot, context: str, checked: bool, how: str) -> None:
     item = base(context)
@@ -258,6 +346,7 @@ def test_several_problems_of_one_item_come_together_in_body_order_then_rules(sna
 
 # --- empty string in a required string field -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("context", CONTEXTS)
 def test_empty_string_breaking_min_length_is_1306(snapshot: Snapshot, context: str) -> None:
     found = verdict(snapshot, context, base(context, code=""))
@@ -272,9 +361,16 @@ def test_empty_string_without_min_length_is_stored(snapshot: Snapshot, context: 
 
 # --- identifier absent ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("context", "outcome"), [
-    ("POST", INSERT), ("PATCH", "1310"), ("PUT-update", INSERT), ("PUT-create", INSERT),
-])
+
+@pytest.mark.parametrize(
+    ("context", "outcome"),
+    [
+        ("POST", INSERT),
+        ("PATCH", "1310"),
+        ("PUT-update", INSERT),
+        ("PUT-create", INSERT),
+    ],
+)
 def test_identifier_absent(snapshot: Snapshot, context: str, outcome: str) -> None:
     item = base(context)
     item.pop("id", None)
@@ -288,11 +384,19 @@ def test_identifier_absent(snapshot: Snapshot, context: str, outcome: str) -> No
 
 # --- identifier given, row missing ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("context", "alias", "outcome"), [
-    ("POST", KEYED, INSERT), ("POST", THINGS, "1304"),
-    ("PATCH", KEYED, "1303"), ("PATCH", THINGS, "1303"),
-    ("PUT-create", KEYED, INSERT), ("PUT-create", THINGS, "1308"),
-], ids=lambda value: str(value))
+
+@pytest.mark.parametrize(
+    ("context", "alias", "outcome"),
+    [
+        ("POST", KEYED, INSERT),
+        ("POST", THINGS, "1304"),
+        ("PATCH", KEYED, "1303"),
+        ("PATCH", THINGS, "1303"),
+        ("PUT-create", KEYED, INSERT),
+        ("PUT-create", THINGS, "1308"),
+    ],
+    ids=lambda value: str(value),
+)
 def test_identifier_given_row_missing(snapshot: Snapshot, context: str, alias: str, outcome: str) -> None:
     item = {"code": "K9", "title": "t"} if alias == KEYED else base("POST", id=77)
     found = verdict(snapshot, context, item, alias=alias, existing=None if context == "POST" else {})
@@ -332,9 +436,17 @@ def test_put_not_looked_up_is_not_decided(snapshot: Snapshot) -> None:
 
 # --- configured field omitted, explicit null --------------------------------------------------------------------
 
-@pytest.mark.parametrize(("context", "written"), [
-    ("POST", False), ("PATCH", False), ("PUT-update", True), ("PUT-create", False),
-], ids=["POST-db-default", "PATCH-untouched", "PUT-update-set-to-null", "PUT-create-db-default"])
+
+@pytest.mark.parametrize(
+    ("context", "written"),
+    [
+        ("POST", False),
+        ("PATCH", False),
+        ("PUT-update", True),
+        ("PUT-create", False),
+    ],
+    ids=["POST-db-default", "PATCH-untouched", "PUT-update-set-to-null", "PUT-create-db-default"],
+)
 def test_configured_field_omitted(snapshot: Snapshot, context: str, written: bool) -> None:
     found = verdict(snapshot, context, base(context))
     assert found.codes == []
@@ -345,9 +457,16 @@ def test_configured_field_omitted(snapshot: Snapshot, context: str, written: boo
         assert "note" not in found.values
 
 
-@pytest.mark.parametrize(("context", "kept"), [
-    ("POST", False), ("PATCH", True), ("PUT-update", True), ("PUT-create", True),
-], ids=["POST-dropped", "PATCH-null", "PUT-update-null", "PUT-create-null"])
+@pytest.mark.parametrize(
+    ("context", "kept"),
+    [
+        ("POST", False),
+        ("PATCH", True),
+        ("PUT-update", True),
+        ("PUT-create", True),
+    ],
+    ids=["POST-dropped", "PATCH-null", "PUT-update-null", "PUT-create-null"],
+)
 def test_explicit_null(snapshot: Snapshot, context: str, kept: bool) -> None:
     found = verdict(snapshot, context, base(context, note=None))
     assert found.codes == []
@@ -365,25 +484,37 @@ def test_explicit_null_for_a_field_the_client_may_not_set_on_create_is_dropped(
     assert found.codes == [] and "edit_only" not in found.values
 
 
-@pytest.mark.parametrize(("context", "codes"), [
-    ("PATCH", ["1304"]), ("PUT-update", ["1304"]),
-], ids=["PATCH", "PUT-update"])
-def test_null_for_a_field_not_editable_is_a_modification_too(snapshot: Snapshot, context: str,
-                                                             codes: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("context", "codes"),
+    [
+        ("PATCH", ["1304"]),
+        ("PUT-update", ["1304"]),
+    ],
+    ids=["PATCH", "PUT-update"],
+)
+def test_null_for_a_field_not_editable_is_a_modification_too(
+    snapshot: Snapshot, context: str, codes: list[str]
+) -> None:
     assert verdict(snapshot, context, base(context, createOnly=None)).codes == codes
 
 
 # --- NOT NULL columns the configuration does not require: 3001 -----------------------------------------------------
 
-@pytest.mark.parametrize(("context", "item", "codes"), [
-    ("POST", {"code": "C1", "name": "n"}, ["3001"]),
-    ("PUT-create", {"code": "C1", "name": "n"}, ["3001"]),
-    ("PUT-update", {"id": EXISTING, "code": "C1", "name": "n", "qty": 0}, ["3001"]),
-    ("PATCH", {"id": EXISTING, "must": None}, ["3001"]),
-    ("PATCH", {"id": EXISTING, "code": "C2"}, []),
-], ids=["POST-absent", "PUT-create-absent", "PUT-update-reset", "PATCH-null", "PATCH-absent-untouched"])
-def test_not_null_column_without_default(snapshot: Snapshot, context: str, item: dict[str, Any],
-                                         codes: list[str]) -> None:
+
+@pytest.mark.parametrize(
+    ("context", "item", "codes"),
+    [
+        ("POST", {"code": "C1", "name": "n"}, ["3001"]),
+        ("PUT-create", {"code": "C1", "name": "n"}, ["3001"]),
+        ("PUT-update", {"id": EXISTING, "code": "C1", "name": "n", "qty": 0}, ["3001"]),
+        ("PATCH", {"id": EXISTING, "must": None}, ["3001"]),
+        ("PATCH", {"id": EXISTING, "code": "C2"}, []),
+    ],
+    ids=["POST-absent", "PUT-create-absent", "PUT-update-reset", "PATCH-null", "PATCH-absent-untouched"],
+)
+def test_not_null_column_without_default(
+    snapshot: Snapshot, context: str, item: dict[str, Any], codes: list[str]
+) -> None:
     found = verdict(snapshot, context, item)
     assert found.codes == codes
     if codes:
@@ -392,9 +523,13 @@ def test_not_null_column_without_default(snapshot: Snapshot, context: str, item:
 
 # --- wrong JSON type / rule broken -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("context", CONTEXTS)
-@pytest.mark.parametrize(("value", "code"), [("three", "1305"), (True, "1305"), (-1, "1306")],
-                         ids=["text-for-integer", "boolean-for-integer", "below-min"])
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [("three", "1305"), (True, "1305"), (-1, "1306")],
+    ids=["text-for-integer", "boolean-for-integer", "below-min"],
+)
 def test_wrong_type_or_broken_rule(snapshot: Snapshot, context: str, value: Any, code: str) -> None:
     found = verdict(snapshot, context, base(context, qty=value))
     assert found.codes == [code] and "`qty`" in found.messages[0]
@@ -402,16 +537,23 @@ def test_wrong_type_or_broken_rule(snapshot: Snapshot, context: str, value: Any,
 
 # --- nested children ---------------------------------------------------------------------------------------------
 
-def _child_verdicts(snapshot: Snapshot, method: str, children: list[dict[str, Any]],
-                    existing: Mapping[Any, Any] | None, parent: int = EXISTING) -> list[Verdict]:
+
+def _child_verdicts(
+    snapshot: Snapshot,
+    method: str,
+    children: list[dict[str, Any]],
+    existing: Mapping[Any, Any] | None,
+    parent: int = EXISTING,
+) -> list[Verdict]:
     """Plan a parent with ``children``, then decide the children's level as the executor does: each child
     with its parent's key value, knowing which child rows exist under which parent."""
     parent_item = base("PATCH" if method != "POST" else "POST", parts=children)
     plan = plan_of(snapshot, method, parent_item)
     assert plan.problems[0] == (), plan.problems
     level = plan.items[0].children[0]
-    decisions = decide_level(level.entity, method, level.items, existing, [parent] * len(level.items),
-                             level.relation.child_field)
+    decisions = decide_level(
+        level.entity, method, level.items, existing, [parent] * len(level.items), level.relation.child_field
+    )
     return [_verdict(d.errors, d.action) for d in decisions]
 
 
@@ -439,14 +581,19 @@ def test_a_child_put_of_an_existing_child_of_this_parent_updates_it(snapshot: Sn
     assert found[0].action == Action(UPDATE, {"label": "kept", "fk_thing": EXISTING}, 11)
 
 
-@pytest.mark.parametrize(("method", "child", "code"), [
-    ("PATCH", {"label": "no id"}, "1310"),
-    ("POST", {}, "1307"),
-    ("PUT", {}, "1307"),
-    ("POST", {"label": "x" * 21}, "1306"),
-], ids=["PATCH-missing-identifier", "POST-required", "PUT-required", "POST-rule"])
-def test_a_childs_problems_are_the_parents_with_the_childs_path(snapshot: Snapshot, method: str,
-                                                                 child: dict[str, Any], code: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "child", "code"),
+    [
+        ("PATCH", {"label": "no id"}, "1310"),
+        ("POST", {}, "1307"),
+        ("PUT", {}, "1307"),
+        ("POST", {"label": "x" * 21}, "1306"),
+    ],
+    ids=["PATCH-missing-identifier", "POST-required", "PUT-required", "POST-rule"],
+)
+def test_a_childs_problems_are_the_parents_with_the_childs_path(
+    snapshot: Snapshot, method: str, child: dict[str, Any], code: str
+) -> None:
     fine = {"id": 11, "label": "ok"} if method == "PATCH" else {"label": "ok"}
     plan = plan_of(snapshot, method, base("PATCH" if method != "POST" else "POST", parts=[fine, child]))
     assert [e.code for e in plan.problems[0]] == [code]
@@ -456,7 +603,10 @@ def test_a_childs_problems_are_the_parents_with_the_childs_path(snapshot: Snapsh
 def test_child_problems_keep_body_order_with_each_childs_rules_after_its_own_keys(snapshot: Snapshot) -> None:
     plan = plan_of(snapshot, "POST", base("POST", parts=[{"label": "ok"}, {"qty": 1}, {"label": "x" * 21}]))
     assert [(e.code, f"{PARTS}[1]" in e.message) for e in plan.problems[0]] == [
-        ("1311", True), ("1307", True), ("1306", False)]
+        ("1311", True),
+        ("1307", True),
+        ("1306", False),
+    ]
 
 
 def test_plans_are_frozen(snapshot: Snapshot) -> None:
