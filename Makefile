@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
 
-.PHONY: help demo test lint bench serve docs chromium clean
+.PHONY: help demo test lint format bench serve docs chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,9 +27,13 @@ chromium:  ## Debian's Chromium and ChromeDriver for the admin browser tests (in
 test: $(STAMP) chromium  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
 	$(BIN)/pytest -q
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff (lint, complexity <= 12, format) and mypy
 	$(BIN)/ruff check dxapi tests benchmarks
+	$(BIN)/ruff format --check dxapi tests benchmarks
 	$(BIN)/mypy dxapi
+
+format: $(STAMP)  ## apply ruff's formatter
+	$(BIN)/ruff format dxapi tests benchmarks
 
 bench: $(STAMP)  ## PostgreSQL benchmark: dxapi against the thin reference server
 	$(BIN)/python -m benchmarks.run
