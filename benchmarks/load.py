@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -220,6 +220,81 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return int(status_parts[1]), fields.get("connection") == "close"
 
 
+@dataclass
+class _PythonClient:
+    """One load run of the asyncio client: how to build its requests, and what it measured."""
+
+    host: str
+    port: int
+    paths: list[str]
+    method: str
+    body: bytes | None
+    fixed_headers: str
+    id_max: int
+    timeout: float
+    nonce: str
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    non_2xx: int = 0
+    counter: int = 0
+
+    def next_request(self) -> bytes:
+        self.counter += 1
+        path = random.choice(self.paths).replace("{id}", str(random.randint(1, self.id_max)))
+        payload = b""
+        if self.body is not None:
+            payload = self.body.replace(b"{uniq}", f"{self.nonce}P{self.counter}".encode())
+            payload = payload.replace(b"{id}", str(random.randint(1, self.id_max)).encode())
+        head = (
+            f"{self.method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.fixed_headers}"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        )
+        return head.encode("latin-1") + payload
+
+    async def connection(self, deadline: float) -> None:
+        """One keep-alive connection sending requests back to back; reconnects after a close or an error."""
+        while time.perf_counter() < deadline:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+            except (OSError, TimeoutError):
+                self.errors += 1
+                await asyncio.sleep(0.01)  # do not spin on a refused connection
+                continue
+            try:
+                await self.send_until(reader, writer, deadline)
+            except (
+                OSError,
+                TimeoutError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ValueError,
+                _ResponseError,
+            ):
+                self.errors += 1
+            finally:
+                writer.close()
+
+    async def send_until(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float) -> None:
+        """Requests on one open connection until the deadline or until the server closes it."""
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(self.next_request())
+            await writer.drain()
+            status, closing = await asyncio.wait_for(_read_response(reader), self.timeout)
+            self.latencies.append(time.perf_counter() - started)
+            if not 200 <= status < 300:
+                self.non_2xx += 1
+            if closing:
+                break
+
+
+def _percentile(latencies: list[float], fraction: float) -> float:
+    """`fraction` percentile of sorted latencies in seconds → milliseconds; 0 without any."""
+    if not latencies:
+        return 0.0
+    return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
+
+
 async def _run_python(
     urls: list[str],
     method: str,
@@ -237,72 +312,19 @@ async def _run_python(
     fixed_headers = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     if body is not None:
         fixed_headers += "Content-Type: application/json\r\n"
-    latencies: list[float] = []
-    counts = {"errors": 0, "non_2xx": 0}
-    counter = 0
-
-    def next_request() -> bytes:
-        nonlocal counter
-        counter += 1
-        path = random.choice(paths).replace("{id}", str(random.randint(1, id_max)))
-        payload = b""
-        if body is not None:
-            payload = body.replace(b"{uniq}", f"{nonce}P{counter}".encode())
-            payload = payload.replace(b"{id}", str(random.randint(1, id_max)).encode())
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{fixed_headers}Content-Length: {len(payload)}\r\n\r\n"
-        )
-        return head.encode("latin-1") + payload
-
-    async def connection(deadline: float) -> None:
-        """One keep-alive connection sending requests back to back; reconnects after a close or an error."""
-        while time.perf_counter() < deadline:
-            try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-            except (OSError, TimeoutError):
-                counts["errors"] += 1
-                await asyncio.sleep(0.01)  # do not spin on a refused connection
-                continue
-            try:
-                while time.perf_counter() < deadline:
-                    started = time.perf_counter()
-                    writer.write(next_request())
-                    await writer.drain()
-                    status, closing = await asyncio.wait_for(_read_response(reader), timeout)
-                    latencies.append(time.perf_counter() - started)
-                    if not 200 <= status < 300:
-                        counts["non_2xx"] += 1
-                    if closing:
-                        break
-            except (
-                OSError,
-                TimeoutError,
-                asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError,
-                ValueError,
-                _ResponseError,
-            ):
-                counts["errors"] += 1
-            finally:
-                writer.close()
+    client = _PythonClient(host, port, paths, method, body, fixed_headers, id_max, timeout, nonce)
 
     started = time.perf_counter()
     deadline = started + duration
-    await asyncio.gather(*(connection(deadline) for _ in range(connections)))
+    await asyncio.gather(*(client.connection(deadline) for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def percentile(fraction: float) -> float:
-        if not latencies:
-            return 0.0
-        return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
-
+    latencies = sorted(client.latencies)
     return Result(
         requests_per_s=len(latencies) / elapsed,
-        p50_ms=percentile(0.50),
-        p99_ms=percentile(0.99),
-        errors=counts["errors"],
-        non_2xx=counts["non_2xx"],
+        p50_ms=_percentile(latencies, 0.50),
+        p99_ms=_percentile(latencies, 0.99),
+        errors=client.errors,
+        non_2xx=client.non_2xx,
         requests=len(latencies),
         duration_s=elapsed,
         tool="python",

@@ -170,6 +170,73 @@ def check_samples(
     return ref_problem, dx_problem, warnings
 
 
+def log_checks(warnings: list[str], problems: dict[str, Measurement | None], servers: dict[str, Server]) -> None:
+    """The sample check's findings: differences between the answers, then why a server is not measured."""
+    for warning in warnings:
+        log(f"  WARNING {warning}")
+    for slot, problem in problems.items():
+        if problem is not None:
+            log(f"  {servers[slot].label}: {problem.status} ({problem.reason})")
+
+
+def warm_up(active: list[str], targets: dict[str, Target], connections: int, options: Options, url: str) -> None:
+    """Unmeasured load for each server in turn; the rows it created removed after."""
+    if options.warmup <= 0:
+        return
+    for slot in active:
+        target = targets[slot]
+        headers = options.headers_for(slot, options.warmup + SETTLE_S)
+        run_load(target.urls, target.method, target.body, options.warmup, connections, headers=headers)
+        time.sleep(SETTLE_S)
+        if target.method == "POST":
+            asyncio.run(delete_bench_rows(url))
+
+
+def measure_rounds(
+    active: list[str],
+    servers: dict[str, Server],
+    scenario: Scenario,
+    targets: dict[str, Target],
+    options: Options,
+    url: str,
+) -> dict[str, list[Round]]:
+    """`options.rounds` slices per server, alternating: slot → its rounds."""
+    rounds: dict[str, list[Round]] = {slot: [] for slot in active}
+    for number in range(options.rounds):
+        # A B, B A, A B …: drift of the machine (other load, cache state, autovacuum) hits both alike
+        order = active if number % 2 == 0 else active[::-1]
+        for slot in order:
+            rounds[slot].append(load_once(slot, servers[slot], scenario, targets[slot], options, url))
+    return rounds
+
+
+def log_measurement(label: str, m: Measurement) -> None:
+    log(
+        f"  {label}: {m.requests_per_s:,.1f} req/s "
+        f"(rounds {' '.join(f'{r:,.0f}' for r in m.rounds_per_s)}), p50 {m.p50_ms:.1f} ms, "
+        f"p99 {m.p99_ms:.1f} ms, {m.rss_mb:.0f} MB"
+        + (f", {m.non_2xx} non-2xx" if m.non_2xx else "")
+        + (f", {m.errors} socket errors" if m.errors else "")
+    )
+
+
+def set_ratio(result: ScenarioResult, reference: Sequence[Round], dxapi: Sequence[Round], goal: float | None) -> None:
+    """dxapi / reference throughput of rounds run back to back into `result`, and whether it meets the goal.
+
+    The median of the ratios of rounds run back to back, not the ratio of the totals: this machine's speed
+    drifts by tens of percent within seconds, and a burst of speed in one server's slice would move the
+    totals. (rows/s ratios are the same: both servers get the same batches.)
+    """
+    pairs = zip(reference, dxapi, strict=True)
+    ratios = [dx.result.ok_per_s / ref.result.ok_per_s for ref, dx in pairs if ref.result.ok_per_s > 0]
+    if not ratios:
+        return
+    result.ratio = statistics.median(ratios)
+    result.ratio_of_totals = result.dxapi.requests_per_s / max(result.reference.requests_per_s, 1e-9)
+    if goal is not None:
+        result.meets_goal = result.ratio >= goal
+
+
 def run_scenario(
     scenario: Scenario, reference: Server, dxapi: Server, ctx: DataContext, url: str, options: Options
 ) -> ScenarioResult:
@@ -179,42 +246,19 @@ def run_scenario(
     ref_problem, dx_problem, warnings = check_samples(
         scenario, targets["reference"], targets["dxapi"], dxapi, ctx, options
     )
-    for warning in warnings:
-        log(f"  WARNING {warning}")
     problems = {"reference": ref_problem, "dxapi": dx_problem}
-    for slot, problem in problems.items():
-        if problem is not None:
-            log(f"  {servers[slot].label}: {problem.status} ({problem.reason})")
+    log_checks(warnings, problems, servers)
     active = [slot for slot, problem in problems.items() if problem is None]
     if "POST" in {t.method for t in targets.values()}:
         asyncio.run(delete_bench_rows(url))  # the sample requests' rows
 
     connections = options.connections or scenario.connections
-    if options.warmup > 0:
-        for slot in active:
-            target = targets[slot]
-            headers = options.headers_for(slot, options.warmup + SETTLE_S)
-            run_load(target.urls, target.method, target.body, options.warmup, connections, headers=headers)
-            time.sleep(SETTLE_S)
-            if target.method == "POST":
-                asyncio.run(delete_bench_rows(url))
-    rounds: dict[str, list[Round]] = {slot: [] for slot in active}
-    for number in range(options.rounds):
-        # A B, B A, A B …: drift of the machine (other load, cache state, autovacuum) hits both alike
-        order = active if number % 2 == 0 else active[::-1]
-        for slot in order:
-            rounds[slot].append(load_once(slot, servers[slot], scenario, targets[slot], options, url))
+    warm_up(active, targets, connections, options, url)
+    rounds = measure_rounds(active, servers, scenario, targets, options, url)
 
     measured = {slot: problems[slot] or combine(rounds[slot], scenario.batch) for slot in servers}
     for slot in active:
-        m = measured[slot]
-        log(
-            f"  {servers[slot].label}: {m.requests_per_s:,.1f} req/s "
-            f"(rounds {' '.join(f'{r:,.0f}' for r in m.rounds_per_s)}), p50 {m.p50_ms:.1f} ms, "
-            f"p99 {m.p99_ms:.1f} ms, {m.rss_mb:.0f} MB"
-            + (f", {m.non_2xx} non-2xx" if m.non_2xx else "")
-            + (f", {m.errors} socket errors" if m.errors else "")
-        )
+        log_measurement(servers[slot].label, measured[slot])
     result = ScenarioResult(
         scenario.name,
         scenario.description,
@@ -226,16 +270,7 @@ def run_scenario(
         warnings=warnings,
     )
     if len(active) == 2:
-        # The median of the ratios of rounds run back to back, not the ratio of the totals: this machine's
-        # speed drifts by tens of percent within seconds, and a burst of speed in one server's slice would
-        # move the totals. (rows/s ratios are the same: both servers get the same batches.)
-        pairs = zip(rounds["reference"], rounds["dxapi"], strict=True)
-        ratios = [dx.result.ok_per_s / ref.result.ok_per_s for ref, dx in pairs if ref.result.ok_per_s > 0]
-        if ratios:
-            result.ratio = statistics.median(ratios)
-            result.ratio_of_totals = result.dxapi.requests_per_s / max(result.reference.requests_per_s, 1e-9)
-            if scenario.goal is not None:
-                result.meets_goal = result.ratio >= scenario.goal
+        set_ratio(result, rounds["reference"], rounds["dxapi"], scenario.goal)
     return result
 
 
@@ -302,15 +337,15 @@ def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    url = os.environ.get(URL_ENV, DEFAULT_URL)
-    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
-    if any(":" not in h for h in args.header):
+def parse_headers(given: Sequence[str]) -> dict[str, str]:
+    """--header 'NAME: VALUE' options → name → value."""
+    if any(":" not in h for h in given):
         raise SystemExit("--header takes 'NAME: VALUE'")
-    headers = {name.strip(): value.strip() for name, value in (h.split(":", 1) for h in args.header)}
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    return {name.strip(): value.strip() for name, value in (h.split(":", 1) for h in given)}
 
+
+def prepare_data(url: str, args: argparse.Namespace) -> DataContext:
+    """Recreate and load the database, or with --skip-load delete the rows of earlier runs → ids and cursors."""
     if not args.skip_load:
         log(f"recreating {make_url(url).render_as_string(hide_password=True)} with {args.products:,} products")
         started_at = time.monotonic()
@@ -320,8 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         removed = asyncio.run(delete_bench_rows(url))
         log(f"reusing the data (removed {removed:,} leftover benchmark rows)")
-    ctx = asyncio.run(load_context(url))
+    return asyncio.run(load_context(url))
 
+
+def prepare_servers(
+    url: str, args: argparse.Namespace, headers: dict[str, str]
+) -> tuple[Server, Server, tuple[str, str] | None]:
+    """The reference and dxapi (or with --self-test a second reference), not started → (reference, dxapi, client)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     reference = reference_server("reference", url, args, env)
     client: tuple[str, str] | None = None
@@ -330,11 +370,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         own_credentials = any(name.lower() in AUTH_HEADERS for name in headers)
         dxapi, client = prepare_dxapi(url, args, env, create_client=not own_credentials)
-    auth: dict[str, BearerToken] = {}
+    return reference, dxapi, client
 
-    servers = [s for s in (reference, dxapi) if s.problem is None]
+
+def run_meta(
+    url: str,
+    args: argparse.Namespace,
+    ctx: DataContext,
+    dxapi: Server,
+    client: tuple[str, str] | None,
+    headers: dict[str, str],
+) -> dict[str, Any]:
+    """What latest.json says about the run besides the results (also picks the load tool: may install wrk)."""
     load_tool = "python" if os.environ.get("DXAPI_BENCH_LOAD") == "python" or not find_wrk() else "wrk"
-    meta: dict[str, Any] = {
+    return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "database": make_url(url).render_as_string(hide_password=True),
         "products": ctx.id_max,
@@ -349,22 +398,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dxapi_problem": dxapi.problem,
         "dxapi_auth": auth_mode(args.self_test, client, headers),
     }
+
+
+def start_servers(servers: Sequence[Server], reference: Server) -> None:
+    """Start all, then wait for each; stops the run if the reference does not come up."""
+    for server in servers:
+        server.start()
+    for server in servers:
+        if not server.wait_ready():
+            log(f"{server.label} is not usable: {server.problem}")
+    if reference.problem:
+        raise SystemExit(f"the reference server does not start: {reference.problem}")
+
+
+def authenticate(dxapi: Server, client: tuple[str, str] | None, auth: dict[str, BearerToken]) -> None:
+    """dxapi's first bearer token for the run's client into `auth`; without one dxapi gets a `problem`."""
+    if client is None or dxapi.problem is not None:
+        return
+    auth["dxapi"] = BearerToken(dxapi.base, *client)
     try:
-        for server in servers:
-            server.start()
-        for server in servers:
-            if not server.wait_ready():
-                log(f"{server.label} is not usable: {server.problem}")
-        if reference.problem:
-            raise SystemExit(f"the reference server does not start: {reference.problem}")
-        if client is not None and dxapi.problem is None:
-            auth["dxapi"] = BearerToken(dxapi.base, *client)
-            try:
-                auth["dxapi"].refresh()
-                log(f"dxapi: bearer token for client {client[0]} (valid {auth['dxapi'].lifetime_s:.0f} s)")
-            except (AuthError, OSError) as exc:
-                dxapi.problem = f"no access token: {exc}"
-                log(f"dxapi is not usable: {dxapi.problem}")
+        auth["dxapi"].refresh()
+        log(f"dxapi: bearer token for client {client[0]} (valid {auth['dxapi'].lifetime_s:.0f} s)")
+    except (AuthError, OSError) as exc:
+        dxapi.problem = f"no access token: {exc}"
+        log(f"dxapi is not usable: {dxapi.problem}")
+
+
+def clean_up(servers: Sequence[Server], url: str, client: tuple[str, str] | None) -> None:
+    """Stop the servers started here (by process group), delete benchmark rows, disable the run's client."""
+    for server in servers:
+        server.stop()
+    # rows of requests still in flight when a POST run was cut off: leave the data as it was loaded
+    try:
+        asyncio.run(delete_bench_rows(url))
+    except (OSError, asyncpg.PostgresError) as exc:  # the database went away: say so, clean up the rest
+        log(f"could not delete the benchmark rows: {exc}")
+    if client is not None:
+        disable_client(url, client[0])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    url = os.environ.get(URL_ENV, DEFAULT_URL)
+    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    headers = parse_headers(args.header)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+
+    ctx = prepare_data(url, args)
+    reference, dxapi, client = prepare_servers(url, args, headers)
+    auth: dict[str, BearerToken] = {}
+    servers = [s for s in (reference, dxapi) if s.problem is None]
+    meta = run_meta(url, args, ctx, dxapi, client, headers)
+    try:
+        start_servers(servers, reference)
+        authenticate(dxapi, client, auth)
         options = Options(args.duration, args.warmup, args.rounds, args.connections, headers, auth)
         results = [run_scenario(s, reference, dxapi, ctx, url, options) for s in scenarios]
     except KeyboardInterrupt:
@@ -373,15 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuthError as exc:
         raise SystemExit(f"dxapi access token: {exc}") from None
     finally:
-        for server in servers:
-            server.stop()
-        # rows of requests still in flight when a POST run was cut off: leave the data as it was loaded
-        try:
-            asyncio.run(delete_bench_rows(url))
-        except (OSError, asyncpg.PostgresError) as exc:  # the database went away: say so, clean up the rest
-            log(f"could not delete the benchmark rows: {exc}")
-        if client is not None:
-            disable_client(url, client[0])
+        clean_up(servers, url, client)
     meta["dxapi_problem"] = dxapi.problem
     if "dxapi" in auth:
         meta["dxapi_tokens_fetched"] = auth["dxapi"].fetched
