@@ -20,7 +20,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,6 +237,26 @@ class Backend:
                 return
             time.sleep(0.05)
         raise AssertionError(f"server did not load configuration version {version} within {timeout}s")
+
+
+async def unconfigure(engine: Any, aliases: Sequence[str] = (), *, alias_like: str | None = None) -> int:
+    """Remove entities (by alias, or by a LIKE pattern on the alias) and every relation touching them straight in
+    the dx tables, as an operator's SQL would, and bump the configuration version; → the new version."""
+    from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
+
+    chosen = dx_entity.c.table_alias.like(alias_like) if alias_like else dx_entity.c.table_alias.in_(list(aliases))
+    async with engine.begin() as conn:
+        ids = list((await conn.execute(sa.select(dx_entity.c.id).where(chosen))).scalars())
+        if ids:
+            touching = dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
+            await conn.execute(sa.delete(dx_relation).where(touching))
+            await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
+        await conn.execute(
+            sa.update(dx_config_version)
+            .where(dx_config_version.c.id == 1)
+            .values(version=dx_config_version.c.version + 1)
+        )
+        return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
 
 
 def fetch_token(base_url: str, client_id: str, client_secret: str, scope: str | None = None) -> str:

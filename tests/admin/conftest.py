@@ -47,8 +47,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.admin.sessions import COOKIE
 from dxapi.auth import principals
-from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
-from tests.conftest import BACKENDS, ROOT, Backend
+from dxapi.registry.tables import dx_config_version, dx_entity
+from tests.conftest import BACKENDS, ROOT, Backend, unconfigure
 
 T = TypeVar("T")
 
@@ -175,35 +175,13 @@ class Scratch:
         """Remove the endpoints behind dxapi's back (it has no delete yet), wait for the reload, drop tables."""
         aliases = list(dict.fromkeys(self.aliases))
 
-        async def unconfigure(engine: AsyncEngine) -> int:
-            async with engine.begin() as conn:
-                ids = list(
-                    (
-                        await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases)))
-                    ).scalars()
-                )
-                if ids:
-                    await conn.execute(
-                        sa.delete(dx_relation).where(
-                            dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
-                        )
-                    )
-                    await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-                await conn.execute(
-                    sa.update(dx_config_version)
-                    .where(dx_config_version.c.id == 1)
-                    .values(version=dx_config_version.c.version + 1)
-                )
-                version = await conn.scalar(sa.select(dx_config_version.c.version).where(dx_config_version.c.id == 1))
-                return int(version or 0)
-
         async def drop(engine: AsyncEngine) -> None:
             async with engine.begin() as conn:
                 for table in reversed(self.tables):
                     await conn.run_sync(_drop_table, table)
 
         if aliases:
-            self.backend.wait_for_version(on_db(self.backend, unconfigure))
+            self.backend.wait_for_version(on_db(self.backend, lambda engine: unconfigure(engine, aliases)))
         on_db(self.backend, drop)
 
 

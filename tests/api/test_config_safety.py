@@ -27,7 +27,7 @@ from dxapi.registry.model import ConfigError
 from dxapi.registry.store import parse_import, save_entities
 from dxapi.registry.tables import dx_audit, dx_config_version, dx_entity, dx_relation
 from tests.api.test_cli import run
-from tests.conftest import Backend
+from tests.conftest import Backend, unconfigure
 
 API = "/dynamic-entity"
 RULE = "The identifier must be the primary key or a single-column UNIQUE NOT NULL key"
@@ -164,21 +164,7 @@ def _unconfigure(backend: Backend) -> None:
     async def go() -> int:
         engine = create_engine(backend.url)
         try:
-            async with engine.begin() as conn:
-                ids = list(
-                    (
-                        await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.like("cs-%")))
-                    ).scalars()
-                )
-                if ids:
-                    await conn.execute(sa.delete(dx_relation).where(dx_relation.c.parent_entity_id.in_(ids)))
-                    await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-                await conn.execute(
-                    sa.update(dx_config_version)
-                    .where(dx_config_version.c.id == 1)
-                    .values(version=dx_config_version.c.version + 1)
-                )
-                return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
+            return await unconfigure(engine, alias_like="cs-%")
         finally:
             await engine.dispose()
 

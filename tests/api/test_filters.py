@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql
 
-from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
-from tests.conftest import Backend, only_on
+from dxapi.registry.tables import dx_config_version
+from tests.conftest import Backend, only_on, unconfigure
 
 PREFIX = "/dynamic-entity"
 ALIAS = "ft-rows"
@@ -97,23 +97,6 @@ IDS = itertools.count(1)
 # --- the module's table and entity -----------------------------------------------------------------------------
 
 
-async def _remove_config(engine: Any) -> None:
-    async with engine.begin() as conn:
-        ids = list((await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias == ALIAS))).scalars())
-        if ids:
-            await conn.execute(
-                sa.delete(dx_relation).where(
-                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
-                )
-            )
-            await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(
-                sa.update(dx_config_version)
-                .where(dx_config_version.c.id == 1)
-                .values(version=dx_config_version.c.version + 1)
-            )
-
-
 class Env:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -168,13 +151,13 @@ class Env:
 @pytest.fixture(scope="module")
 def env(backend: Backend) -> Iterator[Env]:
     async def create(engine: Any) -> None:
-        await _remove_config(engine)
+        await unconfigure(engine, [ALIAS])
         async with engine.begin() as conn:
             await conn.run_sync(META.drop_all)
             await conn.run_sync(META.create_all)
 
     async def drop(engine: Any) -> int:
-        await _remove_config(engine)
+        await unconfigure(engine, [ALIAS])
         async with engine.begin() as conn:
             await conn.run_sync(META.drop_all)
             return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())

@@ -29,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 
 from dxapi.auth.principals import add_client, parse_scopes
-from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
+from dxapi.registry.tables import dx_config_version
 from tests.api import write_fixtures
 from tests.api.write_fixtures import (
     CHILD,
@@ -49,7 +49,7 @@ from tests.api.write_fixtures import (
     render,
     success,
 )
-from tests.conftest import Backend, fetch_token
+from tests.conftest import Backend, fetch_token, unconfigure
 
 write_env = write_fixtures.write_env  # the fixture, for this module
 
@@ -195,26 +195,6 @@ OWN_CONFIG: list[dict[str, Any]] = [
 ]
 
 
-async def _remove_own_config(engine: Any) -> None:
-    aliases = [entry["tableAlias"] for entry in OWN_CONFIG]
-    async with engine.begin() as conn:
-        ids = list(
-            (await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases)))).scalars()
-        )
-        if ids:
-            await conn.execute(
-                sa.delete(dx_relation).where(
-                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
-                )
-            )
-            await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(
-                sa.update(dx_config_version)
-                .where(dx_config_version.c.id == 1)
-                .values(version=dx_config_version.c.version + 1)
-            )
-
-
 async def _own_tables(engine: Any, create: bool) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: META.drop_all(sync, tables=OWN_TABLES))
@@ -225,13 +205,13 @@ async def _own_tables(engine: Any, create: bool) -> None:
 @pytest.fixture(scope="module")
 def own_env(write_env: WriteEnv) -> Iterator[WriteEnv]:
     backend = write_env.backend
-    backend.run(_remove_own_config(write_env.engine))
+    backend.run(unconfigure(write_env.engine, [entry["tableAlias"] for entry in OWN_CONFIG]))
     backend.run(_own_tables(write_env.engine, create=True))
     backend.import_config(OWN_CONFIG)
     try:
         yield write_env
     finally:
-        backend.run(_remove_own_config(write_env.engine))
+        backend.run(unconfigure(write_env.engine, [entry["tableAlias"] for entry in OWN_CONFIG]))
         version = int(write_env.sql(sa.select(dx_config_version.c.version).where(dx_config_version.c.id == 1))[0][0])
         backend.wait_for_version(version)
         backend.run(_own_tables(write_env.engine, create=False))

@@ -29,8 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi import errors
 from dxapi.db import create_engine
-from dxapi.registry.tables import dx_config_version, dx_entity, dx_relation
-from tests.conftest import Backend
+from dxapi.registry.tables import dx_config_version
+from tests.conftest import Backend, unconfigure
 
 PREFIX = "/dynamic-entity"
 PARENTS, CHILDREN, KEYED = "wt-parents", "wt-children", "wt-keyed"
@@ -424,26 +424,6 @@ def check_json_types(alias: str, item: Mapping[str, Any]) -> None:
 # --- fixtures --------------------------------------------------------------------------------------------------------
 
 
-async def _remove_config(engine: AsyncEngine) -> None:
-    aliases = [entry["tableAlias"] for entry in WT_CONFIG]
-    async with engine.begin() as conn:
-        ids = list(
-            (await conn.execute(sa.select(dx_entity.c.id).where(dx_entity.c.table_alias.in_(aliases)))).scalars()
-        )
-        if ids:
-            await conn.execute(
-                sa.delete(dx_relation).where(
-                    dx_relation.c.parent_entity_id.in_(ids) | dx_relation.c.child_entity_id.in_(ids)
-                )
-            )
-            await conn.execute(sa.delete(dx_entity).where(dx_entity.c.id.in_(ids)))
-            await conn.execute(
-                sa.update(dx_config_version)
-                .where(dx_config_version.c.id == 1)
-                .values(version=dx_config_version.c.version + 1)
-            )
-
-
 async def _create_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(META.drop_all)
@@ -465,12 +445,14 @@ def write_env(backend: Backend) -> Iterator[WriteEnv]:
     engine = create_engine(backend.url)
     env = WriteEnv(backend, engine)
     try:
-        backend.run(_remove_config(engine))  # left over by an interrupted run
+        backend.run(
+            unconfigure(engine, [entry["tableAlias"] for entry in WT_CONFIG])
+        )  # left over by an interrupted run
         backend.run(_create_tables(engine))
         backend.import_config(WT_CONFIG)
         yield env
     finally:
-        backend.run(_remove_config(engine))
+        backend.run(unconfigure(engine, [entry["tableAlias"] for entry in WT_CONFIG]))
         backend.wait_for_version(_current_version(env))
         backend.run(_drop_tables(engine))
         backend.run(engine.dispose())
