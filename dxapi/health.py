@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dxapi import errors
-from dxapi.auth.principals import ACTIONS, Principal
+from dxapi.auth.scopes import ACTIONS, Principal
 from dxapi.endpoints import Runtime, runtime
 from dxapi.responses import render_json
 

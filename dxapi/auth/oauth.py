@@ -29,17 +29,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dxapi import errors
-from dxapi.auth.passwords import digest
-from dxapi.auth.principals import (
-    ROLES,
+from dxapi.auth.accounts import (
     SubjectStatus,
     check_client,
     check_password,
     family_revoked,
-    narrow,
     revoke_family,
     subject_status,
 )
+from dxapi.auth.passwords import digest
+from dxapi.auth.scopes import ROLES, narrow
 from dxapi.auth.throttle import Throttle
 from dxapi.dberrors import CONFLICT, RETRY_AFTER_SECONDS, classify, database_errors
 from dxapi.registry.tables import dx_refresh_token

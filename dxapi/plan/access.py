@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from dxapi import errors
-from dxapi.auth.principals import ACTIONS, DELETE, READ, WRITE
+from dxapi.auth.scopes import ACTIONS, DELETE, READ, WRITE
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
 
 __all__ = ["ACTIONS", "DELETE", "READ", "WRITE", "Allows", "authorize", "require", "resolve_entity"]
