@@ -1,0 +1,257 @@
+"""The OpenAPI document assembled, and the paths of every entity as one principal may use them.
+
+Fed by a ``Snapshot``, the settings and what the principal asking may do (``allows``); feeds ``build_openapi``
+(``GET {prefix}/openapi.json``, the docs page and ``dxapi openapi``). Every entity the principal holds a scope
+on gets the operations of those scopes that its configuration allows: GET with ``{alias}:read``; POST with
+``{alias}:write`` when a field is creatable, PATCH and PUT when one is editable; DELETE with ``{alias}:delete``
+when the entity is deletable. The bodies come from ``schemas``, ``POST /token`` and the security schemes from
+``token``; the filter, page, sort and include parameters are here. The caller caches the document per snapshot
+and scope set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dxapi.auth.scopes import DELETE, READ, WRITE
+from dxapi.openapi.envelopes import ERROR_REF, Allows, data_array_of, data_of, json_body, ref, responses
+from dxapi.openapi.schemas import Schemas
+from dxapi.openapi.token import security_schemes, token_operation, token_schemas
+from dxapi.registry.snapshot import EntitySnapshot, Snapshot
+from dxapi.settings import Settings
+from dxapi.types import FieldType
+
+# The header of every batch write.
+TRANSACTIONAL = {
+    "name": "X-Is-Transactional",
+    "in": "header",
+    "required": False,
+    "description": "`false` or `0`: save each item on its own and report per item.",
+    "schema": {"type": "string"},
+}
+
+
+class _Document(Schemas):
+    """The document for one snapshot as one principal may see it (``allows(alias, action)``)."""
+
+    def __init__(self, snapshot: Snapshot, settings: Settings, allows: Allows) -> None:
+        super().__init__(snapshot, allows)
+        self.settings = settings
+
+    # --- paths -----------------------------------------------------------------------------------------------
+
+    def entity_paths(self, entity: EntitySnapshot) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The operations of ``{prefix}/{alias}`` and ``{prefix}/{alias}/{id}`` this principal may use."""
+        alias = entity.alias
+        collection: dict[str, Any] = {}
+        single: dict[str, Any] = {}
+        parameters = _read_parameters(
+            entity, self.settings, [n for n, r in entity.relations.items() if self.may(r.child_alias, READ)]
+        )
+        if self.may(alias, READ):
+            self.schemas[alias] = self.item_schema(entity)
+            collection["get"], single["get"] = _read_operations(alias, parameters)
+        if self.may(alias, WRITE):
+            self.write_operations(entity, collection, single)
+        if self.may(alias, DELETE) and entity.config.is_deletable:
+            collection["delete"], single["delete"] = _delete_operations(alias, parameters)
+        if single:
+            single = {"parameters": [_id_parameter(entity)], **single}
+        return collection, single
+
+    def write_operations(self, entity: EntitySnapshot, collection: dict[str, Any], single: dict[str, Any]) -> None:
+        """POST, PATCH and PUT on the collection (batches) and PATCH and PUT on one row, as the fields allow."""
+        alias = entity.alias
+        item = self.answer_ref(alias)
+        if not self.may(alias, READ):
+            self.schemas[f"{alias}-saved"] = self.saved_schema(entity)
+        if self.offers(alias, "create"):
+            collection["post"] = self.batch_operation(entity, "create", item, "create", f"Create {alias} (batch)")
+        if not self.offers(alias, "update"):
+            return
+        collection["patch"] = self.batch_operation(entity, "update", item, "update", f"Update {alias} (batch)")
+        collection["put"] = self.batch_operation(entity, "replace", item, "upsert", f"Upsert {alias} (batch)")
+        single["patch"] = self.one_operation(entity, "update-one", item, "update-one", f"Update one of {alias}")
+        single["put"] = self.one_operation(entity, "replace", item, "upsert-one", f"Upsert one of {alias}")
+
+    def batch_operation(
+        self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str
+    ) -> dict[str, Any]:
+        """A batch write: ``{"data": [items]}`` in, the saved rows (or, per item, rows and errors) out."""
+        alias = entity.alias
+        self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
+        data = {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": self.settings.max_batch_items,
+            "items": ref(f"{alias}-{mode}"),
+        }
+        body = json_body(
+            {"type": "object", "required": ["data"], "additionalProperties": False, "properties": {"data": data}}
+        )
+        partial = {
+            "type": "object",
+            "required": ["data", "errors"],
+            "properties": {"data": {"type": "array", "items": item}, "errors": ERROR_REF},
+        }
+        status = "201" if mode == "create" else "200"
+        return {
+            "tags": [alias],
+            "operationId": f"{verb}-{alias}",
+            "summary": summary,
+            "parameters": [TRANSACTIONAL],
+            "requestBody": body,
+            "responses": responses(
+                status, {"anyOf": [data_array_of(item), partial]}, "Saved rows", {"oneOf": [ERROR_REF, partial]}
+            ),
+        }
+
+    def one_operation(
+        self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str
+    ) -> dict[str, Any]:
+        """A write of the row ``/{id}`` names: ``{"data": item}`` in, the saved row out."""
+        alias = entity.alias
+        self.schemas[f"{alias}-{mode}"] = self.input_schema(entity, mode)
+        body = json_body(
+            {
+                "type": "object",
+                "required": ["data"],
+                "additionalProperties": False,
+                "properties": {"data": ref(f"{alias}-{mode}")},
+            }
+        )
+        return {
+            "tags": [alias],
+            "operationId": f"{verb}-{alias}",
+            "summary": summary,
+            "requestBody": body,
+            "responses": responses("200", data_of(item), "The saved row"),
+        }
+
+    def token_path(self) -> dict[str, Any]:
+        """``POST /token``: RFC 6749 form parameters, or Spryker's JSON (flat or in Glue's envelope)."""
+        grants = ["client_credentials", "refresh_token", *(["password"] if self.settings.password_grant else [])]
+        self.schemas.update(token_schemas(grants))
+        return {"post": token_operation()}
+
+    def build(self) -> dict[str, Any]:
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "dxapi",
+                "version": f"config-{self.snapshot.version}",
+                "description": "Generated from the active configuration, showing what the scopes of the "
+                "credentials used allow; errors are listed in docs/errors.md.",
+            },
+            "paths": self.paths(),
+            "components": {
+                "schemas": dict(sorted(self.schemas.items())),
+                "securitySchemes": security_schemes(self.settings),
+            },
+            "security": [{"bearer": []}, {"oauth2": []}, {"apiKey": []}],
+        }
+
+    def paths(self) -> dict[str, Any]:
+        """Every entity's paths in alias order, then ``/token``."""
+        prefix = self.settings.api_prefix.rstrip("/")
+        paths: dict[str, Any] = {}
+        for alias in sorted(self.snapshot.entities):
+            collection, single = self.entity_paths(self.snapshot.entities[alias])
+            if collection:
+                paths[f"{prefix}/{alias}"] = collection
+            if single:
+                paths[f"{prefix}/{alias}/{{id}}"] = single
+        paths["/token"] = self.token_path()
+        return paths
+
+
+def build_openapi(snapshot: Snapshot, settings: Settings, allows: Allows | None = None) -> dict[str, Any]:
+    """The document of ``snapshot`` for a principal (``allows``: its ``Principal.allows``; None: everything)."""
+    return _Document(snapshot, settings, allows or _everything).build()
+
+
+def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """GET on the collection (filters, page, sort, include) and on one row (include only)."""
+    item = ref(alias)
+    listing = {
+        "tags": [alias],
+        "operationId": f"list-{alias}",
+        "summary": f"List {alias}",
+        "parameters": parameters,
+        "responses": responses("200", data_array_of(item), "A page of rows"),
+    }
+    one = {
+        "tags": [alias],
+        "operationId": f"get-{alias}",
+        "summary": f"One of {alias}",
+        "parameters": [p for p in parameters if p["name"] == "include"],
+        "responses": responses("200", data_of(item), "The row"),
+    }
+    return listing, one
+
+
+def _delete_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """DELETE on the collection (the rows the filters match) and on one row."""
+    matching = {
+        "tags": [alias],
+        "operationId": f"delete-{alias}",
+        "summary": f"Delete matching {alias}",
+        "parameters": [p for p in parameters if p["name"].startswith("filter[")],
+        "responses": responses("204", None, "Deleted"),
+    }
+    one = {
+        "tags": [alias],
+        "operationId": f"delete-one-{alias}",
+        "summary": f"Delete one of {alias}",
+        "responses": responses("204", None, "Deleted"),
+    }
+    return matching, one
+
+
+def _id_parameter(entity: EntitySnapshot) -> dict[str, Any]:
+    id_schema = {"type": "integer"} if entity.identifier.type is FieldType.INTEGER else {"type": "string"}
+    return {"name": "id", "in": "path", "required": True, "schema": id_schema}
+
+
+def _everything(alias: str, action: str) -> bool:
+    return True
+
+
+def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: list[str]) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {
+            "name": f"filter[{entity.alias}.{field.name}]",
+            "in": "query",
+            "required": False,
+            "description": 'Equality, or a JSON operator object such as {"in":[…]}, {"gte":…}, {"isNull":true}.',
+            "schema": {"type": "string"},
+        }
+        for field in entity.fields
+    ]
+    params += [
+        {"name": "page[offset]", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+        {
+            "name": "page[limit]",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": settings.max_page_limit},
+        },
+        {
+            "name": "sort",
+            "in": "query",
+            "required": False,
+            "description": "Comma-separated fields, `-` for descending: " + ", ".join(entity.names),
+            "schema": {"type": "string"},
+        },
+    ]
+    if includable:
+        params.append(
+            {
+                "name": "include",
+                "in": "query",
+                "required": False,
+                "description": "Comma-separated relation chains: " + ", ".join(includable),
+                "schema": {"type": "string"},
+            }
+        )
+    return params
