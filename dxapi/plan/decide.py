@@ -120,6 +120,8 @@ def _url_identifier(entity: EntitySnapshot, method: str, item: ItemPlan) -> tupl
 
 
 def _not_creatable(entity: EntitySnapshot, item: ItemPlan) -> tuple[ErrorItem, ...]:
+    if entity.not_creatable.isdisjoint(item.given):
+        return ()  # the common case, decided without a loop
     problems: tuple[ErrorItem, ...] = ()
     for name, value in item.given.items():
         if value is not None and not (target := entity.by_column[name]).config.is_creatable:
@@ -148,9 +150,9 @@ def _required(
 ) -> tuple[ErrorItem, ...]:
     problems: tuple[ErrorItem, ...] = ()
     given = item.given
-    for target in entity.fields:
+    for target in entity.must_give:  # the identifier is never among them
         name = target.column.name
-        if given.get(name) is not None or target is covered or target is entity.identifier:
+        if given.get(name) is not None or target is covered:
             continue  # present, or filled in by the parent
         if name in item.rejected:
             continue  # sent, and already reported as invalid

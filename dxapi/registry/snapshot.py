@@ -68,6 +68,10 @@ class EntitySnapshot:
     by_column: Mapping[str, FieldSnapshot]
     serial_identifier: bool  # a single integer primary key the database generates
     unique_keys: Mapping[str, tuple[str, ...]]  # constraint/index name → column names (for 1309 paths)
+    # For the write rules (plan.decide), worked out once: the fields an insert must be given (configured as
+    # required, or NOT NULL with nothing to fill them in) and the columns a client may not set on create.
+    must_give: tuple[FieldSnapshot, ...]
+    not_creatable: frozenset[str]
     # Statements by shape, filled on first use: the same request pattern never builds or compiles its SQL
     # twice. Reads and writes apart, so neither evicts the other; they live and die with the snapshot.
     read_statements: Statements[Any] = dataclasses.field(default_factory=Statements, compare=False)
@@ -183,6 +187,8 @@ def _build_entity(config: EntityConfig, table: Table, backend: str) -> EntitySna
         by_column=MappingProxyType({f.column.name: f for f in fields}),
         serial_identifier=_generated_key(identifier.column),
         unique_keys=MappingProxyType(_unique_keys(table)),
+        must_give=tuple(f for f in fields if f is not identifier and (f.config.rules.is_required or f.db_required)),
+        not_creatable=frozenset(f.column.name for f in fields if not f.config.is_creatable),
     )
 
 
