@@ -17,7 +17,8 @@ from dxapi.auth.scopes import DELETE, READ, WRITE
 from dxapi.openapi.envelopes import ERROR_REF, Allows, data_array_of, data_of, json_body, ref, responses
 from dxapi.openapi.schemas import Schemas
 from dxapi.openapi.token import security_schemes, token_operation, token_schemas
-from dxapi.registry.snapshot import EntitySnapshot, Snapshot
+from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
+from dxapi.request.params import MAX_SORT_KEYS
 from dxapi.settings import Settings
 from dxapi.types import FieldType
 
@@ -223,7 +224,7 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: lis
             "name": f"filter[{entity.alias}.{field.name}]",
             "in": "query",
             "required": False,
-            "description": 'Equality, or a JSON operator object such as {"in":[…]}, {"gte":…}, {"isNull":true}.',
+            "description": _filter_description(field),
             "schema": {"type": "string"},
         }
         for field in entity.fields
@@ -240,7 +241,8 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: lis
             "name": "sort",
             "in": "query",
             "required": False,
-            "description": "Comma-separated fields, `-` for descending: " + ", ".join(entity.names),
+            "description": f"At most {MAX_SORT_KEYS} comma-separated fields, `-` for descending: "
+            + ", ".join(f.name for f in entity.fields if f.codec.comparable),
             "schema": {"type": "string"},
         },
     ]
@@ -255,3 +257,17 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: lis
             }
         )
     return params
+
+
+def _filter_description(field: FieldSnapshot) -> str:
+    """The operators the field's codec allows (``plan.build`` refuses the others with 2001)."""
+    codec = field.codec
+    if not codec.comparable:
+        return 'Only {"isNull":true|false}.'
+    operators = ["eq", "ne", "in"] + (["gt", "gte", "lt", "lte"] if codec.ordered else [])
+    operators += ["like (case-sensitive)", "ilike (case-insensitive)"] if codec.likeable else []
+    return (
+        "Equality, or a JSON operator object (keys AND together): "
+        + ", ".join([*operators, "isNull"])
+        + '; e.g. {"in":[…]}, {"isNull":true}.'
+    )
