@@ -14,6 +14,7 @@ create and drop the throw-away ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -257,6 +258,32 @@ async def unconfigure(engine: Any, aliases: Sequence[str] = (), *, alias_like: s
             .values(version=dx_config_version.c.version + 1)
         )
         return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
+
+
+@contextlib.contextmanager
+def serving(backend: Backend, metadata: sa.MetaData, config: list[dict[str, Any]]) -> Iterator[None]:
+    """Fresh tables of ``metadata``, configured by ``config`` and served while the block runs; the entities and
+    tables are removed afterwards (and the server has seen that) whatever happened."""
+    aliases = [entry["tableAlias"] for entry in config]
+
+    async def create(engine: Any) -> None:
+        await unconfigure(engine, aliases)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+
+    async def drop(engine: Any) -> int:
+        version = await unconfigure(engine, aliases)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+        return version
+
+    backend.with_engine(create)
+    try:
+        backend.import_config(config)
+        yield
+    finally:
+        backend.wait_for_version(backend.with_engine(drop))
 
 
 def fetch_token(base_url: str, client_id: str, client_secret: str, scope: str | None = None) -> str:

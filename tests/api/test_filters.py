@@ -29,8 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql
 
-from dxapi.registry.tables import dx_config_version
-from tests.conftest import Backend, only_on, unconfigure
+from tests.conftest import Backend, only_on, serving
 
 PREFIX = "/dynamic-entity"
 ALIAS = "ft-rows"
@@ -150,24 +149,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(backend: Backend) -> Iterator[Env]:
-    async def create(engine: Any) -> None:
-        await unconfigure(engine, [ALIAS])
-        async with engine.begin() as conn:
-            await conn.run_sync(META.drop_all)
-            await conn.run_sync(META.create_all)
-
-    async def drop(engine: Any) -> int:
-        await unconfigure(engine, [ALIAS])
-        async with engine.begin() as conn:
-            await conn.run_sync(META.drop_all)
-            return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
-
-    backend.with_engine(create)
-    try:
-        backend.import_config(CONFIG)
+    with serving(backend, META, CONFIG):
         yield Env(backend)
-    finally:
-        backend.wait_for_version(backend.with_engine(drop))
 
 
 def operator_filter(field: str, operator: str, value: Any) -> dict[str, str]:

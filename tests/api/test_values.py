@@ -23,10 +23,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from dxapi.registry.tables import dx_config_version
 from dxapi.request.params import MAX_SORT_KEYS
 from dxapi.types import JSON_MAX_DEPTH, JSON_RENDER_MAX_DEPTH
-from tests.conftest import Backend, only_on, unconfigure
+from tests.conftest import Backend, only_on, serving
 
 PREFIX = "/dynamic-entity"
 ALIAS = "vt-docs"
@@ -115,24 +114,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env_module(backend: Backend) -> Iterator[Env]:
-    async def create(engine: Any) -> None:
-        await unconfigure(engine, [ALIAS])
-        async with engine.begin() as conn:
-            await conn.run_sync(META.drop_all)
-            await conn.run_sync(META.create_all)
-
-    async def drop(engine: Any) -> int:
-        await unconfigure(engine, [ALIAS])
-        async with engine.begin() as conn:
-            await conn.run_sync(META.drop_all)
-            return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
-
-    backend.with_engine(create)
-    try:
-        backend.import_config(CONFIG)
+    with serving(backend, META, CONFIG):
         yield Env(backend)
-    finally:
-        backend.wait_for_version(backend.with_engine(drop))
 
 
 @pytest.fixture
