@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from dxapi import errors
+from dxapi.fields import CODECS
 from dxapi.registry.model import FieldConfig
 from dxapi.request.params import MAX_SORT_KEYS, like_pattern_problem, parse_filter, parse_sort
 from dxapi.sql.dialect import ILike, Like, Moment, RoundedDecimal, like_to_glob, sqlite_moment
-from dxapi.types import JSON_MAX_DEPTH, JSON_RENDER_MAX_DEPTH, RENDERERS, FieldType, Unrenderable, parse_float
+from dxapi.types import JSON_MAX_DEPTH, JSON_RENDER_MAX_DEPTH, FieldType, Unrenderable
 from dxapi.validate import Invalid, build_validator
 
 DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect(), "mysql": mysql.dialect()}
@@ -69,7 +70,7 @@ def test_json_within_the_bounds_is_kept_with_fractions_as_doubles() -> None:
 
 # --- JSON on render -----------------------------------------------------------------------------------------------
 
-RENDER = RENDERERS[FieldType.JSON]
+RENDER = CODECS[FieldType.JSON].renderer()
 
 
 @pytest.mark.parametrize(
@@ -104,8 +105,8 @@ def test_stored_json_is_answered_up_to_the_render_limit() -> None:
 def test_float_filter_values_beyond_a_double_are_value_errors() -> None:
     for value in (10**400, "1e400", Decimal("1e400"), float("inf")):
         with pytest.raises(ValueError):
-            parse_float(value)
-    assert parse_float(Decimal("0.1")) == 0.1
+            CODECS[FieldType.FLOAT].parse(value, True)
+    assert CODECS[FieldType.FLOAT].parse(Decimal("0.1"), True) == 0.1
 
 
 # --- filter and sort grammar --------------------------------------------------------------------------------------
