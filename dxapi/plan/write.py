@@ -19,11 +19,11 @@ from typing import Any
 
 from dxapi import errors
 from dxapi.errors import ErrorItem
+from dxapi.fields import Invalid
 from dxapi.plan.access import WRITE, Allows, require
 from dxapi.plan.decide import decide_item
 from dxapi.plan.types import ChildrenPlan, Decision, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
-from dxapi.validate import Invalid
 
 
 def build_write_plan(

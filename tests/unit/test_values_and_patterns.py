@@ -14,12 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from dxapi import errors
-from dxapi.fields import CODECS
+from dxapi.fields import CODECS, Invalid
 from dxapi.registry.model import FieldConfig
 from dxapi.request.params import MAX_SORT_KEYS, like_pattern_problem, parse_filter, parse_sort
 from dxapi.sql.dialect import ILike, Like, Moment, RoundedDecimal, like_to_glob, sqlite_moment
 from dxapi.types import JSON_MAX_DEPTH, JSON_RENDER_MAX_DEPTH, FieldType, Unrenderable
-from dxapi.validate import Invalid, build_validator
 
 DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect(), "mysql": mysql.dialect()}
 
@@ -35,7 +34,8 @@ def nested(depth: int, leaf: Any = 1) -> Any:
 
 def _json_check(column_type: Any = sa.JSON) -> Any:
     table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("doc", column_type))
-    return build_validator(FieldConfig("doc", "doc", FieldType.JSON, True, True), table.c.doc, "sqlite")
+    config = FieldConfig("doc", "doc", FieldType.JSON, True, True)
+    return CODECS[config.type].checker(config.rules, table.c.doc, "sqlite")
 
 
 @pytest.mark.parametrize(
