@@ -33,6 +33,7 @@ ENTRY_SCHEMA: dict[str, Any] = {
             "properties": {
                 "identifier": {"type": "string", "minLength": 1},
                 "isDeletable": {"type": "boolean"},
+                "changeFeed": {"type": "boolean"},
                 "fields": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/field"}},
             },
         },

@@ -47,6 +47,7 @@ def parse_entry(entry: Any, label: str) -> tuple[EntityConfig | None, list[str]]
         is_deletable=definition.get("isDeletable", False),
         fields=fields,
         relations=relations,
+        change_feed=definition.get("changeFeed", False),
     )
     return config, check_shape(config)
 
@@ -83,11 +84,14 @@ def _parse_field(raw: Mapping[str, Any]) -> FieldConfig:
 
 
 def definition_to_json(config: EntityConfig) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "identifier": config.identifier,
         "isDeletable": config.is_deletable,
         "fields": [_field_to_json(f) for f in config.fields],
     }
+    if config.change_feed:  # dxapi's own key: left out when off, so Spryker's files export as they came
+        out["changeFeed"] = True
+    return out
 
 
 def _field_to_json(f: FieldConfig) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class EntityConfig:
     is_deletable: bool
     fields: tuple[FieldConfig, ...]
     relations: tuple[RelationConfig, ...] = ()
+    change_feed: bool = False  # `_changes` served; capture installed on the table (dxapi.feed)
 
     @property
     def enabled_fields(self) -> tuple[FieldConfig, ...]:
