@@ -229,6 +229,12 @@ SORT_TOO_LARGE = _spec(
     "`sort` names {count} fields; the maximum is {maximum}.",
     "More sort keys than dxapi accepts (16).",
 )
+CURSOR_INVALID = _spec(
+    "2020",
+    400,
+    "`page[cursor]` is not valid for this list: {reason}. Start again with an empty `page[cursor]=`.",
+    "A `page[cursor]` that is malformed, or that was made for another entity or another `sort`.",
+)
 INCLUDE_TOO_DEEP = _spec(
     "2006",
     400,
