@@ -6,6 +6,7 @@ JSON error array; an unexpected exception is logged with its traceback and answe
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import create_driver_pool, create_engine, reader
+from dxapi.feed.retention import prune_forever
 from dxapi.registry.reload import Registry
 from dxapi.responses import render_errors, render_json
 from dxapi.settings import Settings
@@ -119,11 +121,15 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             TokenService(engine, keys, settings),
         )
         registry.start()
+        pruning = asyncio.create_task(
+            prune_forever(engine, registry, settings.change_retention, settings.change_prune_interval)
+        )
         # Everything built so far lives as long as the process; keep the collector from rescanning it.
         gc.freeze()
         try:
             yield
         finally:
+            pruning.cancel()
             await registry.close()
             if driver_pool is not None:
                 await driver_pool.close()
@@ -149,6 +155,8 @@ def _api_routes(prefix: str) -> list[Route | Mount]:
         Route(prefix + "/docs", _docs_page, methods=["GET"]),
         Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
         _route(prefix + "/{alias}", endpoints.read_collection, "GET"),
+        # Before `/{alias}/{id}`: an identifier `_changes` is shadowed (documented with the feed).
+        _route(prefix + "/{alias}/_changes", endpoints.read_changes, "GET"),
         _route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
         _route(prefix + "/{alias}", endpoints.create, "POST"),
         _route(prefix + "/{alias}", endpoints.update, "PATCH"),

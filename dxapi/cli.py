@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dxapi.auth import principals
 from dxapi.auth.tokens import KeyConfigurationError, ensure_secret_file, load_keys
 from dxapi.db import create_engine
+from dxapi.registry.capture import capture_problems, sync_captures
 from dxapi.registry.model import ConfigError
 from dxapi.registry.store import (
     check_against_schema,
@@ -59,9 +60,14 @@ async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     engine = create_engine(settings.database_url)
     try:
         await ensure_schema(engine)
+        async with engine.begin() as conn:
+            configs, _broken = await load_entities(conn)
+            installed = await conn.run_sync(sync_captures, configs)
     finally:
         await engine.dispose()
     print("dxapi tables are ready")
+    for table in installed:
+        print(f"installed the change capture of `{table}`")
     if settings.environment != "production":
         created = ensure_secret_file(settings)
         if created is not None:
@@ -174,6 +180,8 @@ async def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
         async with engine.connect() as conn:
             configs, broken = await load_entities(conn)
             problems = await check_against_schema(conn, configs, settings.deny_tables)
+            for alias, found in (await conn.run_sync(capture_problems, configs)).items():
+                problems.setdefault(alias, []).extend(found)
     finally:
         await engine.dispose()
     lines = [p for found in {**problems, **broken}.values() for p in found]

@@ -21,18 +21,21 @@ from dxapi import errors
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator, Principal
 from dxapi.execute.delete import execute_delete
-from dxapi.execute.read import execute_read
+from dxapi.execute.read import execute_page, execute_read
 from dxapi.execute.write import WriteOutcome, execute_write
+from dxapi.feed.read import changes_page
 from dxapi.openapi import build_openapi
 from dxapi.plan.access import READ, WRITE, authorize
 from dxapi.plan.build import build_read_plan
+from dxapi.plan.cursor import next_cursor
 from dxapi.plan.delete import build_delete_by_filter, build_delete_by_key, deletable_entity, nameable_child
 from dxapi.plan.types import PATCH, POST, PUT, WritePlan
 from dxapi.plan.write import answer_row, build_write_plan, child_aliases
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import Snapshot
 from dxapi.request.body import is_transactional, parse_write_request, read_body
-from dxapi.request.params import parse_read_request, refuse_list_parameters
+from dxapi.request.changes import parse_changes_request
+from dxapi.request.params import CURSOR, link_with, parse_read_request, refuse_list_parameters
 from dxapi.responses import BASE_HEADERS, render_json
 from dxapi.settings import Settings
 
@@ -92,8 +95,16 @@ async def read_collection(request: Request) -> Response:
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows)
-    items = await execute_read(rt.reader, plan, rt.driver_pool)
-    return render_json({"data": items})
+    page = await execute_page(rt.reader, plan, rt.driver_pool)
+    if plan.cursor is None:
+        return render_json({"data": page.items})
+    # A keyset list (page[cursor]) links the page after this one, with the caller's other parameters; the last
+    # page links none.
+    links = {}
+    if page.more:
+        cursor = next_cursor(plan, page.items[-1])
+        links["next"] = link_with(request.url.path, request.query_params.multi_items(), CURSOR, cursor)
+    return render_json({"data": page.items, "links": links})
 
 
 async def read_item(request: Request) -> Response:
@@ -110,6 +121,21 @@ async def read_item(request: Request) -> Response:
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
     return render_json({"data": items[0]})
+
+
+async def read_changes(request: Request) -> Response:
+    """The change feed (DESIGN §4b): what changed after the client's cursor, deletes included."""
+    rt = runtime(request)
+    principal = await authenticate(request, rt)
+    snapshot = rt.registry.current()
+    entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
+    if not entity.config.change_feed:
+        raise errors.CHANGES_NOT_ENABLED.error(alias=entity.alias)
+    since, limit = parse_changes_request(
+        request.query_params.multi_items(), rt.settings.default_page_limit, rt.settings.max_page_limit
+    )
+    page = await changes_page(rt.engine, entity, since, limit)
+    return render_json({"data": page.data, "meta": {"cursor": page.cursor, "hasMore": page.has_more}})
 
 
 async def create(request: Request) -> Response:

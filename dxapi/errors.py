@@ -335,6 +335,35 @@ WRITE_CONFLICT = _spec(
     "A deadlock or serialization failure that persisted after one automatic retry.",
 )
 
+# --- dxapi: the change feed (6xxx, DESIGN §4b) -------------------------------------------------------------
+CHANGES_NOT_ENABLED = _spec(
+    "6001",
+    404,
+    "The entity `{alias}` has no change feed. It is enabled with `\"changeFeed\": true` in its definition.",
+    "`/_changes` of an entity whose definition does not enable the change feed.",
+)
+CHANGES_CURSOR_INVALID = _spec(
+    "6002",
+    400,
+    "`since` is not a cursor of this feed: `{value}`. Send the `meta.cursor` of an earlier answer, `now`, or "
+    "nothing to start from the beginning.",
+    "A `since` value that no `/_changes` answer handed out.",
+)
+CHANGES_CURSOR_EXPIRED = _spec(
+    "6003",
+    410,
+    "The cursor is older than the changes this feed still holds. Resync from the start: read the feed "
+    "without `since` and replace your copy.",
+    "A cursor from before pruned tombstones (`DXAPI_CHANGE_RETENTION`) or from an earlier installation of "
+    "the capture: deletes may have been missed.",
+)
+CHANGES_NOT_INSTALLED = _spec(
+    "6004",
+    503,
+    "The change capture of `{alias}` is not installed or outdated. Run `dxapi init` (see `dxapi config check`).",
+    "The definition enables the feed but its triggers and change table are missing or of an older version.",
+)
+
 # --- authentication and authorization (Spryker's 001, dxapi 4xxx) ------------------------------------------
 INVALID_TOKEN = _spec(
     "001",

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     reload_interval: float = Field(
         0.25, gt=0, description="Seconds between two checks of the configuration version by a worker."
     )
+    change_retention: float = Field(
+        7 * 86400,
+        gt=0,
+        description="Seconds a change feed keeps tombstones of deleted rows; a cursor older than the newest "
+        "pruned one answers 410 (resync from the start).",
+    )
+    change_prune_interval: float = Field(
+        300, gt=0, description="Seconds between two prunings of old tombstones by a worker."
+    )
     pool_size: int = Field(10, ge=1, description="Database connections kept open per worker.")
     pool_timeout: float = Field(
         3.0, gt=0, description="Seconds a request waits for a free connection before answering 503."

@@ -7,6 +7,7 @@ version bump in **one** transaction — all or nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ import orjson
 from sqlalchemy import Connection, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dxapi.registry.capture import sync_captures
 from dxapi.registry.checks import check_entities
 from dxapi.registry.installer import entry_to_json, parse_entry
 from dxapi.registry.model import ConfigError, EntityConfig, RelationConfig
@@ -95,17 +97,7 @@ async def load_entities(conn: AsyncConnection) -> tuple[list[EntityConfig], dict
         if config is None:
             broken[row["table_alias"]] = problems
             continue
-        configs.append(
-            EntityConfig(
-                alias=config.alias,
-                table_name=config.table_name,
-                is_active=config.is_active,
-                identifier=config.identifier,
-                is_deletable=config.is_deletable,
-                fields=config.fields,
-                relations=tuple(relations.get(row["id"], ())),
-            )
-        )
+        configs.append(dataclasses.replace(config, relations=tuple(relations.get(row["id"], ()))))
     return configs, broken
 
 
@@ -157,7 +149,14 @@ async def save_entities(
     async with engine.begin() as conn:
         current = await _check_change(conn, changed, deny, earlier_problems=[])
         await conn.run_sync(lambda sync: _write_entities(sync, changed, current, actor, action))
-        return await _bump_version(conn)
+        version = await _bump_version(conn)
+        merged = list({**current, **{c.alias: c for c in changed}}.values())
+        if engine.dialect.name != "mysql":  # transactional DDL: the capture changes with the configuration
+            await conn.run_sync(sync_captures, merged)
+    if engine.dialect.name == "mysql":  # DDL commits on its own there: right after the configuration
+        async with engine.begin() as conn:
+            await conn.run_sync(sync_captures, merged)
+    return version
 
 
 async def check_change(

@@ -150,3 +150,22 @@ dx_session = Table(
     Column("seen_at", DateTime, nullable=False),
     UniqueConstraint("id_digest", name="uq_dx_session_id_digest"),
 )
+
+
+# --- change feed (dxapi.feed) ---------------------------------------------------------------------------------
+# One row per captured table: which column keys its changes, the capture's version (installed triggers older
+# than `feed.capture.CAPTURE_VERSION` are reinstalled), the generation a cursor must carry (a new one each time
+# capture is installed afresh, so cursors of an earlier capture answer 410), and the newest position whose
+# tombstone was pruned (a cursor before it may have missed a delete: 410). `last_seq` is SQLite's sequence.
+dx_change_feed = Table(
+    "dx_change_feed",
+    metadata,
+    Column("table_name", String(255), primary_key=True),
+    Column("key_column", String(255), nullable=False),
+    Column("capture_version", Integer, nullable=False),
+    Column("generation", String(32), nullable=False),
+    Column("enabled_at", DateTime, nullable=False),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    Column("pruned_xid", BigInteger, nullable=True),
+    Column("pruned_seq", BigInteger, nullable=True),
+)
