@@ -135,7 +135,10 @@ async def read_changes(request: Request) -> Response:
         request.query_params.multi_items(), rt.settings.default_page_limit, rt.settings.max_page_limit
     )
     page = await changes_page(rt.engine, entity, since, limit)
-    return render_json({"data": page.data, "meta": {"cursor": page.cursor, "hasMore": page.has_more}})
+    # Nothing handed out yet more is committed: held back behind a running transaction (or, on MariaDB, the
+    # newest second). Asking again at once would only spin.
+    wait = {"Retry-After": "1"} if page.has_more and not page.data else None
+    return render_json({"data": page.data, "meta": {"cursor": page.cursor, "hasMore": page.has_more}}, headers=wait)
 
 
 async def create(request: Request) -> Response:
