@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Column, Connection, MetaData, Table, delete, insert, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
 from dxapi.registry.model import EntityConfig
 from dxapi.registry.tables import dx_change_feed
@@ -90,6 +91,11 @@ def capture_problem(conn: Connection, table_name: str, key_column: str) -> str |
     missing = _missing_triggers(conn, table_name, names)
     if missing:
         return f"its capture trigger(s) {', '.join(missing)} are missing (run `dxapi init`)"
+    if conn.dialect.name == "mysql":
+        try:  # feed.read's horizon needs the list of running transactions
+            conn.execute(text("SELECT trx_id FROM information_schema.innodb_trx LIMIT 0"))
+        except DBAPIError:
+            return "reading it needs the PROCESS privilege (information_schema.innodb_trx)"
     return None
 
 
@@ -304,6 +310,8 @@ def sync_captures(conn: Connection, configs: Iterable[EntityConfig]) -> list[str
         remove_capture(conn, name)
     installed = []
     for name, key in sorted(wanted.items()):
+        if not inspect(conn).has_table(name):
+            continue  # a configured table that is gone: its entity is unavailable, `config check` says so
         table = Table(name, MetaData(), autoload_with=conn)
         if install_capture(conn, table, key):
             installed.append(name)

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, delete, func, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi.registry.capture import sync_captures
@@ -154,8 +155,16 @@ async def save_entities(
         if engine.dialect.name != "mysql":  # transactional DDL: the capture changes with the configuration
             await conn.run_sync(sync_captures, merged)
     if engine.dialect.name == "mysql":  # DDL commits on its own there: right after the configuration
-        async with engine.begin() as conn:
-            await conn.run_sync(sync_captures, merged)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(sync_captures, merged)
+        except DBAPIError as exc:
+            raise ConfigError(
+                [
+                    f"the configuration was saved, but installing the change capture failed ({exc.orig}); "
+                    "grant TRIGGER, CREATE and PROCESS and run `dxapi init`"
+                ]
+            ) from None
     return version
 
 

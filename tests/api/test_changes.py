@@ -18,7 +18,7 @@ from dxapi.feed.retention import prune_tombstones
 from dxapi.registry.capture import capture_names, capture_problems
 from dxapi.registry.snapshot import load_snapshot
 from dxapi.registry.store import load_entities
-from tests.conftest import Backend, add_client, fetch_token, serving
+from tests.conftest import Backend, add_client, fetch_token, only_on, serving
 
 PREFIX = "/dynamic-entity"
 ALIAS = "feed-items"
@@ -306,3 +306,35 @@ def test_config_check_reports_a_missing_trigger(feed: Backend) -> None:
     finally:
         feed.import_config(config(feed=False))
         feed.import_config(config())
+
+
+@only_on("postgresql")
+def test_truncate_is_a_delete_of_every_row(env: Backend, api: httpx.Client) -> None:
+    created = post(api, {"sku": "x1"}, {"sku": "x2"})
+    _, cursor = follow(api, None)
+    env.sql("TRUNCATE feed_item")
+    ops, _ = follow(api, cursor)
+    assert sorted((op["op"], op["id"]) for op in ops) == sorted(("delete", row["id"]) for row in created)
+
+
+def test_a_rolled_back_transaction_leaves_no_entry(env: Backend, api: httpx.Client) -> None:
+    _, cursor = follow(api, None)
+
+    async def rolled_back(engine: Any) -> None:
+        async with engine.connect() as conn:
+            await conn.execute(sa.insert(ITEMS).values(sku="never"))
+            await conn.rollback()
+
+    env.with_engine(rolled_back)
+    post(api, {"sku": "kept"})
+    ops, _ = follow(api, cursor)
+    assert [op["data"]["sku"] for op in ops] == ["kept"]
+
+
+def test_a_write_refused_by_the_api_leaves_the_feed_as_it_was(env: Backend, api: httpx.Client) -> None:
+    post(api, {"sku": "dup"})
+    _, cursor = follow(api, None)
+    response = api.post(f"{PREFIX}/{ALIAS}", json={"data": [{"sku": "fresh"}, {"sku": "dup"}]})
+    assert response.status_code == 400, response.text
+    body = changes(api, cursor)
+    assert body["data"] == [] and body["meta"]["hasMore"] is False
