@@ -338,3 +338,11 @@ def test_a_write_refused_by_the_api_leaves_the_feed_as_it_was(env: Backend, api:
     assert response.status_code == 400, response.text
     body = changes(api, cursor)
     assert body["data"] == [] and body["meta"]["hasMore"] is False
+
+
+def test_openapi_documents_the_feed_of_entities_that_have_one(feed: Backend, api: httpx.Client) -> None:
+    document = api.get(f"{PREFIX}/openapi.json").json()
+    operation = document["paths"][f"{PREFIX}/{ALIAS}/_changes"]["get"]
+    assert [p["name"] for p in operation["parameters"]] == ["since", "page[limit]"]
+    assert {"200", "400", "410"} <= set(operation["responses"])
+    assert f"{PREFIX}/products/_changes" not in document["paths"]
