@@ -7,7 +7,8 @@ row by row to name each failing item. Checks that depend on what the database re
 the query (``_matched``: a PATCH whose UPDATE matched nothing is 1303), never a call back into planning.
 
 Statements are built once per entity snapshot and shape (``_remember``, the snapshot's ``write_statements``)
-so SQLAlchemy skips re-keying them.
+so SQLAlchemy skips re-keying them. The columns dxapi stamps with the database clock (``autoValue``) are fixed
+per entity snapshot, so the shape of a statement is its kind and the columns the items send.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dxapi.plan.decide import missing_row
 from dxapi.plan.types import INSERT, Action, ItemPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 from dxapi.sql.build import build_existing, build_insert, build_select_by_keys, build_update, selected
+from dxapi.sql.clock import stamp_values
 
 Rows = dict[int, Any]  # item position → raw row
 Refused = tuple[ErrorItem, ...]  # the items the database refused (empty: none)
@@ -135,7 +137,8 @@ async def execute_updates(
             groups.setdefault(tuple(action.values), []).append(position)
     returned: Rows = {}
     for columns, positions in groups.items():
-        if columns:
+        # Nothing to set is no statement — unless an `updatedAt` field moves: every update dxapi makes does.
+        if columns or entity.update_stamps:
             refused = await _update_group(conn, entity, columns, positions, actions, items, precise, returned)
             if refused:
                 return {}, refused
@@ -236,13 +239,19 @@ async def _run_alone(
 
 
 def _insert_statement(entity: EntitySnapshot, *, ordered: bool) -> Any:
-    shape = ("insert", ordered)
-    return _remember(entity, shape, lambda: build_insert(entity, ordered=ordered))
+    def build() -> Any:
+        built = build_insert(entity, ordered=ordered)
+        # Every `autoValue` field from the database clock, in the statement: the same for each row.
+        return built.values(stamp_values(entity.insert_stamps)) if entity.insert_stamps else built
+
+    return _remember(entity, ("insert", ordered), build)
 
 
 def _update_statement(entity: EntitySnapshot, columns: tuple[str, ...], *, returning: bool) -> Any:
     def build() -> Any:
         built = build_update(entity, columns)
+        if entity.update_stamps:  # `updatedAt` fields, also when ``columns`` is empty
+            built = built.values(stamp_values(entity.update_stamps))
         return built.returning(*selected(entity)) if returning else built
 
     return _remember(entity, ("update", columns, returning), build)

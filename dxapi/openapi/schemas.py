@@ -3,9 +3,10 @@
 Fed by a ``Snapshot`` (fields, their codecs, rules and flags, relations) and what the principal may do; feeds
 ``document``, whose paths ask for the schemas they refer to. Request schemas come from field types, rules and
 flags (``required`` from ``isRequired``); a nested child's body has no foreign key, which the server fills in
-from the parent; response schemas carry nullability from the columns, and a write answer to a principal that
-may not read the entity is its identifier (as the server answers). Relations and ``include`` lead only to
-entities the principal may read, nested bodies only to entities it may write.
+from the parent; response schemas carry nullability from the columns and ``readOnly`` for a field dxapi keeps at
+the database clock (``autoValue``), and a write answer to a principal that may not read the entity is its
+identifier (as the server answers). Relations and ``include`` lead only to entities the principal may read,
+nested bodies only to entities it may write.
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ def _output_schema(field: FieldSnapshot) -> dict[str, Any]:
     schema = _value_schema(field, for_input=False)
     # Output mirrors what the database holds: rules constrain input only.
     schema = {k: v for k, v in schema.items() if k in ("type", "format", "oneOf", "description", "pattern")}
-    return _nullable(schema) if field.column.nullable or field.codec.answers_null else schema
+    schema = _nullable(schema) if field.column.nullable or field.codec.answers_null else schema
+    if field.config.auto_value is not None:  # dxapi writes it from the database clock; a client value is 1304
+        schema = {**schema, "readOnly": True}
+    return schema
 
 
 def _input_value(field: FieldSnapshot) -> dict[str, Any]:

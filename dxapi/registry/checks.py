@@ -1,10 +1,10 @@
 """Every check a configuration must pass before it is saved or served, each reporting every problem found.
 
-1. shape (``check_shape``, no database): alias, visible names, identifier, relation names, and each field's
-   rules (``rules.check_rules``); the JSON Schema ran before (``installer.parse_entry``);
+1. shape (``check_shape``, no database): alias, visible names, identifier, relation names, each field's
+   rules (``rules.check_rules``) and ``autoValue``; the JSON Schema ran before (``installer.parse_entry``);
 2. database (``check_entities``) against reflected tables: column exists, type fits, identifier a unique key
    (``identifiers``), alias and table unique, table not deny-listed and not a view reading a denied table,
-   relation fields configured.
+   relation fields configured (and not maintained by dxapi).
 
 Fed by ``EntityConfig`` and reflected tables; feeds ``installer`` (shape problems of an entry), ``store``
 (a save refuses on any problem) and ``snapshot`` (entities with problems are served as unavailable).
@@ -32,6 +32,7 @@ from dxapi.schema.typemap import compatible_types, string_length
 from dxapi.types import FieldType
 
 _IDENTIFIER_TYPES = (FieldType.INTEGER, FieldType.STRING, FieldType.UUID)
+_CLOCK_TYPES = (FieldType.DATE, FieldType.DATETIME)
 
 
 # --- shape ----------------------------------------------------------------------------------------------------
@@ -77,6 +78,26 @@ def _field_problems(config: EntityConfig, where: str) -> list[str]:
                 f"{at}: visible name `{f.visible_name}` may only hold a-z, A-Z, 0-9, _ and - and must not start with -"
             )
         problems.extend(f"{at}: {p}" for p in check_rules(f))
+        if f.auto_value is not None:
+            problems.extend(f"{at}: {p}" for p in _auto_value_problems(config, f))
+    return problems
+
+
+def _auto_value_problems(config: EntityConfig, f: FieldConfig) -> list[str]:
+    """A field dxapi keeps at the database's clock: a date or date-time that no client may set."""
+    problems = []
+    what = f"`autoValue: {f.auto_value}`"
+    if f.type not in _CLOCK_TYPES:
+        problems.append(f"{what} needs a field of type date or datetime, not `{f.type.value}`: dxapi writes the time")
+    if f.field_name == config.identifier:
+        problems.append(f"{what} is not possible on the identifier: it names the row and must not change")
+    if f.is_creatable or f.is_editable:
+        problems.append(
+            f"{what}: dxapi sets this field itself, so `isCreatable` and `isEditable` must be false "
+            "(a client value is refused with 1304)"
+        )
+    if f.rules.is_required:
+        problems.append(f"{what}: `isRequired` cannot hold, clients never send this field")
     return problems
 
 
@@ -186,6 +207,10 @@ def _relation_problems(c: EntityConfig, r: RelationConfig, by_alias: Mapping[str
         problems.append(f"parent field `{r.parent_field}` is not a configured field of `{c.alias}`")
     if child_field is None:
         problems.append(f"child field `{r.child_field}` is not a configured field of `{child.alias}`")
+    for side, key in (("parent", parent_field), ("child", child_field)):
+        if key is not None and key.auto_value is not None:
+            # A key that moves with every write would detach the children from their parent.
+            problems.append(f"{side} field `{key.field_name}` has an `autoValue`: a relation key must not change")
     if parent_field and child_field and parent_field.type is not child_field.type:
         problems.append(
             f"`{r.parent_field}` ({parent_field.type.value}) and `{r.child_field}` "

@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 
-from dxapi.registry.model import VISIBLE_NAME_PATTERN
+from dxapi.registry.model import AUTO_VALUES, VISIBLE_NAME_PATTERN
 from dxapi.types import FieldType
 
 _NUMBER_OR_TEXT = {"type": ["number", "string"]}
@@ -54,6 +54,7 @@ ENTRY_SCHEMA: dict[str, Any] = {
                 "description": {"type": "string"},
                 "examples": {"type": ["string", "array"]},
                 "enumValues": {"type": "string"},
+                "autoValue": {"enum": list(AUTO_VALUES)},
                 "validation": {
                     "type": "object",
                     "additionalProperties": False,

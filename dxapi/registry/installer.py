@@ -67,6 +67,7 @@ def _parse_field(raw: Mapping[str, Any]) -> FieldConfig:
         description=raw.get("description"),
         examples=examples,
         enum_values=raw.get("enumValues"),
+        auto_value=raw.get("autoValue"),
         rules=FieldRules(
             is_required=v.get("isRequired", False),
             min=v.get("min"),
@@ -114,7 +115,14 @@ def _field_to_json(f: FieldConfig) -> dict[str, Any]:
     }
     if not f.is_enabled:
         out["isEnabled"] = False
-    for key, value in (("description", f.description), ("examples", f.examples), ("enumValues", f.enum_values)):
+    # dxapi's own keys (and the optional ones) only when set, so Spryker's files export as they came.
+    optional = (
+        ("description", f.description),
+        ("examples", f.examples),
+        ("enumValues", f.enum_values),
+        ("autoValue", f.auto_value),
+    )
+    for key, value in optional:
         if value is not None:
             out[key] = value
     return out

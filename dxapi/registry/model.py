@@ -55,6 +55,14 @@ class FieldConfig:
     description: str | None = None
     examples: str | None = None
     enum_values: str | None = None
+    # `createdAt` / `updatedAt`: dxapi writes the database's clock into the column on every insert (both) and
+    # update (`updatedAt`) it makes; clients may never set it (checks.py: not creatable, not editable).
+    auto_value: str | None = None
+
+
+# The values of a field's `autoValue`; `updatedAt` is written on updates too.
+AUTO_VALUES = ("createdAt", "updatedAt")
+CREATED_AT, UPDATED_AT = AUTO_VALUES
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.fields import CODECS, Check, Codec, FieldType, Parse, Render, Unrenderable, describe_rules
 from dxapi.registry.checks import check_entities
-from dxapi.registry.model import EntityConfig, FieldConfig
+from dxapi.registry.model import UPDATED_AT, EntityConfig, FieldConfig
 from dxapi.registry.statements import Statements
 from dxapi.registry.store import load_entities, read_version
 from dxapi.schema.reflect import reflect_tables
@@ -42,6 +42,16 @@ class FieldSnapshot:
     check: Check  # JSON body value → bound value, or fields.Invalid
     rules_text: str  # Spryker's "Field rules: …" text for 1306
     db_required: bool  # NOT NULL and nothing fills it in: an insert without it must fail
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A column dxapi sets to the database's clock itself (a field's ``autoValue``), on insert, and on update
+    when ``on_update`` (``updatedAt``); ``day``: a date field, which gets the current (UTC) day."""
+
+    column: Column[Any]
+    day: bool
+    on_update: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,10 @@ class EntitySnapshot:
     # required, or NOT NULL with nothing to fill them in) and the columns a client may not set on create.
     must_give: tuple[FieldSnapshot, ...]
     not_creatable: frozenset[str]
+    # The columns every INSERT (all `autoValue` fields) and every UPDATE (`updatedAt`) sets from the database
+    # clock: part of the entity's write statements, so the statement caches below need no key for them.
+    insert_stamps: tuple[Stamp, ...]
+    update_stamps: tuple[Stamp, ...]
     # Statements by shape, filled on first use: the same request pattern never builds or compiles its SQL
     # twice. Reads and writes apart, so neither evicts the other; they live and die with the snapshot.
     read_statements: Statements[Any] = dataclasses.field(default_factory=Statements, compare=False)
@@ -173,6 +187,11 @@ def _build_entity(config: EntityConfig, table: Table, backend: str) -> EntitySna
     by_name = {f.name: f for f in fields}
     identifier = next(f for f in fields if f.column.name == config.identifier)
     renderers = tuple((f.name, render) for f in fields if (render := f.codec.renderer()) is not None)
+    stamps = tuple(
+        Stamp(f.column, f.type is FieldType.DATE, f.config.auto_value == UPDATED_AT)
+        for f in fields
+        if f.config.auto_value is not None
+    )
     return EntitySnapshot(
         alias=config.alias,
         table=table,
@@ -189,6 +208,8 @@ def _build_entity(config: EntityConfig, table: Table, backend: str) -> EntitySna
         unique_keys=MappingProxyType(_unique_keys(table)),
         must_give=tuple(f for f in fields if f is not identifier and (f.config.rules.is_required or f.db_required)),
         not_creatable=frozenset(f.column.name for f in fields if not f.config.is_creatable),
+        insert_stamps=stamps,
+        update_stamps=tuple(s for s in stamps if s.on_update),
     )
 
 
@@ -217,7 +238,7 @@ def _build_field(config: FieldConfig, column: Column[Any], backend: str) -> Fiel
         parse=codec.parser(column, backend),
         check=codec.checker(config.rules, column, backend),
         rules_text=describe_rules(config.rules),
-        db_required=_db_required(column),
+        db_required=config.auto_value is None and _db_required(column),  # dxapi fills an autoValue in
     )
 
 
