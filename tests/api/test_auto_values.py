@@ -307,7 +307,10 @@ def test_patch_moves_updated_at_and_keeps_created_at(av: Backend) -> None:
     time.sleep(1.1)  # the child's columns keep whole seconds on MariaDB
 
     # A collection PATCH: two parents sending different columns (two UPDATE groups), one with a nested child.
-    body = [{"id": first["id"], "name": "renamed", "children": [{"id": child["id"], "label": "d"}]}, {"id": second["id"]}]
+    body = [
+        {"id": first["id"], "name": "renamed", "children": [{"id": child["id"], "label": "d"}]},
+        {"id": second["id"]},
+    ]
     before = db_now(av)
     patched = success(send(av.client, "PATCH", f"/{PARENTS}", body), 200)
     after = db_now(av)
@@ -417,7 +420,9 @@ def seeded(av: Backend) -> dict[str, int]:
 
 CLIENT_VALUES = [
     pytest.param("POST", "/av-parents", [{"code": "X", "createdAt": OLD}], "av-parents[0].createdAt", id="post"),
-    pytest.param("POST", "/av-parents", [{"code": "X", "touchedOn": "2001-02-03"}], "av-parents[0].touchedOn", id="post-date"),
+    pytest.param(
+        "POST", "/av-parents", [{"code": "X", "touchedOn": "2001-02-03"}], "av-parents[0].touchedOn", id="post-date"
+    ),
     pytest.param(
         "POST",
         "/av-parents",
