@@ -14,6 +14,9 @@ children of each include level) is built and compiled once per *shape* and kept 
 * SQLite, MariaDB: the statement goes to a SQLAlchemy connection (its expanding ``IN`` is expanded per
   execution from one compiled form).
 
+A keyset page (``page[cursor]``) fetches one root row more than its limit: that row only tells whether a next
+page exists (no COUNT), and is dropped before the includes are fetched.
+
 One acquire per request, one fetch for the root rows, one per include level (per 2000 parent keys). Rows stay
 as the driver returned them until the end: children are attached by the raw key values, then
 ``EntitySnapshot.render_row`` turns each row into its API object once.
@@ -62,6 +65,14 @@ class _Children:
     nested: tuple[_Children, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The rows of a list page; ``more``: a keyset page (``page[cursor]``) has a next one (else always False)."""
+
+    items: list[dict[str, Any]]
+    more: bool
+
+
 class _Session(Protocol):
     async def fetch(self, cached: CachedRead, params: dict[str, Any]) -> Sequence[Row]: ...
 
@@ -71,6 +82,11 @@ async def execute_read(engine: AsyncEngine, plan: ReadPlan, pool: Any | None = N
 
     ``pool`` is the asyncpg pool of ``db.create_driver_pool`` (PostgreSQL), else None.
     """
+    return (await execute_page(engine, plan, pool)).items
+
+
+async def execute_page(engine: AsyncEngine, plan: ReadPlan, pool: Any | None = None) -> Page:
+    """:func:`execute_read`, and whether a keyset page has a next one."""
     async with database_errors():
         try:
             return await _read(engine, pool, plan)
@@ -79,22 +95,27 @@ async def execute_read(engine: AsyncEngine, plan: ReadPlan, pool: Any | None = N
             return await _read(engine, pool, plan)
 
 
-async def _read(engine: AsyncEngine, pool: Any | None, plan: ReadPlan) -> list[dict[str, Any]]:
+async def _read(engine: AsyncEngine, pool: Any | None, plan: ReadPlan) -> Page:
     """One attempt: every statement of the plan on one connection, released before rendering."""
     with read_errors():
         if pool is not None:
             async with pool.acquire() as connection:
-                rows, children = await _fetch(_DriverSession(connection), engine.dialect, plan)
+                rows, more, children = await _fetch(_DriverSession(connection), engine.dialect, plan)
         else:
             async with engine.connect() as conn:
-                rows, children = await _fetch(_EngineSession(conn), engine.dialect, plan)
-    return _render(plan.entity, rows, children)
+                rows, more, children = await _fetch(_EngineSession(conn), engine.dialect, plan)
+    return Page(_render(plan.entity, rows, children), more)
 
 
-async def _fetch(session: _Session, dialect: Dialect, plan: ReadPlan) -> tuple[Sequence[Row], tuple[_Children, ...]]:
+async def _fetch(
+    session: _Session, dialect: Dialect, plan: ReadPlan
+) -> tuple[Sequence[Row], bool, tuple[_Children, ...]]:
     rows = _identified(plan, await session.fetch(_root_statement(dialect, plan), read_parameters(plan)))
+    more = plan.cursor is not None and len(rows) > plan.limit
+    if more:
+        rows = rows[: plan.limit]  # the row to spare only said that a next page exists
     children = [await _fetch_children(session, dialect, include, plan.entity, rows) for include in plan.includes]
-    return rows, tuple(children)
+    return rows, more, tuple(children)
 
 
 def _identified(plan: ReadPlan, rows: Sequence[Row]) -> Sequence[Row]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from dxapi.auth.scopes import DELETE, READ, WRITE
-from dxapi.openapi.envelopes import ERROR_REF, Allows, data_array_of, data_of, json_body, ref, responses
+from dxapi.openapi.changes import changes_operation
+from dxapi.openapi.envelopes import ERROR_REF, Allows, data_array_of, data_of, json_body, page_of, ref, responses
 from dxapi.openapi.schemas import Schemas
 from dxapi.openapi.token import security_schemes, token_operation, token_schemas
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
@@ -160,6 +161,10 @@ class _Document(Schemas):
             collection, single = self.entity_paths(self.snapshot.entities[alias])
             if collection:
                 paths[f"{prefix}/{alias}"] = collection
+            entity = self.snapshot.entities[alias]
+            if entity.config.change_feed and self.may(alias, READ):
+                id_schema = _id_parameter(entity)["schema"]
+                paths[f"{prefix}/{alias}/_changes"] = {"get": changes_operation(entity, self.settings, id_schema)}
             if single:
                 paths[f"{prefix}/{alias}/{{id}}"] = single
         paths["/token"] = self.token_path()
@@ -179,7 +184,7 @@ def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict
         "operationId": f"list-{alias}",
         "summary": f"List {alias}",
         "parameters": parameters,
-        "responses": responses("200", data_array_of(item), "A page of rows"),
+        "responses": responses("200", page_of(item), "A page of rows"),
     }
     one = {
         "tags": [alias],
@@ -231,6 +236,15 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: lis
     ]
     params += [
         {"name": "page[offset]", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}},
+        {
+            "name": "page[cursor]",
+            "in": "query",
+            "required": False,
+            "description": "Keyset paging, safe with ties in the sort and as fast on a deep page as on the first: "
+            "empty for the first page, then follow `links.next` until a page has none. Not together with "
+            "`page[offset]` (2017); a cursor made for another `sort` or entity is refused (2020).",
+            "schema": {"type": "string"},
+        },
         {
             "name": "page[limit]",
             "in": "query",

@@ -54,6 +54,25 @@ def data_array_of(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": ["data"], "properties": {"data": {"type": "array", "items": item}}}
 
 
+def page_of(item: dict[str, Any]) -> dict[str, Any]:
+    """A list page: ``{"data": [items]}``; with ``page[cursor]`` also ``links``, whose ``next`` is absent on the
+    last page (``plan.cursor``)."""
+    page = data_array_of(item)
+    page["properties"]["links"] = {
+        "type": "object",
+        "description": "Only when the request carried `page[cursor]`: the links of a keyset list.",
+        "properties": {
+            "next": {
+                "type": "string",
+                "format": "uri-reference",
+                "description": "Path and query of the next page (the same filters, sort, limit and include, with "
+                "its `page[cursor]`), relative to the server. Absent on the last page.",
+            }
+        },
+    }
+    return page
+
+
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 

@@ -2,7 +2,8 @@
 
 This is where names meet the configuration. An alias that is not active is 404 (007), a filter field that is
 not configured 1315, a sort field 2005, a relation 1313; values are parsed with the field's codec so a
-database never sees ``"abc"`` compared with an integer column.
+database never sees ``"abc"`` compared with an integer column. A ``page[cursor]`` is read against the order it
+was made for (``plan.cursor``; 2020 for one that is not).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from dxapi import errors
 from dxapi.plan.access import READ, Allows, require
+from dxapi.plan.cursor import parse_cursor
 from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
 from dxapi.request.params import FilterTerm, ReadRequest
@@ -40,6 +42,7 @@ def build_read_plan(
     if limit > settings.max_page_limit:
         raise errors.PAGE_LIMIT_TOO_LARGE.error(value=limit, maximum=settings.max_page_limit)
     order = _order(entity, request.sort)
+    cursor = None if request.cursor is None else parse_cursor(entity, order, request.cursor)
     includes = build_includes(snapshot, entity, request.include, settings.max_include_depth)
     require(_included_aliases(includes), allows, READ)
     return ReadPlan(
@@ -50,6 +53,7 @@ def build_read_plan(
         limit=1 if identifier is not None else limit,
         includes=includes,
         single=identifier is not None,
+        cursor=cursor,
     )
 
 

@@ -39,6 +39,16 @@ class IncludePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class CursorPlan:
+    """Keyset paging (``page[cursor]``): the rows after ``after`` in the plan's order, which always ends with the
+    identifier, so no two rows share a position and none is skipped or repeated however many share a value."""
+
+    # Per order key, the bound value of the previous page's last row (None: SQL NULL); None for the first page.
+    after: tuple[Any, ...] | None
+    fingerprint: str  # of the entity and order: what the next page's cursor is made for (``plan.cursor``)
+
+
+@dataclass(frozen=True, slots=True)
 class ReadPlan:
     entity: EntitySnapshot
     conditions: tuple[Condition, ...]
@@ -47,6 +57,7 @@ class ReadPlan:
     limit: int
     includes: tuple[IncludePlan, ...]
     single: bool  # GET /{alias}/{id}: answer one object or 404
+    cursor: CursorPlan | None = None  # keyset paging instead of ``offset``
 
 
 POST, PATCH, PUT = "POST", "PATCH", "PUT"

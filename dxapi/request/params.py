@@ -6,6 +6,9 @@ operator object, unknown operator, non-integer paging) and leaves names for the 
     filter[products.price]={"gte":"10","lt":"20"}&sort=-price,name&page[limit]=100&include=productStocks
     → ReadRequest(filters=(FilterTerm("price", {"gte": "10", "lt": "20"}),), sort=(("price", True),
       ("name", False)), offset=None, limit=100, include=(("productStocks",),))
+
+``page[cursor]`` is kept as the text it is (empty for the first page); what it holds is read by the plan
+stage, against the entity and sort it was made for (``plan.cursor``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from dxapi import errors
 from dxapi.request.body import decode_json
@@ -53,6 +57,10 @@ class ReadRequest:
     offset: int | None = None
     limit: int | None = None
     include: tuple[tuple[str, ...], ...] = ()
+    cursor: str | None = None  # page[cursor]: None without it, "" for the first page of a keyset list
+
+
+CURSOR = "page[cursor]"
 
 
 def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> ReadRequest:
@@ -61,6 +69,7 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
     sort: tuple[tuple[str, bool], ...] = ()
     include: tuple[tuple[str, ...], ...] = ()
     page: dict[str, int] = {}
+    cursor: str | None = None
     for key, value in pairs:
         if key in seen:
             raise errors.QUERY_PARAMETER_REPEATED.error(name=key)
@@ -69,6 +78,8 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
             filters.append(parse_filter(key[7:-1], value))
             if len(filters) > max_filters:
                 raise errors.FILTER_TOO_LARGE.error(field="filter", count=len(filters), maximum=max_filters)
+        elif key == CURSOR:
+            cursor = value
         elif key.startswith("page[") and key.endswith("]"):
             name = key[5:-1]
             if name not in ("offset", "limit"):
@@ -80,7 +91,11 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
             include = parse_include(value)
         else:
             raise errors.QUERY_PARAMETER_UNKNOWN.error(name=key)
-    return ReadRequest(tuple(filters), sort, page.get("offset"), page.get("limit"), include)
+    if cursor is not None and "offset" in page:
+        # Two ways to say where a page starts: a keyset cursor has no offset to add to, and silently preferring
+        # one would hand a client rows it did not ask for.
+        raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name="page[offset]", where=f"together with `{CURSOR}`")
+    return ReadRequest(tuple(filters), sort, page.get("offset"), page.get("limit"), include, cursor)
 
 
 def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, where: str) -> None:
@@ -93,11 +108,26 @@ def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, w
         ("sort", bool(read.sort)),
         ("page[offset]", read.offset is not None),
         ("page[limit]", read.limit is not None),
+        (CURSOR, read.cursor is not None),
         ("include", include and bool(read.include)),
     ]
     for name, present in given:
         if present:
             raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name=name, where=where)
+
+
+def link_with(path: str, pairs: Iterable[tuple[str, str]], name: str, value: str) -> str:
+    """``path`` and the query ``pairs`` with the parameter ``name`` set to ``value`` (in its place if given, else
+    last): the link to another page of the same list, relative to the server.
+
+        link_with("/dynamic-entity/products", [("sort", "name"), ("page[cursor]", "")], "page[cursor]", "WzEs")
+        → "/dynamic-entity/products?sort=name&page[cursor]=WzEs"
+    """
+    replaced = [(key, value if key == name else given) for key, given in pairs]
+    if all(key != name for key, _ in replaced):
+        replaced.append((name, value))
+    # The brackets of a name stay readable (`page[limit]`); a value is escaped whole, brackets included.
+    return path + "?" + "&".join(f"{quote(key, safe='[]')}={quote(given, safe='')}" for key, given in replaced)
 
 
 def parse_filter(target: str, value: str) -> FilterTerm:

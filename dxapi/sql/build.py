@@ -5,16 +5,25 @@ every repeat of a request pattern; values (including limit and offset) are bind 
 
     ReadPlan(products, price >= 10, order -price, limit 100)
     → SELECT … FROM shop_product WHERE price >= :p ORDER BY price DESC, id_product LIMIT :l OFFSET :o
+
+A keyset page (``page[cursor]``) has no OFFSET: the rows after the cursor are a WHERE predicate on the order
+keys, which compares each key in the form it is ordered by, so a deep page costs what the first one does:
+
+    ReadPlan(products, order updatedAt, cursor after (t, 42), limit 50)
+    → SELECT … WHERE updated_at >= :k0 AND (updated_at, id_product) > (:k0, :k1)
+      ORDER BY updated_at, id_product LIMIT :limit                                  (:limit = 51, one to spare)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    BindParameter,
     Column,
     ColumnElement,
     Delete,
@@ -29,15 +38,29 @@ from sqlalchemy import (
     delete,
     false,
     insert,
+    or_,
     select,
+    tuple_,
     type_coerce,
     update,
 )
 
 from dxapi.fields import SqlForm
-from dxapi.plan.types import Condition, IncludePlan, ReadPlan
+from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
-from dxapi.sql.dialect import Day, ILike, Like, LikePattern, Moment, RoundedDecimal, effective_scale
+from dxapi.sql.dialect import (
+    BACKENDS,
+    Day,
+    ILike,
+    Like,
+    LikePattern,
+    Moment,
+    PerBackend,
+    RoundedDecimal,
+    effective_scale,
+    may_be_null,
+    nulls_sort_low,
+)
 
 
 def field_value(field: FieldSnapshot) -> ColumnElement[Any]:
@@ -71,10 +94,12 @@ def selected(entity: EntitySnapshot) -> list[ColumnElement[Any]]:
     return out
 
 
-def _order_key(field: FieldSnapshot, descending: bool) -> ColumnElement[Any]:
+def _order_key(field: FieldSnapshot, descending: bool, *, keyset: bool = False) -> ColumnElement[Any]:
     value = field_value(field)
-    if isinstance(value, RoundedDecimal):
+    if isinstance(value, RoundedDecimal) and not keyset:
         value = field.column  # rounding keeps the order of decimals, so their index stays usable
+    # A keyset page orders by exactly what its predicate compares: SQLite's 1.004 and 1.001 are both 1.00 there,
+    # and then it is the identifier that orders them.
     return value.desc() if descending else value.asc()
 
 
@@ -126,7 +151,17 @@ def read_shape(plan: ReadPlan) -> tuple[Any, ...]:
         (c.field.name, c.operator, len(c.value) if c.operator == "in" else c.value if c.operator == "isNull" else 0)
         for c in plan.conditions
     )
-    return (plan.single, conditions, tuple((k.field.name, k.descending) for k in plan.order))
+    order = tuple((k.field.name, k.descending) for k in plan.order)
+    return (plan.single, conditions, order, _cursor_shape(plan))
+
+
+def _cursor_shape(plan: ReadPlan) -> tuple[bool, ...] | str | None:
+    """None: offset paging; "first": a keyset list's first page; else which of the cursor's values are NULL."""
+    if plan.cursor is None:
+        return None
+    if plan.cursor.after is None:
+        return "first"
+    return tuple(value is None for value in plan.cursor.after)
 
 
 def condition_parameters(conditions: Sequence[Condition]) -> dict[str, Any]:
@@ -145,6 +180,10 @@ def read_parameters(plan: ReadPlan) -> dict[str, Any]:
     values = condition_parameters(plan.conditions)
     if plan.single:
         values["limit"] = 2
+    elif plan.cursor is not None:
+        values["limit"] = plan.limit + 1  # one row more than the page: whether a next page exists, without a COUNT
+        after = plan.cursor.after or ()
+        values.update({f"k{i}": value for i, value in enumerate(after) if value is not None})
     else:
         values["limit"] = plan.limit
         values["offset"] = plan.offset
@@ -159,12 +198,96 @@ def build_read(plan: ReadPlan) -> Select[Any]:
     if plan.single:
         # Two rows, so a non-unique identifier cannot silently answer one of several (read_parameters).
         return statement.limit(bindparam("limit", type_=BigInteger()))
+    if plan.cursor is not None:
+        return _keyset_page(statement, plan)
     order = [_order_key(key.field, key.descending) for key in plan.order]
     return (
         statement.order_by(*order)
         .limit(bindparam("limit", type_=BigInteger()))
         .offset(bindparam("offset", type_=BigInteger()))
     )
+
+
+def _keyset_page(statement: Select[Any], plan: ReadPlan) -> Select[Any]:
+    assert plan.cursor is not None
+    if plan.cursor.after is not None:
+        statement = statement.where(build_keyset(plan.order, plan.cursor.after))
+    order = [_order_key(key.field, key.descending, keyset=True) for key in plan.order]
+    return statement.order_by(*order).limit(bindparam("limit", type_=BigInteger()))
+
+
+def build_keyset(order: Sequence[OrderKey], after: Sequence[Any]) -> ColumnElement[bool]:
+    """The rows after the position ``after`` (per order key a value, None for NULL) in ``order``, exactly as
+    ``ORDER BY`` places them on each backend; the values are bind parameters ``k0``, ``k1`` … (not for NULLs).
+
+    Each key is compared in the form it is ordered by (``field_value``), with the bind type its filters use, so
+    the predicate and the order agree on every value the API answers. Where NULL sorts differs per backend
+    (``sql.dialect.nulls_sort_low``), one predicate is built per backend and the dialect picks its own.
+    """
+    keys = [
+        _Key(field_value(k.field), k.field, k.descending, _bound(k.field, f"k{i}", value))
+        for i, (k, value) in enumerate(zip(order, after, strict=True))
+    ]
+    forms: dict[tuple[tuple[bool, bool], ...], ColumnElement[bool]] = {}
+    chosen = []
+    for backend in BACKENDS:
+        low = nulls_sort_low(backend)
+        # Per key: whether NULLs come before the values in its direction, and whether the key can be NULL at all.
+        facts = tuple((low != key.descending, may_be_null(key.value, key.field.column, backend)) for key in keys)
+        if facts not in forms:
+            forms[facts] = _after(keys, facts)
+        chosen.append(forms[facts])
+    return chosen[0] if len(forms) == 1 else PerBackend(*chosen)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    value: ColumnElement[Any]  # what the key orders by (``field_value``)
+    field: FieldSnapshot
+    descending: bool
+    bound: BindParameter[Any] | None  # the cursor's value, None for NULL
+
+
+def _bound(field: FieldSnapshot, name: str, value: Any) -> BindParameter[Any] | None:
+    return None if value is None else bindparam(name, type_=field.codec.bind_type(field.column.type))
+
+
+def _after(keys: Sequence[_Key], facts: Sequence[tuple[bool, bool]]) -> ColumnElement[bool]:
+    """``k1 after v1 OR (k1 = v1 AND (k2 after v2 OR (… AND kn after vn)))``, with NULL placed as ``facts`` say.
+
+    When every key runs one way and none can be NULL, the same as one row comparison ``(k1, …, kn) > (v1, …,
+    vn)``, which PostgreSQL and SQLite answer from an index on the keys. The first key's own bound (``k1 >=
+    v1``) is added whenever it holds, so any index on the first key narrows the scan.
+    """
+    first, (first_nulls_first, first_maybe_null) = keys[0], facts[0]
+    bound_range = None
+    if first.bound is not None and len(keys) > 1 and (first_nulls_first or not first_maybe_null):
+        bound_range = first.value <= first.bound if first.descending else first.value >= first.bound
+    plain = all(k.bound is not None for k in keys) and not any(maybe_null for _, maybe_null in facts)
+    if plain and len(keys) > 1 and len({k.descending for k in keys}) == 1:
+        row = tuple_(*(k.value for k in keys))
+        bounds = tuple_(*(k.bound for k in keys))
+        rows_after = row < bounds if first.descending else row > bounds
+        return and_(bound_range, rows_after) if bound_range is not None else rows_after
+    predicate: ColumnElement[bool] | None = None  # None: no row (FALSE)
+    for key, (nulls_first, maybe_null) in zip(reversed(keys), reversed(facts), strict=True):
+        value, bound = key.value, key.bound
+        after: ColumnElement[bool] | None
+        equal: ColumnElement[bool]
+        if bound is None:  # the position is a NULL: after it come the values, if NULLs come first
+            equal = value.is_(None)
+            after = value.is_not(None) if nulls_first else None
+        else:
+            equal = value == bound
+            after = value < bound if key.descending else value > bound
+            if maybe_null and not nulls_first:
+                after = or_(after, value.is_(None))
+        tied = None if predicate is None else and_(equal, predicate)
+        parts = [p for p in (after, tied) if p is not None]
+        predicate = None if not parts else parts[0] if len(parts) == 1 else or_(*parts)
+    if predicate is None:
+        return false()
+    return and_(bound_range, predicate) if bound_range is not None else predicate
 
 
 def children_shape(include: IncludePlan) -> tuple[Any, ...]:

@@ -14,6 +14,10 @@ compiles for whichever engine runs it.
 * :class:`Day` — the same for dates, and the calendar day of a date-time column served as an API ``date``.
 * :class:`RoundedDecimal` — SQLite stores NUMERIC as a double with whatever digits its writer gave; the API
   answers it rounded to the column's scale, so SQLite compares (and reads) that rounded value.
+* :class:`PerBackend` — a keyset predicate (``page[cursor]``) must agree with ``ORDER BY``, and where NULL sorts
+  differs: before every value in ascending order on SQLite and MariaDB, after it on PostgreSQL (MariaDB has no
+  ``NULLS FIRST``/``LAST`` to make them agree). The predicate is built once per backend and the compiling dialect
+  picks its own (:func:`nulls_sort_low`, :func:`may_be_null`).
 * :class:`Like` — ``like`` is case-sensitive and ``ilike`` case-insensitive on every backend, with one escape
   syntax (``request.params.like_pattern_problem``): PostgreSQL has LIKE/ILIKE; MariaDB compares under a binary
   collation (its collations are case-insensitive); SQLite's LIKE ignores ASCII case, so ``like`` becomes GLOB
@@ -97,6 +101,30 @@ class LikePattern(TypeDecorator[str]):
         if value is not None and dialect.name == "sqlite":
             return like_to_glob(value)
         return value
+
+
+class PerBackend(FunctionElement[Any]):
+    """A boolean clause in one form per backend, in ``BACKENDS`` order; compiled as the compiling dialect's form
+    (another dialect gets MariaDB's: NULL sorts low there, as on most databases)."""
+
+    name = "dx_per_backend"
+    inherit_cache = True
+    type = sqltypes.Boolean()
+    _is_implicitly_boolean = True  # a comparison: no `= 1` appended where a backend lacks booleans
+
+
+BACKENDS = ("sqlite", "mysql", "postgresql")
+
+
+def nulls_sort_low(backend: str) -> bool:
+    """Whether NULL comes before every value in ascending order (and after it in descending order)."""
+    return backend != "postgresql"
+
+
+def may_be_null(value: ColumnElement[Any], column: Column[Any], backend: str) -> bool:
+    """Whether ``value``, the API value of ``column`` (``sql.build.field_value``), can be NULL: a nullable column,
+    or on SQLite a normalised form, which reads text that is no date or number as NULL."""
+    return bool(column.nullable) or (backend == "sqlite" and value is not column)
 
 
 # --- patterns -----------------------------------------------------------------------------------------------
@@ -197,6 +225,13 @@ def _rounded_sqlite(element: RoundedDecimal, compiler: SQLCompiler, **kw: Any) -
     column, scale = _arguments(element, compiler, **kw)
     # Text that is no number reads as NULL (SQLite's round() would make it 0).
     return f"(CASE typeof({column}) WHEN 'integer' THEN {column} WHEN 'real' THEN round({column}, {scale}) END)"
+
+
+@compiles(PerBackend)
+def _per_backend(element: PerBackend, compiler: SQLCompiler, **kw: Any) -> str:
+    name = compiler.dialect.name
+    form = list(element.clauses)[BACKENDS.index(name if name in BACKENDS else "mysql")]
+    return f"({compiler.process(form, **kw)})"
 
 
 def _text(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
