@@ -188,6 +188,10 @@ def _install_postgresql(conn: Connection, table: Table, key: Column[object], nam
     conn.exec_driver_sql(f"CREATE INDEX {q(names.position_index)} ON {c} (xid, seq)")
     conn.exec_driver_sql(f"CREATE INDEX {q(names.tombstone_index)} ON {c} (changed_at) WHERE deleted")
     conn.exec_driver_sql(f"CREATE SEQUENCE {seq}")
+    # Another application's role writes the change table through these functions without grants of its own;
+    # a fixed search path keeps a definer's function from resolving names in the caller's schemas.
+    schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+    definer = f"SECURITY DEFINER SET search_path = {q(schema)}, pg_temp"
     record = (
         f"INSERT INTO {c} (k, seq, xid, deleted, changed_at) "
         f"SELECT k, nextval('{seq}'), pg_current_xact_id(), gone, clock_timestamp() FROM ({{rows}}) AS changed "
@@ -208,7 +212,7 @@ def _install_postgresql(conn: Connection, table: Table, key: Column[object], nam
     for suffix, (event, referencing, rows) in bodies.items():
         function = q(names.trigger_stem + suffix)
         conn.exec_driver_sql(
-            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql {definer} AS $$ BEGIN "
             f"{record.format(rows=rows)}; RETURN NULL; END $$"
         )
         conn.exec_driver_sql(
@@ -218,7 +222,7 @@ def _install_postgresql(conn: Connection, table: Table, key: Column[object], nam
     # TRUNCATE fires no row or transition-table trigger: every live key becomes a tombstone.
     truncate = q(names.trigger_stem + "_trunc")
     conn.exec_driver_sql(
-        f"CREATE FUNCTION {truncate}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"CREATE FUNCTION {truncate}() RETURNS trigger LANGUAGE plpgsql {definer} AS $$ BEGIN "
         f"UPDATE {c} SET seq = nextval('{seq}'), xid = pg_current_xact_id(), deleted = true, "
         "changed_at = clock_timestamp() WHERE NOT deleted; RETURN NULL; END $$"
     )

@@ -6,6 +6,8 @@ both, deletes included, with exactly the configured fields.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -209,7 +211,9 @@ def test_replaying_from_an_older_cursor_is_safe(env: Backend, api: httpx.Client)
         ({"filter[feed-items.sku]": "a"}, 400, None),
     ],
 )
-def test_bad_parameters_are_refused(feed: Backend, api: httpx.Client, params: dict[str, str], status: int, code: str | None) -> None:
+def test_bad_parameters_are_refused(
+    feed: Backend, api: httpx.Client, params: dict[str, str], status: int, code: str | None
+) -> None:
     response = api.get(f"{PREFIX}/{ALIAS}/_changes", params=params)
     assert response.status_code == status, response.text
     if code is not None:
@@ -346,3 +350,21 @@ def test_openapi_documents_the_feed_of_entities_that_have_one(feed: Backend, api
     assert [p["name"] for p in operation["parameters"]] == ["since", "page[limit]"]
     assert {"200", "400", "410"} <= set(operation["responses"])
     assert f"{PREFIX}/products/_changes" not in document["paths"]
+
+
+@only_on("postgresql")
+def test_another_role_without_grants_on_the_change_table_is_captured(env: Backend, api: httpx.Client) -> None:
+    """The capture functions run as their definer: a writer needs rights on its table only."""
+    role = f"dx_feed_writer_{secrets.token_hex(4)}"
+    env.sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        env.sql(f"GRANT SELECT, INSERT, UPDATE, DELETE ON feed_item TO {role}")
+        env.sql(f"GRANT USAGE ON SEQUENCE feed_item_id_seq TO {role}")
+        _, cursor = follow(api, None)
+        other = dataclasses.replace(env, url=str(sa.make_url(env.url).set(username=role)))
+        other.sql("INSERT INTO feed_item (sku) VALUES ('by-another-role')")
+        ops, _ = follow(api, cursor)
+        assert [op["data"]["sku"] for op in ops] == ["by-another-role"]
+    finally:
+        env.sql(f"DROP OWNED BY {role}")
+        env.sql(f"DROP ROLE {role}")
