@@ -7,6 +7,7 @@ JSON error array; an unexpected exception is logged with its traceback and answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -130,6 +131,8 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             yield
         finally:
             pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await registry.close()
             if driver_pool is not None:
                 await driver_pool.close()

@@ -82,3 +82,5 @@ async def prune_forever(engine: AsyncEngine, registry: Registry, retention: floa
             await prune_all(engine, registry, retention)
         except (SQLAlchemyError, OSError) as exc:  # the database is away: try again next time
             log.warning("pruning tombstones failed: %s", exc)
+        except Exception:  # a bug: reported, and the loop lives on
+            log.exception("pruning tombstones failed")

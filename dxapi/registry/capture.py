@@ -310,6 +310,10 @@ def sync_captures(conn: Connection, configs: Iterable[EntityConfig]) -> list[str
     """Make the installed captures match ``configs`` (the whole stored configuration): install or refresh
     those of feed-enabled entities, remove the others. Returns the tables (re)installed."""
     wanted = {c.table_name: c.identifier for c in configs if c.change_feed}
+    if not inspect(conn).has_table(dx_change_feed.name):  # a database `dxapi init` of an older version made
+        if not wanted:
+            return []
+        dx_change_feed.create(conn)
     for name in set(conn.execute(select(dx_change_feed.c.table_name)).scalars()) - wanted.keys():
         remove_capture(conn, name)
     installed = []
