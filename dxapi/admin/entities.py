@@ -152,7 +152,18 @@ async def _edit_context(request: Request, config: EntityConfig) -> dict[str, Any
             field = dataclasses.replace(suggested[column.name], is_enabled=False)
         if field is None:
             continue  # a column type no field type fits (binary …)
-        rows.append({"column": column.name, "sql_type": str(column.type), "field": field, "types": fitting})
+        # A stored field keeps its autoValue as saved; a fitting name is only pointed out next to it.
+        hint = forms.suggest_auto_value(column)
+        rows.append(
+            {
+                "column": column.name,
+                "sql_type": str(column.type),
+                "field": field,
+                "types": fitting,
+                "clock": bool({"date", "datetime"} & set(fitting)),
+                "auto_hint": hint if field.auto_value is None and column.name != config.identifier else None,
+            }
+        )
     identifiers = identifier_candidates(table) if table is not None else []
     return {"config": config, "rows": rows, "all": configs, "identifiers": identifiers}
 

@@ -1,5 +1,9 @@
 """Admin forms ↔ configuration: suggestions for a new entity, and the edit grid parsed into an EntityConfig.
 
+A column named like a creation or change timestamp (``created_at``, ``date_created``, ``updated_at``,
+``last_modified`` …) of a date or date-time type is suggested as ``autoValue`` (``suggest_auto_value``): set on a
+new entity's grid, only offered as a hint next to a stored one, whose configuration the page never changes.
+
 Fed by reflected tables and submitted forms; feeds ``store.save_entities``, which validates exactly as an
 import does. Parsing never trusts the form: unknown columns are ignored, numbers are parsed strictly, and
 whatever cannot be parsed is reported next to its row instead of being guessed.
@@ -14,10 +18,18 @@ from typing import Annotated, Any
 
 import jsonschema
 from pydantic import Field, TypeAdapter, ValidationError
-from sqlalchemy import Table
+from sqlalchemy import Column, Table
 
 from dxapi.registry.identifiers import identifier_candidates
-from dxapi.registry.model import EntityConfig, FieldConfig, FieldRules, RelationConfig
+from dxapi.registry.model import (
+    AUTO_VALUES,
+    CREATED_AT,
+    UPDATED_AT,
+    EntityConfig,
+    FieldConfig,
+    FieldRules,
+    RelationConfig,
+)
 from dxapi.schema.typemap import compatible_types, maintained_by_database, string_length
 from dxapi.types import FieldType
 
@@ -57,8 +69,42 @@ def suggest_visible_name(column: str) -> str:
     return text if text[0].isalnum() or text[0] == "_" else f"f{text}"
 
 
+# Column names (lower case, without separators) that say "when the row was created / last changed".
+_CREATED_NAMES = frozenset(
+    {"createdat", "created", "createdon", "createddate", "createdtime", "datecreated", "creationdate", "creationtime"}
+    | {"createtime", "createdate", "insertedat", "addedat", "dateadded"}
+)
+_UPDATED_NAMES = frozenset(
+    {"updatedat", "updated", "updatedon", "updateddate", "updatedtime", "dateupdated", "updatetime", "lastupdated"}
+    | {"lastupdate", "modifiedat", "modified", "modifiedon", "modifieddate", "modifiedtime", "datemodified"}
+    | {"lastmodified", "lastmodifiedat", "lastmodifieddate", "changedat", "lastchanged", "lastchangedat"}
+)
+_CLOCK_TYPES = (FieldType.DATE, FieldType.DATETIME)
+
+
+def suggest_auto_value(column: Column[Any]) -> str | None:
+    """``createdAt``/``updatedAt`` for a date or date-time column named like one, else None.
+
+    >>> from sqlalchemy import DateTime, Integer
+    >>> suggest_auto_value(Column("date_created", DateTime))
+    'createdAt'
+    >>> suggest_auto_value(Column("lastModified", DateTime)), suggest_auto_value(Column("updated", Integer))
+    ('updatedAt', None)
+    """
+    fitting = compatible_types(column.type)
+    if column.primary_key or not fitting or fitting[0] not in _CLOCK_TYPES:
+        return None  # an epoch number or a text column may mean the same, but dxapi writes a date-time
+    name = re.sub(r"[^a-z0-9]", "", column.name.lower())
+    if name in _CREATED_NAMES:
+        return CREATED_AT
+    if name in _UPDATED_NAMES:
+        return UPDATED_AT
+    return None
+
+
 def suggest_entity(table: Table, alias: str) -> EntityConfig:
-    """An inactive configuration with every column, types guessed, keys read-only, NOT NULL as required."""
+    """An inactive configuration with every column, types guessed, keys read-only, NOT NULL as required, and
+    timestamps named like ``created_at``/``updated_at`` kept by dxapi (``autoValue``)."""
     # A column that can identify a row; with none, the save refuses the entity and says why.
     candidates = identifier_candidates(table)
     primary = [c.name for c in table.primary_key.columns]
@@ -68,7 +114,8 @@ def suggest_entity(table: Table, alias: str) -> EntityConfig:
         fitting = compatible_types(column.type)
         if not fitting:
             continue  # binary and other unsupported columns are not offered
-        generated = column.primary_key or maintained_by_database(column)
+        auto = suggest_auto_value(column) if column.name != identifier else None
+        generated = column.primary_key or maintained_by_database(column) or auto is not None
         required = not column.nullable and column.server_default is None and not generated
         fields.append(
             FieldConfig(
@@ -78,6 +125,7 @@ def suggest_entity(table: Table, alias: str) -> EntityConfig:
                 is_creatable=not generated,
                 is_editable=not generated,
                 rules=FieldRules(is_required=required, max_length=string_length(column.type)),
+                auto_value=auto,
             )
         )
     return EntityConfig(
@@ -134,6 +182,7 @@ _TEXT_CELLS = (
     "pattern",
     "enum",
     "description",
+    "auto",
 )
 
 
@@ -155,6 +204,7 @@ def parse_grid(form: Mapping[str, str], current: EntityConfig) -> tuple[EntityCo
         is_deletable=form.get("is_deletable") == "on",
         fields=tuple(fields),
         relations=current.relations,
+        change_feed=form.get("change_feed") == "on",
     )
     return config, GridProblems(problems, [])
 
@@ -198,6 +248,10 @@ def _grid_row(row: _Row, problems: dict[str, list[str]]) -> FieldConfig | None:
     pattern = row.text("pattern") or None
     if pattern is not None and not _FORMATS.conforms(pattern, "regex"):
         problems.setdefault(column, []).append(f"pattern: `{pattern}` is not a valid regular expression")
+    auto = row.text("auto") or None
+    if auto is not None and auto not in AUTO_VALUES:
+        problems.setdefault(column, []).append(f"auto value: `{auto[:40]}` is none of {', '.join(AUTO_VALUES)}")
+        auto = None
     return FieldConfig(
         field_name=column,
         visible_name=row.text("name") or column,
@@ -206,6 +260,7 @@ def _grid_row(row: _Row, problems: dict[str, list[str]]) -> FieldConfig | None:
         is_editable=row.flag("editable"),
         is_enabled=row.flag("enabled"),
         description=row.text("description") or None,
+        auto_value=auto,
         rules=FieldRules(
             is_required=row.flag("required"),
             min=low,

@@ -22,3 +22,21 @@ if (deletable) {
     }
   });
 }
+
+// A field dxapi keeps at the database clock (autoValue) is never written by clients: its create, edit and
+// required boxes are cleared and locked while a value is chosen (the save would refuse them otherwise).
+for (const auto of document.querySelectorAll("#fields select[name$='-auto']")) {
+  const prefix = auto.name.slice(0, -"auto".length);
+  const boxes = ["creatable", "editable", "required"]
+    .map((key) => auto.form.elements.namedItem(prefix + key))
+    .filter((box) => box instanceof HTMLInputElement);
+  const apply = () => {
+    const maintained = auto.value !== "";
+    for (const box of boxes) {
+      if (maintained) box.checked = false;
+      box.disabled = maintained;
+    }
+  };
+  auto.addEventListener("change", apply);
+  apply();
+}
