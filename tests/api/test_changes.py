@@ -368,3 +368,50 @@ def test_another_role_without_grants_on_the_change_table_is_captured(env: Backen
     finally:
         env.sql(f"DROP OWNED BY {role}")
         env.sql(f"DROP ROLE {role}")
+
+
+CODES = sa.MetaData()
+sa.Table(
+    "feed_code",
+    CODES,
+    sa.Column("code", sa.String(40), primary_key=True),
+    sa.Column("label", sa.String(80), nullable=True),
+)
+CODE_CONFIG = [
+    {
+        "tableName": "feed_code",
+        "tableAlias": "feed-codes",
+        "isActive": True,
+        "definition": {
+            "identifier": "code",
+            "isDeletable": True,
+            "changeFeed": True,
+            "fields": [field("code", isEditable=False), field("label")],
+        },
+    }
+]
+
+
+def test_a_string_identifier_keys_the_feed(backend: Backend, api: httpx.Client) -> None:
+    with serving(backend, CODES, CODE_CONFIG):
+        url = f"{PREFIX}/feed-codes"
+        response = api.post(url, json={"data": [{"code": "zürich-1", "label": "a"}, {"code": "b 2"}]})
+        assert response.status_code == 201, response.text
+        backend.sql("UPDATE feed_code SET label = 'sql' WHERE code = 'b 2'")
+
+        def pull(since: str | None) -> tuple[list[dict[str, Any]], str]:
+            ops: list[dict[str, Any]] = []
+            for _ in range(200):
+                body = api.get(f"{url}/_changes", params={"since": since} if since else {}).json()
+                ops += body["data"]
+                since = body["meta"]["cursor"]
+                if not body["meta"]["hasMore"]:
+                    return ops, since
+                time.sleep(0.05)
+            raise AssertionError("the feed never caught up")
+
+        ops, cursor = pull(None)
+        assert {op["id"]: op["data"]["label"] for op in ops} == {"zürich-1": "a", "b 2": "sql"}
+        assert api.delete(f"{url}/zürich-1").status_code == 204
+        ops, _ = pull(cursor)
+        assert ops == [{"op": "delete", "id": "zürich-1"}]
