@@ -10,7 +10,20 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Text, and_, cast, delete, func, literal, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Text,
+    and_,
+    cast,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
@@ -33,7 +46,8 @@ def prune_tombstones(conn: Connection, entity: EntitySnapshot, retention: float)
         order = [changes.c.xid.desc(), changes.c.seq.desc()]
         xid = cast(cast(changes.c.xid, Text), BigInteger)
     elif dialect == "mysql":
-        cutoff = changes.c.changed_at < func.unix_timestamp(func.sysdate(literal(6))) - retention
+        # SQLAlchemy's MySQL compiler renders func.sysdate(…) as SYSDATE(), whole seconds: spell the precision.
+        cutoff = changes.c.changed_at < func.unix_timestamp(literal_column("SYSDATE(6)")) - retention
         order = [changes.c.seq.desc()]
     else:
         cutoff = changes.c.changed_at < func.julianday("now") - retention / 86400
