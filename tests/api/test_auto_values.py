@@ -30,12 +30,14 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from dxapi.registry.installer import entry_to_json
 from dxapi.registry.model import ConfigError
+from dxapi.registry.snapshot import Stamp
 from dxapi.registry.store import export_entities, parse_import, save_entities
 from dxapi.registry.tables import dx_config_version, dx_entity
+from dxapi.sql.clock import stamp_values
 from tests.api.write_fixtures import PER_ITEM, check_response, expect_error, success
 from tests.conftest import Backend, only_on, serving, unconfigure
 
@@ -45,6 +47,7 @@ PARENTS, CHILDREN, KEYED = "av-parents", "av-children", "av-keyed"
 PRECISE = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 SLACK = dt.timedelta(seconds=2)  # whole-second columns, and the round trip around a request
 OLD = "2001-02-03T04:05:06"  # a value a client might send (and the one rows seeded behind dxapi carry)
+_DIALECTS = {"postgresql": postgresql.dialect(), "mysql": mysql.dialect(), "sqlite": sqlite.dialect()}
 _SCRIPT = Path(sys.executable).parent / "dxapi"
 DXAPI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dxapi.cli"]
 
@@ -77,8 +80,9 @@ def av_metadata() -> sa.MetaData:
         metadata,
         sa.Column("code", sa.String(20), primary_key=True),
         sa.Column("title", sa.String(50), nullable=False),
-        sa.Column("created_at", PRECISE, nullable=True),
+        sa.Column("created_at", PRECISE, nullable=False),  # a PUT that creates must fill it in
         sa.Column("updated_at", PRECISE, nullable=True),
+        sa.Column("changed_day", sa.DateTime, nullable=True),  # served as a `date`: midnight of the day
     )
     sa.Table(
         "av_loose",
@@ -164,6 +168,7 @@ CONFIG: list[dict[str, Any]] = [
                 field("title", "title", "string", validation={"isRequired": True}),
                 stamp("created_at", "createdAt", "datetime", "createdAt"),
                 stamp("updated_at", "updatedAt", "datetime", "updatedAt"),
+                stamp("changed_day", "changedDay", "date", "updatedAt"),
             ],
         },
         "childRelations": [],
@@ -234,6 +239,42 @@ def get_one(api: httpx.Client, alias: str, key: Any, **params: str) -> dict[str,
 
 def strip_children(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "children"}
+
+
+# --- the SQL, without a database ---------------------------------------------------------------------------------
+
+_CLOCK_COLUMNS = sa.Table(
+    "clock",
+    sa.MetaData(),
+    sa.Column("naive", sa.DateTime),
+    sa.Column("aware", sa.DateTime(timezone=True)),
+    sa.Column("day", sa.Date),
+    sa.Column("whole", mysql.DATETIME()),
+    sa.Column("milli", mysql.DATETIME(fsp=3)),
+)
+
+
+@pytest.mark.parametrize(
+    ("dialect", "column", "day", "sql"),
+    [
+        ("postgresql", "naive", False, "timezone('UTC', now())"),
+        ("postgresql", "aware", False, "now()"),
+        ("postgresql", "day", True, "CAST(timezone('UTC', now()) AS DATE)"),
+        ("postgresql", "naive", True, "date_trunc('day', timezone('UTC', now()))"),
+        ("postgresql", "aware", True, "timezone('UTC', date_trunc('day', timezone('UTC', now())))"),
+        ("mysql", "whole", False, "UTC_TIMESTAMP()"),
+        ("mysql", "milli", False, "UTC_TIMESTAMP(3)"),
+        ("mysql", "day", True, "UTC_DATE()"),
+        ("sqlite", "naive", False, "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"),
+        ("sqlite", "day", True, "date('now')"),
+        ("sqlite", "naive", True, "(date('now') || ' 00:00:00.000000')"),
+    ],
+)
+def test_the_clock_is_written_as_each_backend_reads_the_column(dialect: str, column: str, day: bool, sql: str) -> None:
+    stamp = Stamp(_CLOCK_COLUMNS.c[column], day=day, on_update=True)
+    statement = sa.update(_CLOCK_COLUMNS).values(stamp_values([stamp]))
+    compiled = str(statement.compile(dialect=_DIALECTS[dialect]))
+    assert compiled.endswith(f"SET {column}={sql}"), compiled
 
 
 # --- inserts ----------------------------------------------------------------------------------------------------
@@ -342,8 +383,12 @@ def test_patch_of_a_missing_row_with_an_empty_body_is_still_404(av: Backend) -> 
 def test_put_creates_then_replaces_with_stamps(av: Backend) -> None:
     before = db_now(av)
     (created,) = success(send(av.client, "PUT", f"/{KEYED}", [{"code": "K1", "title": "one"}]), 200)
+    after = db_now(av)
     assert created["createdAt"] == created["updatedAt"]
-    assert_between(created["createdAt"], before, db_now(av))
+    assert_between(created["createdAt"], before, after)
+    assert created["changedDay"] in (before.date().isoformat(), after.date().isoformat()), created
+    (midnight,) = av.sql(sa.select(KEYED_TABLE.c.changed_day).where(KEYED_TABLE.c.code == "K1"))[0]
+    assert midnight.time() == dt.time(0) and midnight.date().isoformat() == created["changedDay"]
     time.sleep(0.05)
 
     before = db_now(av)
@@ -414,7 +459,7 @@ def seeded(av: Backend) -> dict[str, int]:
     parent = int(av.sql(sa.select(PARENT.c.id))[0][0])
     av.sql(sa.insert(CHILD).values(fk_parent=parent, label="c", created_at=old, updated_at=old))
     child = int(av.sql(sa.select(CHILD.c.id))[0][0])
-    av.sql(sa.insert(KEYED_TABLE).values(code="K", title="k", created_at=old, updated_at=old))
+    av.sql(sa.insert(KEYED_TABLE).values(code="K", title="k", created_at=old, updated_at=old, changed_day=old))
     return {"parent": parent, "child": child}
 
 
