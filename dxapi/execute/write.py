@@ -84,20 +84,26 @@ async def _transactional(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
         async with engine.connect() as conn:
             found = await _root_problems(conn, plan)
         return WriteOutcome((), tuple(e for problems in found for e in problems))
-    try:
+    for _attempt in range(2):
+        try:
+            async with _transaction(engine) as (conn, transaction):
+                written = await _write_level(conn, plan.entity, plan.method, plan.items, plan.decisions)
+                if written.refused:
+                    await transaction.rollback()
+            return WriteOutcome(written.rows, written.refused)
+        except sa_exc.DBAPIError as exc:
+            _reraise_if_global(exc)
+        # The database refused the batch: replay item by item, rolled back, to name every failing item.
         async with _transaction(engine) as (conn, transaction):
-            written = await _write_level(conn, plan.entity, plan.method, plan.items, plan.decisions)
-            if written.refused:
-                await transaction.rollback()
-        return WriteOutcome(written.rows, written.refused)
-    except sa_exc.DBAPIError as exc:
-        _reraise_if_global(exc)
-    # The database refused the batch: replay item by item, rolled back, to name every failing item.
-    async with _transaction(engine) as (conn, transaction):
-        replayed = [await _write_item(conn, plan, item) for item in plan.items]
-        await transaction.rollback()
-    refused = tuple(e for one in replayed for e in one.refused)
-    return WriteOutcome((), refused or (errors.PERSISTENCE_FAILED(path=plan.entity.alias),))
+            replayed = [await _write_item(conn, plan, item) for item in plan.items]
+            await transaction.rollback()
+        refused = tuple(e for one in replayed for e in one.refused)
+        if refused:
+            return WriteOutcome((), refused)
+        # Replayed, every item went through: another transaction committed in between (a key this batch
+        # looked up as missing and then met in its INSERT). Once more as a whole, from what is there now.
+    log.warning("a batch of `%s` met concurrent commits twice; answered as a conflict", plan.entity.alias)
+    return WriteOutcome((), (errors.WRITE_CONFLICT(),))
 
 
 async def _per_item(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
