@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -93,5 +94,7 @@ def next_cursor(plan: ReadPlan, last: Mapping[str, Any]) -> str:
     return base64.urlsafe_b64encode(document).rstrip(b"=").decode("ascii")
 
 
-def _unencodable(value: Any) -> None:
-    return None  # as ``responses`` answers it: a value without a JSON form is null
+def _unencodable(value: Any) -> Any:
+    # A number the driver hands over for a string field (one on a NUMERIC column) goes back as its text, which is
+    # what a filter on the field compares; anything else without a JSON form is null, as ``responses`` answers it.
+    return format(value, "f") if isinstance(value, Decimal) else None

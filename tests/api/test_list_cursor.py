@@ -51,6 +51,12 @@ LC = sa.Table(
     sa.Column("tag", sa.String(20)),
     sa.Index("lc_row_updated", "updated_at", "id"),
 )
+CODES = sa.Table(  # a string field on a NUMERIC column: the driver hands over a number for it
+    "lc_code",
+    META,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("code", sa.Numeric(10, 0)),
+)
 
 
 def _field(column: str, visible: str, kind: str) -> dict[str, Any]:
@@ -75,7 +81,16 @@ CONFIG = [
                 _field("tag", "tag", "string"),
             ],
         },
-    }
+    },
+    {
+        "tableName": "lc_code",
+        "tableAlias": "lc-codes",
+        "isActive": True,
+        "definition": {
+            "identifier": "id",
+            "fields": [_field("id", "id", "integer"), _field("code", "code", "string")],
+        },
+    },
 ]
 SHARED = dt.datetime(2026, 3, 1, 12, 0, 0, 250000)  # the one `updatedAt` of the rows that tie
 ALL = "500"  # an unpaged list (max_page_limit of the test servers)
@@ -386,11 +401,11 @@ def test_sqlite_text_forms_of_one_moment_and_extra_decimal_digits_page_by_their_
         env.backend.sql(
             "INSERT INTO lc_row (id, updated_at, ts, price) VALUES (:id, :u, :ts, :price)",
             id=key,
-            u="2026-01-01 00:00:00",
+            u="not a date" if key > 6 else "2026-01-01 00:00:00",  # NULL as answered, though the column is NOT NULL
             ts=text,
             price=digits,
         )
-    for sort in ("ts", "-ts", "price,-ts", "-price,ts"):
+    for sort in ("ts", "-ts", "price,-ts", "-price,ts", "-updatedAt", "updatedAt,-ts"):
         pages = env.pages({"sort": sort, "page[limit]": "1"})
         seen = flat(pages)
         if "price" not in sort:  # unpaged, decimals order by their stored digits; by cursor, by the answered ones
@@ -401,6 +416,16 @@ def test_sqlite_text_forms_of_one_moment_and_extra_decimal_digits_page_by_their_
         assert {ts for ts, _ in answered} == {"2026-12-01T18:25:32", "2026-12-01T18:25:32.500000", None}
     ascending = [item["ts"] for item in flat(env.pages({"sort": "ts,id", "page[limit]": "3"}))]
     assert ascending == [None, None] + ["2026-12-01T18:25:32"] * 5 + ["2026-12-01T18:25:32.500000"]
+
+
+def test_a_string_field_on_a_numeric_column_pages_by_its_numbers(env: Env) -> None:
+    env.backend.sql(sa.delete(CODES))
+    codes = [5, 3, 3, None, 10, 7, 3]
+    env.backend.sql(sa.insert(CODES).values([{"id": i, "code": c} for i, c in enumerate(codes, 1)]))
+    expected = [row[0] for row in env.backend.sql(sa.select(CODES.c.id).order_by(CODES.c.code, CODES.c.id))]
+    for limit in ("1", "2"):
+        pages = env.pages({"sort": "code", "page[limit]": limit}, f"{PREFIX}/lc-codes")
+        assert ids(flat(pages)) == expected, limit
 
 
 # --- errors ---------------------------------------------------------------------------------------------------
