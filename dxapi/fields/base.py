@@ -148,8 +148,9 @@ class Codec:
 
         return check
 
-    def renderer(self) -> Render | None:
-        """Database value → JSON-ready value; None when the driver's value is already right (the common case)."""
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
+        """Database value → JSON-ready value; None when the driver's value is already right (the common case).
+        ``column``: the column it serves, where that changes what the driver hands over."""
         return None
 
     def bound_problem(self, value: object) -> str | None:

@@ -152,7 +152,7 @@ class JsonCodec(Codec):
             return storable_json
         return lambda value: orjson.dumps(storable_json(value)).decode()
 
-    def renderer(self) -> Render | None:
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
         return _render_json
 
     def schema(self, rules: Rules, column: Column[Any], *, for_input: bool) -> Schema:

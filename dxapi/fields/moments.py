@@ -74,7 +74,7 @@ class DateCodec(Codec):
 
         return check
 
-    def renderer(self) -> Render | None:
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
         return _render_date
 
     def bound_problem(self, value: object) -> str | None:

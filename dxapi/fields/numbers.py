@@ -126,7 +126,7 @@ class BooleanCodec(Codec):
             return False
         raise Invalid("type", "expected true or false")
 
-    def renderer(self) -> Render | None:
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
         return _render_boolean
 
     def schema(self, rules: Rules, column: Column[Any], *, for_input: bool) -> Schema:
@@ -195,7 +195,7 @@ class DecimalCodec(Codec):
 
         return check
 
-    def renderer(self) -> Render | None:
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
         return _render_decimal
 
     def bound_problem(self, value: object) -> str | None:
@@ -266,7 +266,7 @@ class FloatCodec(Codec):
 
         return check
 
-    def renderer(self) -> Render | None:
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
         return _render_float
 
     def bound_problem(self, value: object) -> str | None:

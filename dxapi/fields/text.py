@@ -29,6 +29,7 @@ from dxapi.fields.base import (
     Schema,
     encodable,
 )
+from dxapi.fields.columns import column_kind
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URL_FORMAT = re.compile(r"https?://[^\s/$.?#][^\s]*", re.IGNORECASE)
@@ -98,6 +99,12 @@ class StringCodec(Codec):
 
         return check
 
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
+        # A code kept in a NUMERIC column comes back as a Decimal, which has no JSON string form of its own.
+        if column is not None and column_kind(column.type) is ColumnKind.NUMERIC:
+            return _render_text
+        return None
+
     def schema(self, rules: Rules, column: Column[Any], *, for_input: bool) -> Schema:
         schema: Schema = {"type": "string"}
         for key, value in (
@@ -152,7 +159,7 @@ class UuidCodec(Codec):
             return lambda value: parse(value, False).hex
         return lambda value: str(parse(value, False))
 
-    def renderer(self) -> Render | None:
+    def renderer(self, column: Column[Any] | None = None) -> Render | None:
         return _render_text
 
     def schema(self, rules: Rules, column: Column[Any], *, for_input: bool) -> Schema:

@@ -186,7 +186,7 @@ def _build_entity(config: EntityConfig, table: Table, backend: str) -> EntitySna
     fields = tuple(_build_field(f, table.columns[f.field_name], backend) for f in config.enabled_fields)
     by_name = {f.name: f for f in fields}
     identifier = next(f for f in fields if f.column.name == config.identifier)
-    renderers = tuple((f.name, render) for f in fields if (render := f.codec.renderer()) is not None)
+    renderers = tuple((f.name, render) for f in fields if (render := f.codec.renderer(f.column)) is not None)
     stamps = tuple(
         Stamp(f.column, f.type is FieldType.DATE, f.config.auto_value == UPDATED_AT)
         for f in fields
