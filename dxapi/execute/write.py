@@ -153,6 +153,13 @@ async def _write_item(conn: AsyncConnection, plan: WritePlan, item: ItemPlan) ->
                 await savepoint.rollback()
         return written
     except sa_exc.DBAPIError as exc:
+        # InnoDB undoes a deadlock victim's whole transaction, savepoints included: leaving the savepoint then
+        # fails ("SAVEPOINT does not exist") over the deadlock. The items before are gone too: retry it all.
+        cause: BaseException | None = exc.__context__
+        while cause is not None:
+            if isinstance(cause, sa_exc.DBAPIError) and classify(cause).kind == CONFLICT:
+                raise _Retry() from cause
+            cause = cause.__context__
         _reraise_if_global(exc)
         return _Written(refused=(item_error(classify(exc), plan.entity, item.path),))
 

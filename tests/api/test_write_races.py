@@ -10,7 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Backend, serving
+from tests.conftest import Backend, only_on, serving
 
 PREFIX = "/dynamic-entity"
 ALIAS = "race-items"
@@ -65,3 +65,35 @@ def test_a_put_batch_racing_an_insert_of_one_of_its_keys_is_no_500(races: Backen
         assert sorted(races.sql(sa.select(ITEMS.c.id, ITEMS.c.qty))) == [(7, 2), (8, 3)]
     else:
         assert response.json()[0]["code"] == "3004"
+
+
+@only_on("mysql")
+def test_a_per_item_write_that_loses_a_deadlock_is_retried_whole(races: Backend, api: httpx.Client) -> None:
+    """InnoDB undoes a deadlock victim's whole transaction, savepoints included. The per-item write used to
+    answer item 2 with 500 and report item 1 (id 300) saved although it had been undone; now the request is
+    retried whole and answers from what is there after the other transaction: every item a duplicate."""
+    body = {"data": [{"id": 60, "qty": 1}, {"id": 300, "qty": 1}, {"id": 100, "qty": 1}]}
+
+    async def go(engine: Any) -> httpx.Response:
+        async with engine.connect() as conn:
+            await conn.begin()
+            # many rows changed: InnoDB picks the API's lighter transaction as the deadlock victim
+            await conn.execute(sa.update(ITEMS).where(ITEMS.c.id <= 50).values(qty=ITEMS.c.qty + 1))
+            await conn.execute(sa.update(ITEMS).where(ITEMS.c.id == 100).values(qty=ITEMS.c.qty + 1))
+            post = asyncio.get_running_loop().run_in_executor(
+                None, lambda: api.post(f"{PREFIX}/{ALIAS}", json=body, headers={"X-Is-Transactional": "false"})
+            )
+            await asyncio.sleep(0.5)  # the API has inserted 300 and waits on 100
+            await conn.execute(sa.insert(ITEMS).values(id=300, qty=7))  # waits on the API's 300: deadlock
+            await conn.commit()
+            return await post
+
+    races.sql(sa.delete(ITEMS))
+    races.sql(sa.insert(ITEMS).values([{"id": i, "qty": 0} for i in [*range(1, 61), 100]]))
+    response: httpx.Response = races.with_engine(go)
+    answer = response.json()
+    assert all(e["status"] < 500 for e in answer["errors"]), response.text
+    saved = {row["id"]: row["qty"] for row in answer["data"]}
+    stored = dict(races.sql(sa.select(ITEMS.c.id, ITEMS.c.qty).where(ITEMS.c.id.in_([100, 300]))))
+    assert all(stored[key] == qty for key, qty in saved.items()), (saved, stored)  # nothing reported saved is gone
+    assert stored[300] == 7
