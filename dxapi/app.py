@@ -26,7 +26,7 @@ from dxapi.admin.routes import routes as admin_routes
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
-from dxapi.db import create_driver_pool, create_engine, reader
+from dxapi.db import create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
 from dxapi.registry.reload import Registry
 from dxapi.responses import render_errors, render_json
@@ -114,12 +114,12 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
         )
         app.state.runtime = endpoints.Runtime(
             settings,
-            engine,
+            writer(engine),
             reader(engine),
             registry,
             driver_pool,
             Authenticator(reader(engine), keys, settings),
-            TokenService(engine, keys, settings),
+            TokenService(writer(engine), keys, settings),
         )
         registry.start()
         pruning = asyncio.create_task(

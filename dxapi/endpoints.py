@@ -45,7 +45,7 @@ class Runtime:
     """What a worker holds for its whole life: settings, the engine, and the snapshot registry."""
 
     settings: Settings
-    engine: AsyncEngine
+    engine: AsyncEngine  # for writes (db.writer: SQLite takes its write lock at BEGIN)
     reader: AsyncEngine  # same pool, without transaction round trips (db.reader)
     registry: Registry
     driver_pool: Any | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
@@ -134,7 +134,7 @@ async def read_changes(request: Request) -> Response:
     since, limit = parse_changes_request(
         request.query_params.multi_items(), rt.settings.default_page_limit, rt.settings.max_page_limit
     )
-    page = await changes_page(rt.engine, entity, since, limit)
+    page = await changes_page(rt.reader, entity, since, limit)
     # Nothing handed out yet more is committed: held back behind a running transaction (or, on MariaDB, the
     # newest second). Asking again at once would only spin.
     wait = {"Retry-After": "1"} if page.has_more and not page.data else None
