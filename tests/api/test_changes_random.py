@@ -47,7 +47,8 @@ SEED = int(os.environ.get("DXAPI_FEED_RANDOM_SEED") or random.SystemRandom().ran
 CATCH_UP_SECONDS = 30.0  # after the writers stop, the feed must report caught up within this
 API_WRITERS = 2
 SQL_SESSIONS = 3  # the SQL writer's concurrent transactions on PostgreSQL and MariaDB
-MIN_WRITES = 50  # successful requests / transactions each writer must have made for the run to count
+MIN_WRITES = 25  # successful requests / transactions each writer must have made for the run to count (a loaded
+# 2-core machine still makes 60+; below 25 the run exercised too little to mean anything)
 KEYS = 300  # identifiers are drawn from 1..KEYS, so writes hit existing and missing rows alike
 INITIAL_ROWS = 120
 LIST_LIMIT = 500  # the test server's max_page_limit
