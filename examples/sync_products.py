@@ -25,7 +25,8 @@ The state file holds two tables: `items` (`id` the identifier as JSON text, `dat
 fields as a JSON object) and `sync_state` (the alias and the cursor). Read the copy while a sync runs, e.g.
 `sqlite3 products.sqlite "SELECT json_extract(data, '$.sku') FROM items"`.
 
-Standard library only. Exit status: 0 caught up, 1 error, 2 bad usage, 75 held back too long, 130 interrupted.
+Standard library only. Exit status: 0 caught up, 1 error, 2 bad usage, 75 held back too long, 130 stopped by
+Ctrl-C or SIGTERM (the copy stays consistent: a page and its cursor commit together or not at all).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import functools
 import http.client
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -349,8 +351,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (a service manager, docker stop) ends a --follow run like Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     client = Client(args.base_url.rstrip("/"), args.client_id, args.client_secret, max(args.retries, 0))
     sync: Sync | None = None
     try:

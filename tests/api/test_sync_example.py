@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 from dxapi import errors
 from dxapi.feed.retention import prune_tombstones
 from dxapi.registry.snapshot import load_snapshot
-from tests.conftest import ROOT, Backend, add_client, serving
+from tests.conftest import ROOT, Backend, add_client, only_on, serving
 
 SCRIPT = ROOT / "examples" / "sync_products.py"
 PREFIX = "/dynamic-entity"
@@ -120,6 +121,17 @@ class Env:
     def copy(self) -> dict[Any, dict[str, Any]]:
         with contextlib.closing(sqlite3.connect(self.state)) as db:
             return {json.loads(key): json.loads(data) for key, data in db.execute("SELECT id, data FROM items")}
+
+    def wait_for_copy(self, process: subprocess.Popen[str], timeout: float = 20) -> None:
+        """Until the copy a running script keeps equals the table."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            with contextlib.suppress(sqlite3.OperationalError):  # not created yet
+                if self.state.exists() and self.copy() == self.table():
+                    return
+            time.sleep(0.1)
+        raise AssertionError("the copy never caught up")
 
     def table(self) -> dict[Any, dict[str, Any]]:
         rows = self.backend.sql(sa.select(ITEMS.c.id, ITEMS.c.sku, ITEMS.c.name, ITEMS.c.price))
@@ -241,6 +253,28 @@ def test_changes_held_back_by_an_open_transaction_are_waited_for_never_forever(e
     env.backend.with_engine(open_writer)
     assert env.copy() == env.table()
     assert {row["sku"] for row in env.copy().values()} == {"before", "held", "committed-behind-it"}
+
+
+@only_on("sqlite")  # the script's loop is the same on every backend; its waits are tested above
+def test_follow_keeps_the_copy_current_until_terminated(env: Env) -> None:
+    env.post({"sku": "f-1"}, {"sku": "f-2"})
+    process = subprocess.Popen(
+        env.command("--follow", "--interval", "0.2"), env=env.environment(), stdout=PIPE, stderr=PIPE, text=True
+    )
+    try:
+        env.wait_for_copy(process)
+        env.post({"sku": "f-3"})
+        env.backend.sql("DELETE FROM sync_item WHERE sku = 'f-1'")
+        env.wait_for_copy(process)
+        assert sorted(row["sku"] for row in env.copy().values()) == ["f-2", "f-3"]
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130 and out == ""
+    assert err.splitlines() == ["sync_products: interrupted; the copy is consistent up to the stored cursor"]
 
 
 class _Unavailable(http.server.BaseHTTPRequestHandler):
