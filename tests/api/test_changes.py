@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from dxapi.feed.retention import prune_tombstones
-from dxapi.registry.capture import capture_names, capture_problems
+from dxapi.registry.capture import capture_names, capture_problems, remove_capture, sync_captures
 from dxapi.registry.snapshot import load_snapshot
 from dxapi.registry.store import load_entities
 from tests.conftest import Backend, add_client, fetch_token, only_on, serving
@@ -415,3 +415,23 @@ def test_a_string_identifier_keys_the_feed(backend: Backend, api: httpx.Client) 
         assert api.delete(f"{url}/zürich-1").status_code == 204
         ops, _ = pull(cursor)
         assert ops == [{"op": "delete", "id": "zürich-1"}]
+
+
+def test_a_missing_capture_answers_503_until_init_repairs_it(feed: Backend, api: httpx.Client) -> None:
+    async def drop(engine: Any) -> None:
+        async with engine.begin() as conn:
+            await conn.run_sync(remove_capture, "feed_item")
+
+    async def init(engine: Any) -> list[str]:  # what `dxapi init` does
+        async with engine.begin() as conn:
+            configs, _ = await load_entities(conn)
+            installed: list[str] = await conn.run_sync(sync_captures, configs)
+            return installed
+
+    feed.with_engine(drop)
+    response = api.get(f"{PREFIX}/{ALIAS}/_changes")
+    assert response.status_code == 503 and response.json()[0]["code"] == "6004", response.text
+    assert feed.with_engine(init) == ["feed_item"]
+    assert feed.with_engine(init) == []  # idempotent
+    ops, _ = follow(api, None)
+    assert {op["id"] for op in ops if op["op"] == "upsert"} == set(table_state(feed))
