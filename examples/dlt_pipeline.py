@@ -24,6 +24,8 @@ How the feed maps onto dlt:
   `_seq` as `dedup_sort` keeps the newest entry when a key changed again between two pages of one run.
 - 410 (`6003`, the cursor is older than the feed's retention): the run is repeated with
   `refresh="drop_resources"`, which drops the table and the stored cursor: a full load from the start.
+- dlt creates a column when its first non-null value arrives: a field that is null in every row so far is
+  not in the table yet (give it a `columns` hint if it must be).
 - Connection failures, 429 and 5xx are retried by dlt's HTTP client (`RUNTIME__REQUEST_MAX_ATTEMPTS`, 5).
   Any other failure ends the run with status 1 and one line on stderr.
 """
