@@ -260,6 +260,12 @@ async def unconfigure(engine: Any, aliases: Sequence[str] = (), *, alias_like: s
         return int((await conn.execute(sa.select(dx_config_version.c.version))).scalar_one())
 
 
+def config_field(name: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
+    """One field of an installer-format definition, visible under its column name, creatable and editable
+    unless ``extra`` (any installer key: ``isEditable``, ``validation``, ``autoValue`` …) says otherwise."""
+    return {"fieldName": name, "fieldVisibleName": name, "type": kind, "isCreatable": True, "isEditable": True} | extra
+
+
 @contextlib.contextmanager
 def serving(backend: Backend, metadata: sa.MetaData, config: list[dict[str, Any]]) -> Iterator[None]:
     """Fresh tables of ``metadata``, configured by ``config`` and served while the block runs; the entities and

@@ -20,7 +20,7 @@ from dxapi.feed.retention import prune_tombstones
 from dxapi.registry.capture import capture_names, capture_problems, remove_capture, sync_captures
 from dxapi.registry.snapshot import load_snapshot
 from dxapi.registry.store import load_entities
-from tests.conftest import Backend, add_client, fetch_token, only_on, serving
+from tests.conftest import Backend, add_client, config_field, fetch_token, only_on, serving
 
 PREFIX = "/dynamic-entity"
 ALIAS = "feed-items"
@@ -37,27 +37,16 @@ ITEMS = sa.Table(
 )
 
 
-def field(name: str, kind: str = "string", **extra: Any) -> dict[str, Any]:
-    return {
-        "fieldName": name,
-        "fieldVisibleName": name,
-        "type": kind,
-        "isCreatable": True,
-        "isEditable": True,
-        **extra,
-    }
-
-
 def config(*, feed: bool = True) -> list[dict[str, Any]]:
     definition: dict[str, Any] = {
         "identifier": "id",
         "isDeletable": True,
         "fields": [
-            field("id", "integer", isCreatable=False, isEditable=False),
-            field("sku"),
-            field("name"),
-            field("price", "decimal"),
-            field("note", isEnabled=False),
+            config_field("id", "integer", isCreatable=False, isEditable=False),
+            config_field("sku"),
+            config_field("name"),
+            config_field("price", "decimal"),
+            config_field("note", isEnabled=False),
         ],
     }
     if feed:
@@ -386,7 +375,7 @@ CODE_CONFIG = [
             "identifier": "code",
             "isDeletable": True,
             "changeFeed": True,
-            "fields": [field("code", isEditable=False), field("label")],
+            "fields": [config_field("code", isEditable=False), config_field("label")],
         },
     }
 ]

@@ -40,7 +40,7 @@ from sqlalchemy import exc as sa_exc
 
 from dxapi.db import create_engine
 from dxapi.dberrors import CONFLICT, UNIQUE, classify
-from tests.conftest import Backend, serving
+from tests.conftest import Backend, config_field, serving
 
 SECONDS = float(os.environ.get("DXAPI_FEED_RANDOM_SECONDS") or 20)
 SEED = int(os.environ.get("DXAPI_FEED_RANDOM_SEED") or random.SystemRandom().randrange(1_000_000))
@@ -68,20 +68,16 @@ ITEMS = sa.Table(
 )
 
 
-def _field(name: str, kind: str, **extra: Any) -> dict[str, Any]:
-    return {"fieldName": name, "fieldVisibleName": name, "type": kind, "isCreatable": True, "isEditable": True} | extra
-
-
 def _config() -> list[dict[str, Any]]:
     definition = {
         "identifier": "id",
         "isDeletable": True,
         "changeFeed": True,
         "fields": [
-            _field("id", "integer", isEditable=False),
-            _field("label", "string"),
-            _field("qty", "integer"),
-            _field("amount", "decimal"),
+            config_field("id", "integer", isEditable=False),
+            config_field("label", "string"),
+            config_field("qty", "integer"),
+            config_field("amount", "decimal"),
         ],
     }
     return [{"tableName": "fr_item", "tableAlias": ALIAS, "isActive": True, "definition": definition}]

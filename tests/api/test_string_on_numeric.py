@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import sqlalchemy as sa
 
-from tests.conftest import Backend, serving
+from tests.conftest import Backend, config_field, serving
 
 META = sa.MetaData()
 sa.Table(
@@ -21,22 +21,7 @@ CONFIG = [
         "isActive": True,
         "definition": {
             "identifier": "id",
-            "fields": [
-                {
-                    "fieldName": "id",
-                    "fieldVisibleName": "id",
-                    "type": "integer",
-                    "isCreatable": False,
-                    "isEditable": False,
-                },
-                {
-                    "fieldName": "code",
-                    "fieldVisibleName": "code",
-                    "type": "string",
-                    "isCreatable": True,
-                    "isEditable": True,
-                },
-            ],
+            "fields": [config_field("id", "integer", isCreatable=False, isEditable=False), config_field("code")],
         },
     }
 ]

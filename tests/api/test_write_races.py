@@ -10,7 +10,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Backend, only_on, serving
+from tests.conftest import Backend, config_field, only_on, serving
 
 PREFIX = "/dynamic-entity"
 ALIAS = "race-items"
@@ -28,10 +28,7 @@ CONFIG = [
         "isActive": True,
         "definition": {
             "identifier": "id",
-            "fields": [
-                {"fieldName": n, "fieldVisibleName": n, "type": "integer", "isCreatable": True, "isEditable": n != "id"}
-                for n in ("id", "qty")
-            ],
+            "fields": [config_field("id", "integer", isEditable=False), config_field("qty", "integer")],
         },
     }
 ]
