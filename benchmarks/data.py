@@ -12,12 +12,14 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from benchmarks.report import log
+from dxapi.registry.capture import capture_names
 
 URL_ENV = "DXAPI_BENCH_DATABASE_URL"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/dxapi_bench"
 PRODUCTS = 100_000
 PAGE = 100  # rows per page in the list scenarios
 BENCH_SKU_PREFIX = "BENCH-"  # rows the POST scenario creates; deleted after each server's run
+CHANGE_TABLE = capture_names("shop_product").table  # where capture records the products' changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +87,35 @@ async def delete_bench_rows(url: str) -> int:
     try:
         status = await conn.execute("DELETE FROM shop_product WHERE sku LIKE $1", BENCH_SKU_PREFIX + "%")
         await conn.execute("VACUUM ANALYZE shop_product")
+        # with the change feed on, the change table took an entry per written row: vacuumed too, so
+        # autovacuum does not pick a measured slice to catch up
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", CHANGE_TABLE):
+            await conn.execute(f"VACUUM ANALYZE {quote_ident(CHANGE_TABLE)}")
     finally:
         await conn.close()
     return int(status.split()[-1])
+
+
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL server processes serving clients of the benchmark database (not this connection's)."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [row["pid"] for row in rows]
+
+
+async def count_products(url: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        found: int = await conn.fetchval("SELECT count(*) FROM shop_product")
+    finally:
+        await conn.close()
+    return found
 
 
 async def load_context(url: str) -> DataContext:

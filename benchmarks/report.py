@@ -5,6 +5,7 @@ Fed by `run`; feeds people (stdout) and tools (the JSON file).
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +51,165 @@ class ScenarioResult:
     ratio_of_totals: float | None = None
     meets_goal: bool | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+PHASE_FEED = ("off", "on")  # phase i of a capture comparison has the feed PHASE_FEED[i % 2]
+
+
+@dataclass
+class CapturePhase:
+    """One write scenario on dxapi while the products' change feed was off or on."""
+
+    feed: str  # "off" or "on"
+    dxapi: Measurement
+    cpu_server_s: float = 0.0  # CPU seconds of dxapi's processes during the measured load (and its settling)
+    cpu_database_s: float = 0.0  # … and of the PostgreSQL backends serving the benchmark database
+    units: int = 0  # rows (batch writes: counted in the table afterwards) or successful requests
+
+    @property
+    def cpu_us(self) -> float | None:
+        """CPU microseconds per row or request, dxapi and PostgreSQL together; None when nothing was done."""
+        return 1e6 * (self.cpu_server_s + self.cpu_database_s) / self.units if self.units else None
+
+    @property
+    def database_us(self) -> float | None:
+        return 1e6 * self.cpu_database_s / self.units if self.units else None
+
+
+@dataclass
+class CaptureResult:
+    """The cost of change capture on one write scenario: phases off, on, off, …, off, same data, same run.
+
+    Overhead is what each row (or request) costs more with the feed on, in %: 100 x (on / off - 1), of the
+    wall time per row (1 / throughput) and of the CPU time per row. Each "on" phase lies between two "off"
+    phases and is compared with their mean, so a machine that gets steadily faster or slower moves both
+    sides alike; "overall" compares the mean of the ons with the mean of the offs.
+    """
+
+    scenario: str
+    unit: str  # "rows/s" or "req/s": what `throughput` counts
+    goal_pct: float | None  # the most capture may cost (issue 11: 30 % on post-batch)
+    phases: list[CapturePhase] = field(default_factory=list)
+
+    def costs(self, cpu: bool) -> list[float | None]:
+        """Per phase, microseconds per row or request: of CPU, or of wall time (1 / throughput)."""
+        if cpu:
+            return [p.cpu_us for p in self.phases]
+        return [1e6 / rate if rate else None for rate in (throughput(p.dxapi) for p in self.phases)]
+
+    def overheads(self, cpu: bool = False) -> list[float | None]:
+        """Per "on" phase: its cost against the mean of the "off" phases next to it."""
+        costs, found = self.costs(cpu), []
+        for index, phase in enumerate(self.phases):
+            if phase.feed == "on":
+                around = [i for i in (index - 1, index + 1) if 0 <= i < len(self.phases)]
+                found.append(overhead(mean([costs[i] for i in around if self.phases[i].feed == "off"]), costs[index]))
+        return found
+
+    def overall(self, cpu: bool = False) -> float | None:
+        costs = self.costs(cpu)
+        ons = [c for c, p in zip(costs, self.phases, strict=True) if p.feed == "on"]
+        offs = [c for c, p in zip(costs, self.phases, strict=True) if p.feed == "off"]
+        return overhead(mean(offs), mean(ons))
+
+    def meets_goal(self, cpu: bool = False) -> bool | None:
+        found = self.overall(cpu)
+        return None if self.goal_pct is None or found is None else found <= self.goal_pct
+
+    def summary(self) -> dict[str, Any]:
+        """What latest.json holds besides the phases' measurements."""
+        return {
+            "overhead_pct": self.overall(),
+            "overhead_pct_per_on_phase": self.overheads(),
+            "cpu_overhead_pct": self.overall(cpu=True),
+            "cpu_overhead_pct_per_on_phase": self.overheads(cpu=True),
+            "throughput_per_phase": [throughput(p.dxapi) for p in self.phases],
+            "cpu_us_per_phase": [p.cpu_us for p in self.phases],
+            "database_cpu_us_per_phase": [p.database_us for p in self.phases],
+            "meets_goal": self.meets_goal(),
+            "meets_goal_cpu": self.meets_goal(cpu=True),
+        }
+
+
+def mean(values: Sequence[float | None]) -> float | None:
+    """The mean, or None if a value is missing (a phase not measured) or there is none."""
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v or 0.0 for v in values) / len(values)
+
+
+@dataclass
+class FeedPull:
+    """One client reading the whole table from the start, page after page, through HTTP."""
+
+    read: str  # "_changes" (the feed) or "list page[cursor]" (keyset list, for comparison)
+    limit: int  # page[limit]
+    pages: int = 0
+    rows: int = 0  # items received (feed: upserts + deletes)
+    distinct_ids: int = 0
+    deletes: int = 0
+    seconds: float = 0.0  # first request sent → last answer read
+    rows_per_s: float = 0.0
+    bytes: int = 0  # response bodies
+    waits: int = 0  # empty "hasMore" pages waited out (Retry-After: a transaction still running)
+
+
+@dataclass
+class FeedSection:
+    """The change-feed figures of a run: capture cost per write scenario and feed pull throughput."""
+
+    capture: list[CaptureResult] = field(default_factory=list)
+    pulls: list[FeedPull] = field(default_factory=list)
+    expected_rows: int | None = None  # live rows of the table when it was pulled
+    switch_s: list[float] = field(default_factory=list)  # seconds per feed switch (saved + workers reloaded)
+    seconds: float = 0.0  # the whole section, switches, pulls and phases
+    problem: str | None = None  # why (part of) the section is missing
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "capture": [{**asdict(c), **c.summary()} for c in self.capture],
+            "pulls": [asdict(p) for p in self.pulls],
+            "pull_medians": pull_medians(self.pulls),
+            "expected_rows": self.expected_rows,
+            "switch_s": [round(s, 2) for s in self.switch_s],
+            "seconds": round(self.seconds, 1),
+            "problem": self.problem,
+            "warnings": self.warnings,
+        }
+
+
+def throughput(m: Measurement) -> float | None:
+    """rows/s for batch writes, req/s otherwise; None when not measured."""
+    if m.status != "ok":
+        return None
+    return m.rows_per_s if m.rows_per_s is not None else m.requests_per_s
+
+
+def overhead(off: float | None, on: float | None) -> float | None:
+    """How much more `on` costs than `off`, in %."""
+    if off is None or on is None or off <= 0:
+        return None
+    return 100.0 * (on / off - 1.0)
+
+
+def pull_medians(pulls: Sequence[FeedPull]) -> list[dict[str, Any]]:
+    """Per (read, limit), feed first: the median rows/s of its repeats, every repeat's rows/s, pages, rows."""
+    groups: dict[tuple[str, int], list[FeedPull]] = {}
+    for pull in pulls:
+        groups.setdefault((pull.read, pull.limit), []).append(pull)
+    return [
+        {
+            "read": read,
+            "limit": limit,
+            "pages": max(p.pages for p in group),
+            "rows": max(p.rows for p in group),
+            "waits": sum(p.waits for p in group),
+            "rows_per_s": statistics.median(p.rows_per_s for p in group),
+            "rows_per_s_each": [round(p.rows_per_s) for p in group],
+        }
+        for (read, limit), group in sorted(groups.items(), key=lambda kv: (kv[0][0] != "_changes", kv[0][1]))
+    ]
 
 
 def fmt(value: float | None, pattern: str = "{:,.0f}") -> str:
@@ -110,18 +270,83 @@ def render_table(results: Sequence[ScenarioResult], self_test: bool) -> str:
                 rows_cell,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return columns(rows)
+
+
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells → aligned text: the first column left, the others right, a rule under the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
-        "  ".join(
-            text.ljust(w) if i == 0 else text.rjust(w) for i, (text, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
+        "  ".join(t.ljust(w) if i == 0 else t.rjust(w) for i, (t, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def report(results: list[ScenarioResult], meta: dict[str, Any], self_test: bool) -> None:
+def pct(value: float | None) -> str:
+    return fmt(value, "{:+.1f} %")
+
+
+def render_capture(capture: Sequence[CaptureResult]) -> str:
+    """Per scenario: dxapi's throughput and CPU per row in each phase (feed off, on, off, …), and the overheads."""
+    phases = max(len(c.phases) for c in capture)
+    rows = [("capture cost (dxapi)", *(PHASE_FEED[i % 2] for i in range(phases)), "overhead per on", "overall", "goal")]
+    verdicts = {True: " ok", False: " MISS", None: ""}
+    padding = [""] * phases
+    for c in capture:
+        per = c.unit.split("/")[0].rstrip("s")  # "row", "req"
+        lines = (
+            (c.unit, [fmt(throughput(p.dxapi)) for p in c.phases], False),
+            (f"CPU us/{per}", [fmt(p.cpu_us) for p in c.phases], True),
+        )
+        for label, values, cpu in lines:
+            goal = "-" if c.goal_pct is None else f"<={c.goal_pct:.0f} %{verdicts[c.meets_goal(cpu)]}"
+            each = " ".join(pct(o) for o in c.overheads(cpu))
+            rows.append((f"{c.scenario} {label}", *(values + padding)[:phases], each, pct(c.overall(cpu)), goal))
+        database = [fmt(p.database_us) for p in c.phases]
+        rows.append(("  of which PostgreSQL", *(database + padding)[:phases], "", "", ""))
+    return columns(rows)
+
+
+def render_pulls(section: FeedSection) -> str:
+    rows = [("full read, one client", "page[limit]", "pages", "rows", "rows/s (median)", "each pull rows/s")]
+    for m in pull_medians(section.pulls):
+        each = " ".join(f"{r:,}" for r in m["rows_per_s_each"])
+        waits = f" ({m['waits']} waits)" if m["waits"] else ""
+        rows.append(
+            (m["read"], f"{m['limit']:,}", f"{m['pages']:,}", f"{m['rows']:,}", fmt(m["rows_per_s"]), each + waits)
+        )
+    return columns(rows)
+
+
+def report_feed(section: FeedSection) -> None:
+    print()
+    if section.capture:
+        print("Change capture: dxapi's writes with the products' feed off and on (triggers record every write), phases")
+        print(
+            "in this order. Overhead = what a row (request) costs more with the feed on, 100 x (on / off - 1), in wall"
+        )
+        print("time (1 / throughput) and in CPU of dxapi + its PostgreSQL backends; each 'on' against the mean of the")
+        print("'off' phases around it, overall the mean of the ons against the mean of the offs.")
+        print(render_capture(section.capture))
+    if section.pulls:
+        rows = f"{section.expected_rows:,}" if section.expected_rows is not None else "?"
+        print(f"Feed pull: the whole products table ({rows} live rows) from the beginning through HTTP.")
+        print(render_pulls(section))
+    switches = ", ".join(f"{s:.1f}" for s in section.switch_s) or "none"
+    print(
+        f"feed switches (configuration saved, dxapi reloaded): {switches} s; the section took {section.seconds:.0f} s"
+    )
+    for warning in section.warnings:
+        print(f"change feed: WARNING {warning}")
+    if section.problem:
+        print(f"change feed: {section.problem}")
+
+
+def report(
+    results: list[ScenarioResult], meta: dict[str, Any], self_test: bool, feed: FeedSection | None = None
+) -> None:
     print()
     if self_test:
         print("SELF-TEST: the second server is another reference instance, not dxapi; ratios should be ~1.")
@@ -148,7 +373,14 @@ def report(results: list[ScenarioResult], meta: dict[str, Any], self_test: bool)
     )
     if "dxapi_auth" in meta:
         print(f"dxapi credentials: {meta['dxapi_auth']}")
+    if feed is not None:
+        report_feed(feed)
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
-    path.write_bytes(orjson.dumps({**meta, "scenarios": [asdict(r) for r in results]}, option=orjson.OPT_INDENT_2))
+    path.write_bytes(
+        orjson.dumps(
+            {**meta, "scenarios": [asdict(r) for r in results], "feed": feed.as_json() if feed else None},
+            option=orjson.OPT_INDENT_2,
+        )
+    )
     print(f"written to {path.relative_to(ROOT)}")

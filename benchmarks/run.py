@@ -5,12 +5,15 @@ Steps: (re)create the database and load the demo shop through `dxapi.demo` (100,
 `auth`); start `benchmarks.reference` and `dxapi serve` (with a random token signing secret in its
 environment) with the same worker count and pool size; fetch an access token from dxapi's `/token`; then for
 every scenario check that both servers answer the same JSON, warm each up, load them in alternating slices
-for the same total time while sampling their memory, and finally print a table and write it as JSON to
-benchmarks/results/latest.json (`report`). Every dxapi request carries `Authorization: Bearer …`; the
+for the same total time while sampling their memory. Then the change feed (`feed`): post-batch and
+patch-one on dxapi with the products' feed off, on, off, on, off (switched through `dxapi config import`),
+and full pulls of the feed right after it was first switched on. Finally print the tables and write them as
+JSON to benchmarks/results/latest.json (`report`). Every dxapi request carries `Authorization: Bearer …`; the
 reference gets no credentials. Only processes started here are stopped (by process group), also on Ctrl-C,
 SIGTERM or an error; the run's client is disabled at the end.
 
     python -m benchmarks.run [--workers N] [--duration S] [--only SCENARIO] [--skip-load] [--self-test]
+                             [--capture-rounds N] [--feed-pulls N] [--feed-limit N]
 
 A scenario dxapi does not serve yet (404/405/501 on its sample request) is reported as "n/a".
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -44,20 +48,41 @@ from benchmarks.data import (
     PRODUCTS,
     URL_ENV,
     DataContext,
+    backend_pids,
+    count_products,
     delete_bench_rows,
     load_context,
     load_shop,
     recreate_database,
 )
+from benchmarks.feed import PullError, pull_feed, pull_list, set_feed, switch_feed
 from benchmarks.load import Result, find_wrk, run_load
-from benchmarks.report import RESULTS_DIR, Measurement, ScenarioResult, log, report
+from benchmarks.report import (
+    PHASE_FEED,
+    RESULTS_DIR,
+    CapturePhase,
+    CaptureResult,
+    FeedPull,
+    FeedSection,
+    Measurement,
+    ScenarioResult,
+    fmt,
+    log,
+    report,
+)
 from benchmarks.scenarios import SCENARIOS, Scenario, Target, first_difference, materialise
-from benchmarks.servers import ROOT, Server, fetch, free_port, peak_rss
+from benchmarks.servers import ROOT, Server, cpu_seconds, fetch, free_port, named, peak_rss, process_tree
 
 CONFIG_FILE = ROOT / "examples" / "shop-config.json"
-SETTLE_S = 0.5  # pause after a load run, see load_once()
+SETTLE_S = 0.5  # shortest pause after a load run, see settle()
+SETTLE_MAX_S = 10.0
 SAMPLE_S = 30.0  # the longest a sample request may take (servers.fetch's timeout)
 NOT_SERVED = (404, 405, 501)  # dxapi answers these for endpoints it does not have yet
+# Write scenarios whose cost of change capture is measured → the most throughput it may cost, in % (issue 11)
+CAPTURE_GOALS: dict[str, float | None] = {"post-batch": 30.0, "patch-one": None}
+FEED_PULL = "feed-pull"  # --only name of the feed pull: not a Scenario (dxapi only, no reference to compare)
+PULL_TOKEN_S = 600.0  # a bearer token for one pull must stay valid this long
+NO_BACKENDS = "PostgreSQL's backends are not processes of this machine: the CPU figures count dxapi alone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +93,7 @@ class Round:
     rss_mb: float
     worker_rss_mb: float
     processes: int
+    rows_created: int = 0  # POST: benchmark rows found afterwards (in-flight requests finished included)
 
 
 @dataclass
@@ -84,6 +110,7 @@ class Options:
     connections: int | None
     headers: dict[str, str]  # --header: sent to both servers
     auth: dict[str, BearerToken]  # slot ("dxapi") → its bearer tokens; the reference has none
+    id_max: int = PRODUCTS  # {id} placeholders pick from 1..id_max: the seeded products (--products)
 
     def headers_for(self, slot: str, valid_for: float) -> dict[str, str]:
         """What one load run of `valid_for` seconds sends to the server in `slot`: --header plus its token."""
@@ -101,19 +128,33 @@ def sample(target: Target, sample_id: int, unique: str, headers: dict[str, str])
         return status, raw[:200].decode(errors="replace")
 
 
+def settle(result: Result) -> None:
+    """Wait for the requests still in flight when the load generator stopped counting.
+
+    They finish on the server: let them, so they neither slow the next run down nor leave rows behind after
+    the clean-up. A POST of 1000 rows can take longer than a second on a busy machine: wait for its p99.
+    """
+    time.sleep(min(SETTLE_MAX_S, max(SETTLE_S, 1.5 * result.p99_ms / 1000)))
+
+
 def load_once(slot: str, server: Server, scenario: Scenario, target: Target, options: Options, url: str) -> Round:
     """One measured run of `target` on `server`, its memory sampled; the rows it created removed after."""
     assert server.process is not None
     connections = options.connections or scenario.connections
     headers = options.headers_for(slot, options.slice_s + SETTLE_S)  # before sampling: may call /token
     with peak_rss(server.process.pid) as peak:
-        result = run_load(target.urls, target.method, target.body, options.slice_s, connections, headers=headers)
-    # wrk stops counting at the deadline but requests still in flight finish on the server: let them, so
-    # they neither slow the next run down nor leave rows behind after the clean-up
-    time.sleep(SETTLE_S)
-    if target.method == "POST":
-        asyncio.run(delete_bench_rows(url))
-    return Round(result, peak["bytes"] / 2**20, peak["largest"] / 2**20, peak["processes"])
+        result = run_load(
+            target.urls,
+            target.method,
+            target.body,
+            options.slice_s,
+            connections,
+            headers=headers,
+            id_max=options.id_max,
+        )
+    settle(result)
+    created = asyncio.run(delete_bench_rows(url)) if target.method == "POST" else 0
+    return Round(result, peak["bytes"] / 2**20, peak["largest"] / 2**20, peak["processes"], created)
 
 
 def combine(rounds: Sequence[Round], batch: int) -> Measurement:
@@ -186,8 +227,17 @@ def warm_up(active: list[str], targets: dict[str, Target], connections: int, opt
     for slot in active:
         target = targets[slot]
         headers = options.headers_for(slot, options.warmup + SETTLE_S)
-        run_load(target.urls, target.method, target.body, options.warmup, connections, headers=headers)
-        time.sleep(SETTLE_S)
+        settle(
+            run_load(
+                target.urls,
+                target.method,
+                target.body,
+                options.warmup,
+                connections,
+                headers=headers,
+                id_max=options.id_max,
+            )
+        )
         if target.method == "POST":
             asyncio.run(delete_bench_rows(url))
 
@@ -274,6 +324,164 @@ def run_scenario(
     return result
 
 
+class FeedSwitchError(Exception):
+    """Switching the products' change feed failed; the message says why."""
+
+
+@dataclass
+class FeedRun:
+    """What the change-feed part of a run works with, and the section it fills."""
+
+    dxapi: Server
+    ctx: DataContext
+    url: str
+    options: Options
+    workers: int
+    section: FeedSection
+    feed_on: bool = False  # as last asked for: the finally of run_feed_section switches it off again
+
+    def switch(self, enabled: bool) -> None:
+        self.feed_on = enabled
+        problem, seconds = set_feed(self.url, CONFIG_FILE, self.dxapi, enabled, self.workers)
+        if problem:
+            raise FeedSwitchError(f"switching the feed {'on' if enabled else 'off'}: {problem}")
+        self.section.switch_s.append(seconds)
+
+    def measure(self, scenario: Scenario) -> CapturePhase:
+        """`scenario` on dxapi alone: a sample request, the warm-up, then one load of --duration, and the CPU
+        time dxapi and its PostgreSQL backends spent on it.
+
+        One continuous run rather than slices: there is no other server to alternate with, and a POST of
+        1000 rows takes seconds on a busy machine, so short slices would count only a handful of requests.
+        """
+        feed = "on" if self.feed_on else "off"
+        target = scenario.build(self.dxapi.base, self.ctx)
+        headers = self.options.headers_for("dxapi", SAMPLE_S)
+        status, body = sample(target, max(1, min(self.ctx.id_max, 4242)), "S" + secrets.token_hex(4).upper(), headers)
+        if target.method == "POST":
+            asyncio.run(delete_bench_rows(self.url))
+        if not 200 <= status < 300:
+            log(f"  dxapi: sample request answered {status}: {body!s:.200}")
+            return CapturePhase(feed, Measurement("error", f"sample request answered {status}: {body!s:.200}"))
+        connections = self.options.connections or scenario.connections
+        warm_up(["dxapi"], {"dxapi": target}, connections, self.options, self.url)
+        assert self.dxapi.process is not None
+        server = process_tree(self.dxapi.process.pid)
+        reported = asyncio.run(backend_pids(self.url))
+        database = named(reported, "postgres")
+        if reported and not database and NO_BACKENDS not in self.section.warnings:
+            self.section.warnings.append(NO_BACKENDS)
+            log(f"  WARNING {NO_BACKENDS}")
+        before = cpu_seconds(server), cpu_seconds(database)
+        once = dataclasses.replace(self.options, rounds=1)
+        measured = load_once("dxapi", self.dxapi, scenario, target, once, self.url)
+        after = cpu_seconds(server), cpu_seconds(database)
+        result = combine([measured], scenario.batch)
+        # POST: the rows found afterwards, requests finished after the deadline included (so is their CPU)
+        units = measured.rows_created if scenario.batch > 1 else result.requests - result.non_2xx
+        phase = CapturePhase(feed, result, spent(before[0], after[0]), spent(before[1], after[1]), units)
+        log_measurement(f"{scenario.name} dxapi, feed {feed}", result)
+        log(
+            f"  CPU {fmt(phase.cpu_us)} us per {'row' if scenario.batch > 1 else 'request'} "
+            f"(dxapi {phase.cpu_server_s:.2f} s, PostgreSQL {phase.cpu_database_s:.2f} s, {units:,} done)"
+        )
+        return phase
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two samples, by the processes still there at the second."""
+    return sum(seconds - before.get(pid, seconds) for pid, seconds in after.items())
+
+
+def run_feed_section(
+    run: FeedRun, capture: Sequence[Scenario], rounds: int, pulls: tuple[Sequence[int], int] | None
+) -> None:
+    """Capture cost: each `capture` scenario in phases feed off, on, off, … (`rounds` ons, an off on either
+    side of each); the feed pulls (`(limits, repeats)`) right after the feed was first switched on, while the
+    change table holds just the table's rows. Leaves the feed off, also when interrupted."""
+    found = {
+        s.name: CaptureResult(s.name, "rows/s" if s.batch > 1 else "req/s", CAPTURE_GOALS[s.name]) for s in capture
+    }
+    run.section.capture = list(found.values())
+    try:
+        for number in range(2 * rounds + 1 if capture else 1):
+            feed = PHASE_FEED[number % 2] if capture else "on"
+            if (feed == "on") != run.feed_on:
+                run.switch(feed == "on")
+            if number == (1 if capture else 0) and pulls is not None:
+                run_pulls(run, *pulls)
+            for s in capture:
+                found[s.name].phases.append(run.measure(s))
+    except (FeedSwitchError, PullError) as exc:
+        run.section.problem = str(exc)
+        log(f"change feed: {exc}")
+    finally:
+        if run.feed_on:
+            problem, _ = switch_feed(run.url, CONFIG_FILE, False)
+            if problem:
+                log(f"could not switch the change feed off again: {problem}")
+
+
+def run_pulls(run: FeedRun, limits: Sequence[int], repeats: int) -> None:
+    """Read the whole table through the feed and, for comparison, as a keyset list: per limit, alternating."""
+    run.section.expected_rows = asyncio.run(count_products(run.url))
+    readers = {"_changes": pull_feed, "list page[cursor]": pull_list}
+    for limit in limits:
+        for _ in range(repeats):
+            for read, pull in list(readers.items()):
+                try:
+                    result = pull(run.dxapi.base, run.options.headers_for("dxapi", PULL_TOKEN_S), limit)
+                except PullError as exc:
+                    if read == "_changes":
+                        raise
+                    # the list is only the comparison: without page[cursor] the feed figures still stand
+                    run.section.warnings.append(f"list read not measured: {exc}")
+                    del readers[read]
+                    continue
+                log(
+                    f"  {read} page[limit]={limit}: {result.rows:,} rows in {result.pages} pages, "
+                    f"{result.seconds:.2f} s, {result.rows_per_s:,.0f} rows/s"
+                    + (f", {result.waits} waits" if result.waits else "")
+                )
+                check_pull(run.section, result)
+                run.section.pulls.append(result)
+
+
+def check_pull(section: FeedSection, pull: FeedPull) -> None:
+    """A full read must deliver every live row once: else its rows/s measure something else."""
+    expected = section.expected_rows
+    if pull.rows != pull.distinct_ids or (expected is not None and pull.distinct_ids != expected) or pull.deletes:
+        warning = (
+            f"{pull.read} page[limit]={pull.limit}: {pull.rows:,} rows, {pull.distinct_ids:,} distinct, "
+            f"{pull.deletes:,} deletes; the table has {fmt(expected)} rows"
+        )
+        section.warnings.append(warning)
+        log(f"  WARNING {warning}")
+
+
+def feed_section(
+    args: argparse.Namespace, scenarios: Sequence[Scenario], dxapi: Server, ctx: DataContext, url: str, options: Options
+) -> FeedSection | None:
+    """The change-feed figures of this run, or None when it has none to measure (self-test, options)."""
+    capture = [s for s in scenarios if s.name in CAPTURE_GOALS] if args.capture_rounds > 0 else []
+    wants_pull = args.feed_pulls > 0 and (not args.only or FEED_PULL in args.only)
+    if args.self_test or not (capture or wants_pull):
+        return None
+    section = FeedSection()
+    if dxapi.problem:
+        section.problem = f"not measured: {dxapi.problem}"
+        return section
+    log(f"change feed: capture cost of {', '.join(s.name for s in capture) or 'nothing'}; feed pull: {wants_pull}")
+
+    run = FeedRun(dxapi, ctx, url, options, args.workers, section)
+    limits = args.feed_limit or [1000, int(dxapi.env.get("DXAPI_MAX_PAGE_LIMIT", "10000"))]
+    pulls = (sorted(set(limits)), args.feed_pulls) if wants_pull else None
+    started_at = time.monotonic()
+    run_feed_section(run, capture, args.capture_rounds, pulls)
+    section.seconds = time.monotonic() - started_at
+    return section
+
+
 def dxapi_command() -> str | None:
     """The dxapi console script of this interpreter's environment, else the one on PATH."""
     candidate = Path(sys.executable).with_name("dxapi")
@@ -292,7 +500,7 @@ def run_cli(command: Sequence[str], env: dict[str, str]) -> tuple[str | None, st
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    names = [s.name for s in SCENARIOS]
+    names = [*(s.name for s in SCENARIOS), FEED_PULL]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument(
         "--duration", type=float, default=10.0, help="measured seconds per server and scenario (default 10)"
@@ -322,6 +530,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="'NAME: VALUE'",
         help="extra request header for both servers (repeatable); with Authorization or X-Api-Key among "
         "them the harness creates no client and sends no token of its own",
+    )
+    parser.add_argument(
+        "--capture-rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="post-batch and patch-one on dxapi with the change feed off, on, off, ...: N ons, each between two "
+        "offs (default 2; 0 = no capture comparison)",
+    )
+    parser.add_argument(
+        "--feed-pulls",
+        type=int,
+        default=2,
+        metavar="N",
+        help="full reads of the products' change feed (and keyset list) per page limit (default 2; 0 = none)",
+    )
+    parser.add_argument(
+        "--feed-limit",
+        type=int,
+        action="append",
+        metavar="N",
+        help="page[limit] of the feed pulls (repeatable; default 1000 and dxapi's maximum, 10000)",
     )
     parser.add_argument(
         "--self-test",
@@ -452,8 +682,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         start_servers(servers, reference)
         authenticate(dxapi, client, auth)
-        options = Options(args.duration, args.warmup, args.rounds, args.connections, headers, auth)
+        options = Options(args.duration, args.warmup, args.rounds, args.connections, headers, auth, ctx.id_max)
         results = [run_scenario(s, reference, dxapi, ctx, url, options) for s in scenarios]
+        feed = feed_section(args, scenarios, dxapi, ctx, url, options)
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -464,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["dxapi_problem"] = dxapi.problem
     if "dxapi" in auth:
         meta["dxapi_tokens_fetched"] = auth["dxapi"].fetched
-    report(results, meta, args.self_test)
+    report(results, meta, args.self_test, feed)
     return 0
 
 

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +153,36 @@ def process_tree(root: int) -> list[int]:
 
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def named(pids: Iterable[int], name: str) -> list[int]:
+    """Those of `pids` that are processes of this machine whose command line mentions `name`.
+
+    PostgreSQL reports its backends' process ids as it sees them: on another machine or in another PID
+    namespace they are not these, and must not be mistaken for whatever process has the number here.
+    """
+    found = []
+    for pid in pids:
+        try:
+            if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (processes that are gone are left out)."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # after the command name: state is field 3 of stat(5), utime 14 and stime 15
+        found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
 
 
 def tree_rss(root: int) -> tuple[int, int, int]:
