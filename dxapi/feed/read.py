@@ -128,7 +128,16 @@ def _before(a: Position, b: Position) -> bool:
 
 
 def change_table(entity: EntitySnapshot, dialect: str) -> Table:
-    """The change table as SQLAlchemy sees it, keyed like the entity's identifier column."""
+    """The change table as SQLAlchemy sees it, keyed like the entity's identifier column: one object per
+    entity snapshot, so SQLAlchemy's compiled-statement cache serves every page after the first."""
+    shape = ("change-table", dialect)
+    found: Table | None = entity.read_statements.get(shape)
+    if found is None:
+        found = entity.read_statements.remember(shape, _change_table(entity, dialect))
+    return found
+
+
+def _change_table(entity: EntitySnapshot, dialect: str) -> Table:
     key = entity.identifier.column
     columns: list[Column[Any]] = [Column("k", key.type, primary_key=True), Column("seq", BigInteger)]
     if dialect == "postgresql":
@@ -167,10 +176,11 @@ def read_changes(conn: Connection, entity: EntitySnapshot, since: str | None, li
     last = cursor.position
     data = []
     identifier = entity.identifier.name
+    at = 3 + entity.columns.index(entity.identifier.column)  # the live row's identifier: None when it is gone
     for row in rows:
         last = Position(row.xid if dialect == "postgresql" else 0, row.seq)
         values = row[3:]
-        if values[entity.columns.index(entity.identifier.column)] is None:
+        if row[at] is None:
             data.append({"op": "delete", "id": _render_key(entity, row.k)})
         else:
             item = entity.render_row(values)
