@@ -311,6 +311,8 @@ async def update_product(request: Request) -> Response:
 
     args = list(values.values())
     assignments = ", ".join(f"{column} = ${number}" for number, column in enumerate(values, start=1))
+    # The demo's updatedAt is maintained (autoValue): the same work dxapi does on every update.
+    assignments += ", updated_at = timezone('UTC', now())"
     sql = f"UPDATE shop_product SET {assignments} WHERE id_product = ${len(args) + 1} RETURNING {COLUMNS}"
     try:
         row = await pool_of(request).fetchrow(sql, *args, product_id)
