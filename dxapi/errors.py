@@ -339,7 +339,7 @@ WRITE_CONFLICT = _spec(
 CHANGES_NOT_ENABLED = _spec(
     "6001",
     404,
-    "The entity `{alias}` has no change feed. It is enabled with `\"changeFeed\": true` in its definition.",
+    'The entity `{alias}` has no change feed. It is enabled with `"changeFeed": true` in its definition.',
     "`/_changes` of an entity whose definition does not enable the change feed.",
 )
 CHANGES_CURSOR_INVALID = _spec(
