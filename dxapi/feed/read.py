@@ -117,13 +117,13 @@ def decode_cursor(value: str, state: CaptureState) -> Cursor:
     if state.pruned_seq is not None:
         pruned = Position(state.pruned_xid or 0, state.pruned_seq)
         # A first load skips tombstones up to its start anyway; past that, a pruned one may have been missed.
-        skipped = cursor.load_until is not None and not _before(cursor.load_until, pruned)
-        if _before(cursor.position, pruned) and not skipped:
+        skipped = cursor.load_until is not None and not before(cursor.load_until, pruned)
+        if before(cursor.position, pruned) and not skipped:
             raise errors.CHANGES_CURSOR_EXPIRED.error()
     return cursor
 
 
-def _before(a: Position, b: Position) -> bool:
+def before(a: Position, b: Position) -> bool:
     return (a.xid, a.seq) < (b.xid, b.seq)
 
 
@@ -225,7 +225,7 @@ def _page(changes: Table, entity: EntitySnapshot, dialect: str, conn: Connection
 def _pending(changes: Table, dialect: str, cursor: Cursor) -> list[ColumnElement[bool]]:
     """The entries still to hand out after ``cursor`` (a first load's old tombstones are not)."""
     pending = [_after(changes, dialect, cursor.position)]
-    if cursor.load_until is not None and _before(cursor.position, cursor.load_until):
+    if cursor.load_until is not None and before(cursor.position, cursor.load_until):
         pending.append(or_(changes.c.deleted == false(), _after(changes, dialect, cursor.load_until)))
     return pending
 

@@ -28,7 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from dxapi.feed.read import XID8, Position, _before, change_table
+from dxapi.feed.read import XID8, Position, before, change_table
+from dxapi.registry.capture import capture_state
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import EntitySnapshot
 from dxapi.registry.tables import dx_change_feed
@@ -62,13 +63,9 @@ def prune_tombstones(conn: Connection, entity: EntitySnapshot, retention: float)
     else:
         bound = changes.c.seq <= upto.seq
     removed = conn.execute(delete(changes).where(old, bound)).rowcount
-    state = conn.execute(
-        select(dx_change_feed.c.pruned_xid, dx_change_feed.c.pruned_seq).where(
-            dx_change_feed.c.table_name == entity.table.name
-        )
-    ).first()
+    state = capture_state(conn, entity.table.name)
     if state is not None and (
-        state.pruned_seq is None or _before(Position(state.pruned_xid or 0, state.pruned_seq), upto)
+        state.pruned_seq is None or before(Position(state.pruned_xid or 0, state.pruned_seq), upto)
     ):
         conn.execute(
             update(dx_change_feed)

@@ -77,7 +77,18 @@ def capture_state(conn: Connection, table_name: str) -> CaptureState | None:
 
 
 def capture_problem(conn: Connection, table_name: str, key_column: str) -> str | None:
-    """Why the capture of ``table_name`` is not as this version installs it, or None (for `config check`)."""
+    """Why the capture of ``table_name`` cannot serve its feed, or None (for `config check`)."""
+    problem = _installed_problem(conn, table_name, key_column)
+    if problem is None and conn.dialect.name == "mysql":
+        try:  # feed.read's horizon needs the list of running transactions
+            conn.execute(text("SELECT trx_id FROM information_schema.innodb_trx LIMIT 0"))
+        except DBAPIError:
+            return "reading it needs the PROCESS privilege (information_schema.innodb_trx)"
+    return problem
+
+
+def _installed_problem(conn: Connection, table_name: str, key_column: str) -> str | None:
+    """Why the installed capture is not what this version installs, or None."""
     state = capture_state(conn, table_name)
     if state is None:
         return "its change capture is not installed (run `dxapi init`)"
@@ -91,26 +102,14 @@ def capture_problem(conn: Connection, table_name: str, key_column: str) -> str |
     missing = _missing_triggers(conn, table_name, names)
     if missing:
         return f"its capture trigger(s) {', '.join(missing)} are missing (run `dxapi init`)"
-    if conn.dialect.name == "mysql":
-        try:  # feed.read's horizon needs the list of running transactions
-            conn.execute(text("SELECT trx_id FROM information_schema.innodb_trx LIMIT 0"))
-        except DBAPIError:
-            return "reading it needs the PROCESS privilege (information_schema.innodb_trx)"
     return None
 
 
 def install_capture(conn: Connection, table: Table, key_column: str) -> bool:
     """Make ``table``'s capture current: install it, or replace one of another version or key. Returns
     whether anything was (re)installed. Runs in the caller's transaction (PostgreSQL: all of it atomic)."""
-    state = capture_state(conn, table.name)
     names = capture_names(table.name)
-    if (
-        state is not None
-        and state.key_column == key_column
-        and state.capture_version == CAPTURE_VERSION
-        and inspect(conn).has_table(names.table)
-        and not _missing_triggers(conn, table.name, names)
-    ):
+    if _installed_problem(conn, table.name, key_column) is None:
         return False
     remove_capture(conn, table.name)
     conn.execute(
