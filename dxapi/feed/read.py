@@ -169,10 +169,12 @@ def read_changes(conn: Connection, entity: EntitySnapshot, since: str | None, li
         raise errors.CHANGES_NOT_INSTALLED.error(alias=entity.alias)
     dialect = conn.dialect.name
     changes = change_table(entity, dialect)
+    # Taken once, before any page statement's snapshot: a writer that commits after it is seen, not skipped.
+    horizon = _mariadb_horizon(conn) if dialect == "mysql" else None
     if since == HEAD:
-        return ChangePage([], encode_cursor(state.generation, Cursor(_head(conn, changes, entity))), False)
-    cursor = Cursor(START, _head(conn, changes, entity)) if not since else decode_cursor(since, state)
-    rows = conn.execute(_page(changes, entity, dialect, conn, cursor, limit)).all()
+        return ChangePage([], encode_cursor(state.generation, Cursor(_head(conn, changes, entity, horizon))), False)
+    cursor = Cursor(START, _head(conn, changes, entity, horizon)) if not since else decode_cursor(since, state)
+    rows = conn.execute(_page(changes, entity, dialect, horizon, cursor, limit)).all()
     last = cursor.position
     data = []
     identifier = entity.identifier.name
@@ -204,7 +206,7 @@ def _after(changes: Table, dialect: str, position: Position) -> ColumnElement[bo
     return changes.c.seq > position.seq
 
 
-def _page(changes: Table, entity: EntitySnapshot, dialect: str, conn: Connection, cursor: Cursor, limit: int) -> Any:
+def _page(changes: Table, entity: EntitySnapshot, dialect: str, horizon: Any, cursor: Cursor, limit: int) -> Any:
     key = entity.identifier.column
     order: list[ColumnElement[Any]] = [changes.c.seq]
     if dialect == "postgresql":
@@ -215,7 +217,7 @@ def _page(changes: Table, entity: EntitySnapshot, dialect: str, conn: Connection
     statement = (
         select(changes.c.k, xid, changes.c.seq, *selected(entity))
         .select_from(changes.outerjoin(entity.table, key == changes.c.k))
-        .where(*_pending(changes, dialect, cursor), _final(changes, dialect, conn))
+        .where(*_pending(changes, dialect, cursor), _final(changes, dialect, horizon))
         .order_by(*order)
         .limit(limit)
     )
@@ -230,12 +232,11 @@ def _pending(changes: Table, dialect: str, cursor: Cursor) -> list[ColumnElement
     return pending
 
 
-def _final(changes: Table, dialect: str, conn: Connection) -> ColumnElement[bool]:
+def _final(changes: Table, dialect: str, horizon: Any) -> ColumnElement[bool]:
     """Entries no running transaction can undercut any more (see the module docstring)."""
     if dialect == "postgresql":
         return changes.c.xid < func.pg_snapshot_xmin(func.pg_current_snapshot(), type_=XID8())
     if dialect == "mysql":
-        horizon = _mariadb_horizon(conn)
         later = select(func.min(changes.c.seq)).where(changes.c.changed_at >= horizon).scalar_subquery()
         return and_(changes.c.changed_at < horizon, func.coalesce(changes.c.seq < later, true()))
     return true()
@@ -256,14 +257,13 @@ def _mariadb_horizon(conn: Connection) -> Any:
     return found
 
 
-def _head(conn: Connection, changes: Table, entity: EntitySnapshot) -> Position:
+def _head(conn: Connection, changes: Table, entity: EntitySnapshot, horizon: Any) -> Position:
     """The position after everything final now: nothing committed later can land at or before it."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
         xmin = conn.execute(select(cast(cast(func.pg_snapshot_xmin(func.pg_current_snapshot()), Text), BigInteger)))
         return Position(int(xmin.scalar_one()), -1)
     if dialect == "mysql":
-        horizon = _mariadb_horizon(conn)
         later = conn.execute(select(func.min(changes.c.seq)).where(changes.c.changed_at >= horizon)).scalar()
         if later is not None:
             return Position(0, later - 1)
