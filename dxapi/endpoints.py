@@ -20,23 +20,25 @@ from starlette.responses import Response
 from dxapi import errors
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator, Principal
-from dxapi.execute.delete import execute_delete
+from dxapi.execute.delete import ChildAlias, execute_delete
 from dxapi.execute.read import execute_page, execute_read
 from dxapi.execute.write import WriteOutcome, execute_write
 from dxapi.feed.read import changes_page
+from dxapi.idempotency import Keeper, answered, keeper_for
 from dxapi.openapi import build_openapi
 from dxapi.plan.access import READ, WRITE, authorize
 from dxapi.plan.build import build_read_plan
 from dxapi.plan.cursor import next_cursor
 from dxapi.plan.delete import build_delete_by_filter, build_delete_by_key, deletable_entity, nameable_child
-from dxapi.plan.types import PATCH, POST, PUT, WritePlan
+from dxapi.plan.types import PATCH, POST, PUT, DeletePlan, WritePlan
 from dxapi.plan.write import answer_row, build_write_plan, child_aliases
+from dxapi.preconditions import Precondition, not_modified, request_precondition, row_tag
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import Snapshot
 from dxapi.request.body import is_transactional, parse_write_request, read_body
 from dxapi.request.changes import parse_changes_request
 from dxapi.request.params import CURSOR, link_with, parse_read_request, refuse_list_parameters
-from dxapi.responses import BASE_HEADERS, render_json
+from dxapi.responses import BASE_HEADERS, render_errors, render_json
 from dxapi.settings import Settings
 
 
@@ -117,10 +119,14 @@ async def read_item(request: Request) -> Response:
     plan = build_read_plan(
         snapshot, entity, read, rt.settings, allows=principal.allows, identifier=request.path_params["id"]
     )
+    precondition = request_precondition(request.headers)
     items = await execute_read(rt.reader, plan, rt.driver_pool)
     if not items:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
-    return render_json({"data": items[0]})
+    tag = row_tag(entity, items[0])
+    if not_modified(precondition, tag):
+        return Response(status_code=304, headers={**BASE_HEADERS, "ETag": tag})
+    return render_json({"data": items[0]}, headers={"ETag": tag})
 
 
 async def read_changes(request: Request) -> Response:
@@ -159,7 +165,9 @@ async def _write(request: Request, method: str) -> Response:
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, WRITE)
     url_key: str | None = request.path_params.get("id")
+    precondition = _precondition(request, url_key)
     body = await read_body(request, rt.settings.max_body_bytes)  # after the alias: an unknown one is 404 anyway
+    keeper = keeper_for(request, principal.subject, body)
     write = parse_write_request(
         body,
         single=url_key is not None,
@@ -175,23 +183,44 @@ async def _write(request: Request, method: str) -> Response:
         transactional=write.transactional,
         max_depth=rt.settings.max_include_depth,
         allows=principal.allows,
+        precondition=precondition,
     )
-    outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None)
-    if plan.transactional and outcome.errors:
-        raise errors.ApiError(list(outcome.errors))
-    return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
+
+    def answer(outcome: WriteOutcome) -> Response:
+        if plan.transactional and outcome.errors:
+            return render_errors(errors.ApiError(list(outcome.errors)))
+        return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
+
+    async def run() -> Response:
+        outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None, keeper)
+        return keeper.response if keeper is not None and keeper.response is not None else answer(outcome)
+
+    if keeper is not None:
+        keeper.answer = answer
+    return await answered(rt.engine, keeper, run)
+
+
+def _precondition(request: Request, url_key: str | None) -> Precondition | None:
+    """``If-Match`` / ``If-None-Match`` of a write: a single row's only (a collection item sends ``@etag``)."""
+    precondition = request_precondition(request.headers)
+    if precondition is not None and url_key is None:
+        header = "If-Match" if precondition.match is not None else "If-None-Match"
+        raise errors.PRECONDITION_NOT_SUPPORTED.error(header=header)
+    return precondition
 
 
 def _write_answer(
     snapshot: Snapshot, plan: WritePlan, outcome: WriteOutcome, principal: Principal, status: int
 ) -> Response:
     saved = outcome.saved
+    # A single row's answer carries its new tag (computed from every field, whatever the caller may read).
+    tag = {"ETag": row_tag(plan.entity, saved[0])} if plan.single and saved else None
     readable = [plan.entity.alias, *child_aliases(plan.items)]
     if not all(principal.allows(alias, READ) for alias in readable):
         # Write scope is not read scope: where the caller may not read, a saved item is its identifier.
         saved = tuple(answer_row(snapshot, plan.entity, row, lambda a: principal.allows(a, READ)) for row in saved)
     if plan.single:
-        return render_json({"data": saved[0]}, status)
+        return render_json({"data": saved[0]}, status, tag)
     if plan.transactional:
         return render_json({"data": saved}, status)
     if not saved:
@@ -205,9 +234,10 @@ async def delete_item(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = deletable_entity(snapshot, request.path_params["alias"], principal.allows)
-    plan = build_delete_by_key(entity, request.path_params["id"], rt.settings)
-    await execute_delete(rt.engine, plan, nameable_child(snapshot, entity, principal.allows))
-    return Response(status_code=204, headers=BASE_HEADERS)
+    precondition = request_precondition(request.headers)
+    keeper = keeper_for(request, principal.subject, b"")
+    plan = build_delete_by_key(entity, request.path_params["id"], rt.settings, precondition)
+    return await _delete(rt, plan, nameable_child(snapshot, entity, principal.allows), keeper)
 
 
 async def delete_collection(request: Request) -> Response:
@@ -217,6 +247,20 @@ async def delete_collection(request: Request) -> Response:
     entity = deletable_entity(snapshot, request.path_params["alias"], principal.allows)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     refuse_list_parameters(read, filters=False, include=True, where="on DELETE")
+    _precondition(request, None)
+    keeper = keeper_for(request, principal.subject, b"")
     plan = build_delete_by_filter(snapshot, entity, read, rt.settings, principal.allows)
-    await execute_delete(rt.engine, plan, nameable_child(snapshot, entity, principal.allows))
-    return Response(status_code=204, headers=BASE_HEADERS)
+    return await _delete(rt, plan, nameable_child(snapshot, entity, principal.allows), keeper)
+
+
+async def _delete(rt: Runtime, plan: DeletePlan, child_alias: ChildAlias, keeper: Keeper | None) -> Response:
+    def answer(_: None) -> Response:
+        return Response(status_code=204, headers=BASE_HEADERS)
+
+    async def run() -> Response:
+        await execute_delete(rt.engine, plan, child_alias, keeper)
+        return keeper.response if keeper is not None and keeper.response is not None else answer(None)
+
+    if keeper is not None:
+        keeper.answer = answer
+    return await answered(rt.engine, keeper, run)

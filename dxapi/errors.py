@@ -364,6 +364,46 @@ CHANGES_NOT_INSTALLED = _spec(
     "The definition enables the feed but its triggers and change table are missing or of an older version.",
 )
 
+# --- dxapi: safe retries and preconditions (61xx, DESIGN §4b) -----------------------------------------------
+IDEMPOTENCY_KEY_INVALID = _spec(
+    "6101",
+    400,
+    "`Idempotency-Key` must be 1 to 255 printable ASCII characters.",
+    "An `Idempotency-Key` header that is empty, too long or holds other characters.",
+)
+IDEMPOTENCY_KEY_REUSED = _spec(
+    "6102",
+    422,
+    "This `Idempotency-Key` was used for a different request (method, path, query or body). Send a new key "
+    "with a new request.",
+    "A key already recorded for another request of the same principal; nothing was executed.",
+)
+IDEMPOTENCY_KEY_IN_USE = _spec(
+    "6103",
+    409,
+    "A request with this `Idempotency-Key` is still running. Retry shortly: you will get its answer.",
+    "The first request with the key has not finished (any worker, any host); sent with `Retry-After`.",
+)
+PRECONDITION_FAILED = _spec(
+    "6111",
+    412,
+    "Precondition failed for `{path}`: the row {reason}. Nothing was written.",
+    "`If-Match` / `If-None-Match` (or an item's `@etag`) does not hold for the row at the time of the write.",
+)
+PRECONDITION_INVALID = _spec(
+    "6112",
+    400,
+    '`{where}` must be `*` or a list of entity tags such as `"a1b2"`, not `{value}`.',
+    "A malformed `If-Match`, `If-None-Match` or `@etag`.",
+)
+PRECONDITION_NOT_SUPPORTED = _spec(
+    "6113",
+    400,
+    "`{header}` applies to one row (`/{{alias}}/{{id}}`). In a collection request send each row's tag as "
+    "`@etag` in its item.",
+    "A precondition header on a collection route.",
+)
+
 # --- authentication and authorization (Spryker's 001, dxapi 4xxx) ------------------------------------------
 INVALID_TOKEN = _spec(
     "001",

@@ -49,7 +49,16 @@ class Settings(BaseSettings):
         "pruned one answers 410 (resync from the start).",
     )
     change_prune_interval: float = Field(
-        300, gt=0, description="Seconds between two prunings of old tombstones by a worker."
+        300,
+        gt=0,
+        description="Seconds between two prunings by a worker: old tombstones of the change feeds and expired "
+        "idempotency records.",
+    )
+    idempotency_ttl: float = Field(
+        86400,
+        gt=0,
+        description="Seconds the answer of a request sent with `Idempotency-Key` is kept for its retries; then "
+        "the key may be used again.",
     )
     pool_size: int = Field(10, ge=1, description="Database connections kept open per worker.")
     pool_timeout: float = Field(

@@ -19,7 +19,8 @@ from dxapi import errors
 from dxapi.dberrors import FOREIGN_KEY, REFERENCED, classify, database_errors
 from dxapi.errors import ErrorItem
 from dxapi.execute.references import KEYS_PER_QUERY, Reference, blocked_keys
-from dxapi.execute.statements import load_existing
+from dxapi.execute.statements import current_tags, load_existing
+from dxapi.idempotency import Keeper, transaction
 from dxapi.plan.types import DeletePlan
 from dxapi.sql.build import build_delete, build_matching_keys, condition_parameters
 
@@ -28,11 +29,17 @@ OTHER_ROWS = "Other rows reference it."  # 1317 without naming a table or an ent
 ChildAlias = Callable[[str], str | None]  # table → the entity a 1317 may name for it (None: say nothing)
 
 
-async def execute_delete(engine: AsyncEngine, plan: DeletePlan, child_alias: ChildAlias = lambda table: None) -> None:
-    """Delete the plan's rows; nothing at all if any row is blocked (1317), none matches (1303) or more than
-    ``plan.max_rows`` match (2013)."""
+async def execute_delete(
+    engine: AsyncEngine,
+    plan: DeletePlan,
+    child_alias: ChildAlias = lambda table: None,
+    keeper: Keeper | None = None,
+) -> None:
+    """Delete the plan's rows; nothing at all if any row is blocked (1317), none matches (1303), more than
+    ``plan.max_rows`` match (2013) or the row fails the plan's precondition (412). ``keeper``: the key's
+    check first, and its answer recorded with the delete."""
     entity = plan.entity
-    async with database_errors(), engine.begin() as conn:
+    async with database_errors(), transaction(engine, keeper) as (conn, _):
         keys = await _keys(conn, plan)
         if not keys:
             raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
@@ -40,6 +47,8 @@ async def execute_delete(engine: AsyncEngine, plan: DeletePlan, child_alias: Chi
             async with conn.begin_nested():
                 for start in range(0, len(keys), KEYS_PER_QUERY):
                     await conn.execute(build_delete(entity, keys[start : start + KEYS_PER_QUERY]))
+            if keeper is not None:
+                await keeper.commit(conn, None)
             return
         except sa_exc.DBAPIError as exc:
             if classify(exc).kind not in (REFERENCED, FOREIGN_KEY):
@@ -48,6 +57,11 @@ async def execute_delete(engine: AsyncEngine, plan: DeletePlan, child_alias: Chi
 
 
 async def _keys(conn: AsyncConnection, plan: DeletePlan) -> list[object]:
+    if plan.key is not None and plan.precondition is not None:
+        reason = plan.precondition.failure((await current_tags(conn, plan.entity, [plan.key])).get(plan.key))
+        if reason is not None:
+            raise errors.PRECONDITION_FAILED.error(path=plan.entity.alias, reason=reason)
+        return [plan.key]
     if plan.key is not None:
         return [plan.key] if await load_existing(conn, plan.entity, [plan.key], None) else []
     statement = build_matching_keys(plan.entity, plan.conditions, plan.max_rows + 1)

@@ -19,11 +19,13 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dxapi import errors
 from dxapi.dberrors import CONFLICT, SCHEMA, UNAVAILABLE, classify, item_error
 from dxapi.errors import ErrorItem
 from dxapi.execute.references import KEYS_PER_QUERY
 from dxapi.plan.decide import missing_row
 from dxapi.plan.types import INSERT, Action, ItemPlan
+from dxapi.preconditions import row_tag
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 from dxapi.sql.build import build_existing, build_insert, build_select_by_keys, build_update, selected
 from dxapi.sql.clock import stamp_values
@@ -44,6 +46,32 @@ async def load_existing(
         for row in result:
             found[row[0]] = row[1] if extra is not None else True
     return found
+
+
+async def check_preconditions(conn: AsyncConnection, entity: EntitySnapshot, items: Sequence[ItemPlan]) -> Refused:
+    """The items whose row fails their precondition (412 each)."""
+    keys = [i.key for i in items if i.precondition is not None and i.key is not None]
+    tags = await current_tags(conn, entity, keys)
+    refused = []
+    for item in items:
+        reason = item.precondition.failure(tags.get(item.key)) if item.precondition is not None else None
+        if reason is not None:
+            refused.append(errors.PRECONDITION_FAILED(path=item.path, reason=reason))
+    return tuple(refused)
+
+
+async def current_tags(conn: AsyncConnection, entity: EntitySnapshot, keys: Sequence[Any]) -> dict[Any, str]:
+    """identifier → current tag of the rows among ``keys``, read under a row lock that the write keeps: no
+    other write can change a row between its check and the statement that writes it. (SQLite: a write
+    transaction holds the database's write lock already.)"""
+    unique = list(dict.fromkeys(keys))
+    tags: dict[Any, str] = {}
+    at = entity.columns.index(entity.identifier.column)
+    for start in range(0, len(unique), KEYS_PER_QUERY):
+        statement = build_select_by_keys(entity, unique[start : start + KEYS_PER_QUERY]).with_for_update()
+        for row in await conn.execute(statement):
+            tags[row[at]] = row_tag(entity, entity.render_row(row))
+    return tags
 
 
 async def execute_inserts(

@@ -19,18 +19,18 @@ not. A deadlock or serialization failure is retried once, then answered 409.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
 from dxapi.dberrors import CONFLICT, SCHEMA, UNAVAILABLE, classify, database_errors, item_error
 from dxapi.errors import ErrorItem
-from dxapi.execute.statements import Refused, execute_inserts, execute_updates, load_existing
+from dxapi.execute.statements import Refused, check_preconditions, execute_inserts, execute_updates, load_existing
+from dxapi.idempotency import Keeper, transaction
 from dxapi.plan.decide import decide_level
 from dxapi.plan.types import PATCH, POST, PUT, Action, Decision, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
@@ -59,17 +59,26 @@ class _Retry(Exception):
     pass
 
 
-async def execute_write(engine: AsyncEngine, plan: WritePlan, autocommit: AsyncEngine | None = None) -> WriteOutcome:
+async def execute_write(
+    engine: AsyncEngine, plan: WritePlan, autocommit: AsyncEngine | None = None, keeper: Keeper | None = None
+) -> WriteOutcome:
     """``autocommit`` (the same pool without BEGIN/COMMIT, PostgreSQL) serves writes that are one statement
-    — a single item without children, POST or PATCH — which are atomic on their own."""
-    one_statement = plan.method in (POST, PATCH) and len(plan.items) == 1 and not plan.items[0].children
+    — a single item without children, POST or PATCH — which are atomic on their own. ``keeper``
+    (``Idempotency-Key``): every transaction checks the key first and records the answer with its writes."""
+    one_statement = (
+        plan.method in (POST, PATCH)
+        and len(plan.items) == 1
+        and not plan.items[0].children
+        and plan.items[0].precondition is None  # checked under a row lock: a transaction
+        and keeper is None
+    )
     target = autocommit if one_statement and autocommit is not None else engine
     async with database_errors():
         for attempt in (1, 2):
             try:
                 if plan.transactional:
-                    return await _transactional(target, plan)
-                return await _per_item(engine, plan)
+                    return await _transactional(target, plan, keeper)
+                return await _per_item(engine, plan, keeper)
             except _Retry:
                 if attempt == 2:
                     raise errors.WRITE_CONFLICT.error() from None
@@ -77,7 +86,7 @@ async def execute_write(engine: AsyncEngine, plan: WritePlan, autocommit: AsyncE
     raise AssertionError("unreachable")
 
 
-async def _transactional(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
+async def _transactional(engine: AsyncEngine, plan: WritePlan, keeper: Keeper | None) -> WriteOutcome:
     if plan.has_problems:
         # The body already has problems: add what only the database can tell about the other items (missing
         # rows, PUT-create rules) so the client gets every error at once, then stop — nothing is written.
@@ -86,17 +95,20 @@ async def _transactional(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
         return WriteOutcome((), tuple(e for problems in found for e in problems))
     for _attempt in range(2):
         try:
-            async with _transaction(engine) as (conn, transaction):
+            async with transaction(engine, keeper) as (conn, writing):
                 written = await _write_level(conn, plan.entity, plan.method, plan.items, plan.decisions)
+                outcome = WriteOutcome(written.rows, written.refused)
                 if written.refused:
-                    await transaction.rollback()
-            return WriteOutcome(written.rows, written.refused)
+                    await writing.rollback()
+                elif keeper is not None:
+                    await keeper.commit(conn, outcome)
+            return outcome
         except sa_exc.DBAPIError as exc:
             _reraise_if_global(exc)
         # The database refused the batch: replay item by item, rolled back, to name every failing item.
-        async with _transaction(engine) as (conn, transaction):
+        async with transaction(engine, None) as (conn, replaying):
             replayed = [await _write_item(conn, plan, item) for item in plan.items]
-            await transaction.rollback()
+            await replaying.rollback()
         refused = tuple(e for one in replayed for e in one.refused)
         if refused:
             return WriteOutcome((), refused)
@@ -106,37 +118,48 @@ async def _transactional(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
     return WriteOutcome((), (errors.WRITE_CONFLICT(),))
 
 
-async def _per_item(engine: AsyncEngine, plan: WritePlan) -> WriteOutcome:
+async def _per_item(engine: AsyncEngine, plan: WritePlan, keeper: Keeper | None) -> WriteOutcome:
     valid = [item for item in plan.items if not plan.problems[item.index]]
-    together = await _write_together(engine, plan, valid) if valid else ()
-    if together is None:
-        # Each root item with its children on its own: a savepoint each, so a failing item is undone
-        # alone; one commit at the end, so a crash half-way leaves nothing the client was not told of.
-        async with engine.begin() as conn:
-            alone = [await _write_item(conn, plan, item) for item in valid]
-    else:
-        alone = [_Written((row,)) for row in together]
+    if not valid:
+        return _item_outcome(plan, valid, [])
+    together = await _write_together(engine, plan, valid, keeper)
+    if together is not None:
+        return together
+    # Each root item with its children on its own: a savepoint each, so a failing item is undone alone; one
+    # commit at the end, so a crash half-way leaves nothing the client was not told of.
+    async with transaction(engine, keeper) as (conn, _):
+        outcome = _item_outcome(plan, valid, [await _write_item(conn, plan, item) for item in valid])
+        if keeper is not None:
+            await keeper.commit(conn, outcome)
+    return outcome
+
+
+async def _write_together(
+    engine: AsyncEngine, plan: WritePlan, valid: Sequence[ItemPlan], keeper: Keeper | None
+) -> WriteOutcome | None:
+    """All valid items in one transaction: the outcome, or None when anything refused them (nothing kept)."""
+    try:
+        async with transaction(engine, keeper) as (conn, writing):
+            decided = [plan.decisions[item.index] for item in valid]
+            written = await _write_level(conn, plan.entity, plan.method, valid, decided)
+            if written.refused:
+                await writing.rollback()
+                return None
+            outcome = _item_outcome(plan, valid, [_Written((row,)) for row in written.rows])
+            if keeper is not None:
+                await keeper.commit(conn, outcome)
+        return outcome
+    except sa_exc.DBAPIError as exc:
+        _reraise_if_global(exc)
+        return None
+
+
+def _item_outcome(plan: WritePlan, valid: Sequence[ItemPlan], alone: Sequence[_Written]) -> WriteOutcome:
+    """Per-item mode: the rows of the items saved, and the problems of the others, in item order."""
     outcome = {item.index: one for item, one in zip(valid, alone, strict=True)}
     saved = tuple(one.rows[0] for one in alone if not one.refused)
     refused = (plan.problems[i] or outcome[i].refused for i in range(len(plan.items)))
     return WriteOutcome(saved, tuple(e for problems in refused for e in problems))
-
-
-async def _write_together(
-    engine: AsyncEngine, plan: WritePlan, valid: Sequence[ItemPlan]
-) -> tuple[dict[str, Any], ...] | None:
-    """All valid items in one transaction: their rows, or None when anything refused them (nothing kept)."""
-    try:
-        async with _transaction(engine) as (conn, transaction):
-            decided = [plan.decisions[item.index] for item in valid]
-            written = await _write_level(conn, plan.entity, plan.method, valid, decided)
-            if written.refused:
-                await transaction.rollback()
-                return None
-        return written.rows
-    except sa_exc.DBAPIError as exc:
-        _reraise_if_global(exc)
-        return None
 
 
 async def _write_item(conn: AsyncConnection, plan: WritePlan, item: ItemPlan) -> _Written:
@@ -162,14 +185,6 @@ async def _write_item(conn: AsyncConnection, plan: WritePlan, item: ItemPlan) ->
             cause = cause.__context__
         _reraise_if_global(exc)
         return _Written(refused=(item_error(classify(exc), plan.entity, item.path),))
-
-
-@asynccontextmanager
-async def _transaction(engine: AsyncEngine) -> AsyncIterator[tuple[AsyncConnection, AsyncTransaction]]:
-    """A transaction committed at the end unless the caller rolled it back (refusals are values, not
-    exceptions); an exception rolls it back."""
-    async with engine.connect() as conn, conn.begin() as transaction:
-        yield conn, transaction
 
 
 def _reraise_if_global(exc: sa_exc.DBAPIError) -> None:
@@ -213,6 +228,10 @@ async def _write_level(
     decisions made without the database (the plan's, for a root level; None: decide them here), final unless
     rows are looked up.
     """
+    if covered is None and any(item.precondition is not None for item in items):
+        refused = await check_preconditions(conn, entity, items)
+        if refused:
+            return _Written(refused=refused)
     existing = None
     # A root PATCH needs no lookup: updating a missing row changes nothing, and reading the rows back (or
     # RETURNING) tells which were missing. Children must also belong to their parent.

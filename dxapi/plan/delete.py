@@ -16,6 +16,7 @@ from dxapi import errors
 from dxapi.plan.access import ACTIONS, DELETE, READ, Allows, authorize
 from dxapi.plan.build import build_read_plan
 from dxapi.plan.types import DeletePlan
+from dxapi.preconditions import Precondition
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
 from dxapi.request.params import FilterTerm, ReadRequest
 from dxapi.settings import Settings
@@ -29,13 +30,15 @@ def deletable_entity(snapshot: Snapshot, alias: str, allows: Allows) -> EntitySn
     return entity
 
 
-def build_delete_by_key(entity: EntitySnapshot, identifier: str, settings: Settings) -> DeletePlan:
+def build_delete_by_key(
+    entity: EntitySnapshot, identifier: str, settings: Settings, precondition: Precondition | None = None
+) -> DeletePlan:
     """``DELETE /{alias}/{id}``: a value that cannot be an identifier names no row (1303, as a miss)."""
     try:
         key = entity.identifier.parse(identifier)
     except ValueError:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias) from None
-    return DeletePlan(entity, key, (), settings.max_batch_items)
+    return DeletePlan(entity, key, (), settings.max_batch_items, precondition)
 
 
 def build_delete_by_filter(

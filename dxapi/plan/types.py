@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dxapi.errors import ErrorItem
+from dxapi.preconditions import Precondition
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, RelationSnapshot
 
 
@@ -75,6 +76,9 @@ class ItemPlan:
     children: tuple[ChildrenPlan, ...]
     by_id: bool  # the identifier came from the URL (/{alias}/{id})
     rejected: frozenset[str]  # column names sent with a value refused as invalid (never also "required")
+    # What the row must be like at the time of the write (If-Match / If-None-Match, an item's `@etag`); root
+    # items only, checked under a row lock by the executor.
+    precondition: Precondition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +132,4 @@ class DeletePlan:
     key: Any  # the identifier's bound value, or None for a delete by filter
     conditions: tuple[Condition, ...]
     max_rows: int  # more matching rows than this → 2013, nothing deleted
+    precondition: Precondition | None = None  # If-Match / If-None-Match of a delete by key

@@ -22,7 +22,8 @@ from dxapi.errors import ErrorItem
 from dxapi.fields import Invalid
 from dxapi.plan.access import WRITE, Allows, require
 from dxapi.plan.decide import decide_item
-from dxapi.plan.types import ChildrenPlan, Decision, ItemPlan, WritePlan
+from dxapi.plan.types import POST, ChildrenPlan, Decision, ItemPlan, WritePlan
+from dxapi.preconditions import ETAG_KEY, Precondition, item_precondition
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
 
 
@@ -36,12 +37,23 @@ def build_write_plan(
     transactional: bool,
     max_depth: int,
     allows: Allows,
+    precondition: Precondition | None = None,
 ) -> WritePlan:
     """``entity`` comes from ``plan.access.authorize`` (its write scope checked); a nested child without write
-    scope refuses the whole request, whatever else is wrong with the body."""
+    scope refuses the whole request, whatever else is wrong with the body. ``precondition``: the request's
+    ``If-Match`` / ``If-None-Match`` (``/{alias}/{id}`` only)."""
     planner = _Planner(snapshot, method, max_depth)
     planned = [
-        planner.item(entity, raw, index, f"{entity.alias}[{index}]", depth=0, covered=None, url_key=url_key)
+        planner.item(
+            entity,
+            raw,
+            index,
+            f"{entity.alias}[{index}]",
+            depth=0,
+            covered=None,
+            url_key=url_key,
+            precondition=precondition,
+        )
         for index, raw in enumerate(raw_items)
     ]
     items, problems, decisions = zip(*planned, strict=True) if planned else ((), (), ())
@@ -77,6 +89,7 @@ class _Planner:
         depth: int,
         covered: FieldSnapshot | None,
         url_key: str | None = None,
+        precondition: Precondition | None = None,
     ) -> _Planned:
         """One item and its children → the plan and the problems of the whole subtree."""
         given: dict[str, Any] = {}
@@ -84,6 +97,12 @@ class _Planner:
         children: list[ChildrenPlan] = []
         problems: list[ErrorItem] = []  # local: filled in body order, returned as a tuple
         for name, value in raw.items():
+            if name == ETAG_KEY and depth == 0 and self.method != POST:
+                try:
+                    precondition = precondition or item_precondition(value, path)
+                except errors.ApiError as refused:
+                    problems += refused.items
+                continue
             target = entity.by_name.get(name)
             if target is None:
                 planned, found = self._children(entity, name, value, path, depth)
@@ -115,6 +134,7 @@ class _Planner:
             tuple(children),
             url_key is not None,
             frozenset(rejected) if rejected else NONE_REJECTED,
+            precondition,
         )
         # The rules that hold whatever the rows are: so every problem of every item is known before any write.
         decision = decide_item(entity, self.method, item, None, covered)

@@ -15,12 +15,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
 
 metadata = MetaData()
 
@@ -168,4 +170,21 @@ dx_change_feed = Table(
     Column("last_seq", BigInteger, nullable=False, default=0),
     Column("pruned_xid", BigInteger, nullable=True),
     Column("pruned_seq", BigInteger, nullable=True),
+)
+
+
+# --- idempotency records (dxapi.idempotency) ------------------------------------------------------------------
+# One row per principal and key: the first execution's answer, written in the transaction of its writes.
+# `scope` is the SHA-256 of principal and key (a short fixed-width primary key on every backend);
+# `fingerprint` the SHA-256 of the request it answered; `created_at` epoch milliseconds, for pruning.
+dx_idempotency = Table(
+    "dx_idempotency",
+    metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_dx_idempotency_created_at", "created_at"),
 )
