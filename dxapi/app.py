@@ -123,7 +123,13 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
         )
         registry.start()
         pruning = asyncio.create_task(
-            prune_forever(engine, registry, settings.change_retention, settings.change_prune_interval)
+            prune_forever(
+                engine,
+                registry,
+                settings.change_retention,
+                settings.change_prune_interval,
+                settings.idempotency_ttl,
+            )
         )
         # Everything built so far lives as long as the process; keep the collector from rescanning it.
         gc.freeze()

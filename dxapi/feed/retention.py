@@ -1,4 +1,5 @@
-"""Retention: tombstones older than ``DXAPI_CHANGE_RETENTION`` are pruned; live rows' entries never are.
+"""Retention: tombstones older than ``DXAPI_CHANGE_RETENTION`` are pruned; live rows' entries never are. The
+same background loop prunes idempotency records older than ``DXAPI_IDEMPOTENCY_TTL`` (``idempotency.prune``).
 
 Each prune records the newest position it removed. A cursor before it may have missed one of those deletes,
 so ``feed.read`` answers it 410 ("resync from the start") — exactly those cursors, no more.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from dxapi import idempotency
 from dxapi.feed.read import XID8, Position, before, change_table
 from dxapi.registry.capture import capture_state
 from dxapi.registry.reload import Registry
@@ -85,13 +88,27 @@ async def prune_all(engine: AsyncEngine, registry: Registry, retention: float) -
             log.info("pruned %d tombstones of `%s` older than %s s", removed, entity.alias, retention)
 
 
-async def prune_forever(engine: AsyncEngine, registry: Registry, retention: float, interval: float) -> None:
-    """The worker's background pruning; several workers pruning at once only repeat each other's work."""
+async def prune_forever(
+    engine: AsyncEngine, registry: Registry, retention: float, interval: float, idempotency_ttl: float
+) -> None:
+    """The worker's background pruning — tombstones, then expired idempotency records; several workers pruning
+    at once only repeat each other's work."""
     while True:
         await asyncio.sleep(interval)
-        try:
-            await prune_all(engine, registry, retention)
-        except (SQLAlchemyError, OSError) as exc:  # the database is away: try again next time
-            log.warning("pruning tombstones failed: %s", exc)
-        except Exception:  # a bug: reported, and the loop lives on
-            log.exception("pruning tombstones failed")
+        await _guarded("tombstones", prune_all(engine, registry, retention))
+        await _guarded("idempotency records", _prune_records(engine, idempotency_ttl))
+
+
+async def _guarded(what: str, pruning: Coroutine[Any, Any, None]) -> None:
+    try:
+        await pruning
+    except (SQLAlchemyError, OSError) as exc:  # the database is away: try again next time
+        log.warning("pruning %s failed: %s", what, exc)
+    except Exception:  # a bug: reported, and the loop lives on
+        log.exception("pruning %s failed", what)
+
+
+async def _prune_records(engine: AsyncEngine, ttl: float) -> None:
+    removed = await idempotency.prune(engine, ttl)
+    if removed:
+        log.info("pruned %d idempotency records older than %s s", removed, ttl)

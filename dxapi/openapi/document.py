@@ -16,6 +16,7 @@ from typing import Any
 from dxapi.auth.scopes import DELETE, READ, WRITE
 from dxapi.openapi.changes import changes_operation
 from dxapi.openapi.envelopes import ERROR_REF, Allows, data_array_of, data_of, json_body, page_of, ref, responses
+from dxapi.openapi.retries import conditional, keyed, tagged_read, with_etag_property
 from dxapi.openapi.schemas import Schemas
 from dxapi.openapi.token import security_schemes, token_operation, token_schemas
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
@@ -73,8 +74,19 @@ class _Document(Schemas):
             return
         collection["patch"] = self.batch_operation(entity, "update", item, "update", f"Update {alias} (batch)")
         collection["put"] = self.batch_operation(entity, "replace", item, "upsert", f"Upsert {alias} (batch)")
-        single["patch"] = self.one_operation(entity, "update-one", item, "update-one", f"Update one of {alias}")
-        single["put"] = self.one_operation(entity, "replace", item, "upsert-one", f"Upsert one of {alias}")
+        with_etag_property(self.schemas[f"{alias}-update"])
+        with_etag_property(self.schemas[f"{alias}-replace"])
+        for batch in (collection["patch"], collection["put"]):
+            batch["responses"]["412"] = {
+                "description": "An item's `@etag` does not match its row (6111)",
+                "content": {"application/json": {"schema": ERROR_REF}},
+            }
+        single["patch"] = conditional(
+            self.one_operation(entity, "update-one", item, "update-one", f"Update one of {alias}")
+        )
+        single["put"] = conditional(
+            self.one_operation(entity, "replace", item, "upsert-one", f"Upsert one of {alias}"), put=True
+        )
 
     def batch_operation(
         self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str
@@ -97,16 +109,18 @@ class _Document(Schemas):
             "properties": {"data": {"type": "array", "items": item}, "errors": ERROR_REF},
         }
         status = "201" if mode == "create" else "200"
-        return {
-            "tags": [alias],
-            "operationId": f"{verb}-{alias}",
-            "summary": summary,
-            "parameters": [TRANSACTIONAL],
-            "requestBody": body,
-            "responses": responses(
-                status, {"anyOf": [data_array_of(item), partial]}, "Saved rows", {"oneOf": [ERROR_REF, partial]}
-            ),
-        }
+        return keyed(
+            {
+                "tags": [alias],
+                "operationId": f"{verb}-{alias}",
+                "summary": summary,
+                "parameters": [TRANSACTIONAL],
+                "requestBody": body,
+                "responses": responses(
+                    status, {"anyOf": [data_array_of(item), partial]}, "Saved rows", {"oneOf": [ERROR_REF, partial]}
+                ),
+            }
+        )
 
     def one_operation(
         self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str
@@ -122,13 +136,15 @@ class _Document(Schemas):
                 "properties": {"data": ref(f"{alias}-{mode}")},
             }
         )
-        return {
-            "tags": [alias],
-            "operationId": f"{verb}-{alias}",
-            "summary": summary,
-            "requestBody": body,
-            "responses": responses("200", data_of(item), "The saved row"),
-        }
+        return keyed(
+            {
+                "tags": [alias],
+                "operationId": f"{verb}-{alias}",
+                "summary": summary,
+                "requestBody": body,
+                "responses": responses("200", data_of(item), "The saved row"),
+            }
+        )
 
     def token_path(self) -> dict[str, Any]:
         """``POST /token``: RFC 6749 form parameters, or Spryker's JSON (flat or in Glue's envelope)."""
@@ -193,7 +209,7 @@ def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict
         "parameters": [p for p in parameters if p["name"] == "include"],
         "responses": responses("200", data_of(item), "The row"),
     }
-    return listing, one
+    return listing, tagged_read(one)
 
 
 def _delete_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -211,7 +227,7 @@ def _delete_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[di
         "summary": f"Delete one of {alias}",
         "responses": responses("204", None, "Deleted"),
     }
-    return matching, one
+    return keyed(matching), keyed(conditional(one, success=None))
 
 
 def _id_parameter(entity: EntitySnapshot) -> dict[str, Any]:
