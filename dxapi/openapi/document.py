@@ -74,8 +74,6 @@ class _Document(Schemas):
             return
         collection["patch"] = self.batch_operation(entity, "update", item, "update", f"Update {alias} (batch)")
         collection["put"] = self.batch_operation(entity, "replace", item, "upsert", f"Upsert {alias} (batch)")
-        with_etag_property(self.schemas[f"{alias}-update"])
-        with_etag_property(self.schemas[f"{alias}-replace"])
         for batch in (collection["patch"], collection["put"]):
             batch["responses"]["412"] = {
                 "description": "An item's `@etag` does not match its row (6111)",
@@ -87,6 +85,8 @@ class _Document(Schemas):
         single["put"] = conditional(
             self.one_operation(entity, "replace", item, "upsert-one", f"Upsert one of {alias}"), put=True
         )
+        for mode in ("update", "replace", "update-one"):  # `If-Match` of each item (by id: the header's twin)
+            with_etag_property(self.schemas[f"{alias}-{mode}"])
 
     def batch_operation(
         self, entity: EntitySnapshot, mode: str, item: dict[str, Any], verb: str, summary: str

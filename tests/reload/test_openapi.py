@@ -204,3 +204,31 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(
     print(f"schemathesis junit: {numbers}")
     assert numbers["tests"] >= 20 and numbers["failures"] == 0 and numbers["errors"] == 0, numbers
     assert took < 40, f"schemathesis took {took:.1f}s"
+
+
+def test_document_describes_retries_and_preconditions(api: httpx.Client) -> None:
+    """Every write takes ``Idempotency-Key`` (409, 422, the replay header); one row answers an ``ETag``, takes
+    ``If-None-Match`` on GET (304) and ``If-Match`` on writes (412); collection PATCH/PUT items take ``@etag``."""
+    spec = document(api)
+    collection, single = spec["paths"][f"{API}/products"], spec["paths"][f"{API}/products/{{id}}"]
+    writes = [collection[m] for m in ("post", "patch", "put", "delete")] + [
+        single[m] for m in ("patch", "put", "delete")
+    ]
+    for operation in writes:
+        assert "Idempotency-Key" in [p["name"] for p in operation["parameters"]], operation["operationId"]
+        assert {"409", "422"} <= set(operation["responses"]), operation["operationId"]
+        success = next(s for s in operation["responses"] if s.startswith("2"))
+        assert "Idempotency-Replayed" in operation["responses"][success]["headers"]
+    for operation in (single["patch"], single["put"], single["delete"]):
+        assert "If-Match" in [p["name"] for p in operation["parameters"]]
+        assert "412" in operation["responses"]
+    assert "If-None-Match" in [p["name"] for p in single["put"]["parameters"]]
+    for operation in (single["patch"], single["put"]):
+        assert "ETag" in operation["responses"]["200"]["headers"]
+    read = single["get"]
+    assert "If-None-Match" in [p["name"] for p in read["parameters"]]
+    assert "ETag" in read["responses"]["200"]["headers"] and "304" in read["responses"]
+    schemas = spec["components"]["schemas"]
+    assert "@etag" in schemas["products-update"]["properties"] and "@etag" in schemas["products-replace"]["properties"]
+    assert "@etag" not in schemas["products-create"]["properties"]
+    assert {"412"} <= set(collection["patch"]["responses"]) and "412" in collection["put"]["responses"]
