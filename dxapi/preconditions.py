@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,9 @@ from dxapi.registry.snapshot import EntitySnapshot
 
 ETAG_KEY = "@etag"  # the reserved key of a collection PATCH/PUT item that carries the row's tag
 ANY = "*"
+# One element of a tag list: a tag (a comma may be part of one, RFC 9110 §8.8.3), then the end of the header or
+# a comma with more to come.
+_ELEMENT = re.compile(r'[ \t]*((?:W/)?"[^"]*")[ \t]*(?:\Z|,(?=[ \t]*\S))')
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +49,14 @@ class Precondition:
         if self.none_match is not None and current is not None:
             if ANY in self.none_match:
                 return "already exists"
-            if current in self.none_match:
+            if current in _weakly(self.none_match):
                 return f"still has the ETag {current}"
         return None
+
+
+def _weakly(tags: tuple[str, ...]) -> set[str]:
+    """If-None-Match compares weakly (RFC 9110 §13.1.2), on GET and on writes: W/"a" names the version "a"."""
+    return {tag.removeprefix("W/") for tag in tags}
 
 
 def row_tag(entity: EntitySnapshot, row: Mapping[str, Any]) -> str:
@@ -63,13 +72,14 @@ def parse_tags(value: str, where: str) -> tuple[str, ...]:
     value = value.strip()
     if value == ANY:
         return (ANY,)
-    tags = []
-    for part in value.split(","):
-        tag = part.strip()
-        body = tag[2:] if tag.startswith("W/") else tag
-        if len(body) < 2 or body[0] != '"' or body[-1] != '"' or '"' in body[1:-1]:
+    tags: list[str] = []
+    at = 0
+    while not tags or at < len(value):
+        element = _ELEMENT.match(value, at)
+        if element is None:
             raise errors.PRECONDITION_INVALID.error(where=where, value=value[:100])
-        tags.append(tag)
+        tags.append(element.group(1))
+        at = element.end()
     return tuple(tags)
 
 
@@ -96,6 +106,5 @@ def not_modified(precondition: Precondition | None, current: str) -> bool:
     """GET with ``If-None-Match``: the client's copy is current (answer 304)."""
     if precondition is None or precondition.none_match is None:
         return False
-    # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"a" names the same version as "a".
-    tags = {tag.removeprefix("W/") for tag in precondition.none_match}
+    tags = _weakly(precondition.none_match)
     return ANY in tags or current in tags
