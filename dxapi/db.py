@@ -56,9 +56,16 @@ def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 
         # No pre-ping: it would cost a round trip per request. A connection that died is detected on use,
         # the pool is invalidated, and reads retry once (execute.read).
         options.update(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_recycle=1800)
-    engine = create_async_engine(target, **options)
+    # JSON columns arrive as their text, on every path: the json codec's renderer decodes them (and answers
+    # null for text that is no JSON). A driver- or SQLAlchemy-side decoder would hand it a decoded string, which
+    # it could not tell from JSON text: "[1, 2]" stored as a string would be answered as a list.
+    engine = create_async_engine(target, json_deserializer=_json_text, **options)
     _install_session_settings(engine, backend)
     return engine
+
+
+def _json_text(text: str) -> str:
+    return text
 
 
 async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> Any | None:

@@ -369,27 +369,12 @@ def test_values_written_by_sql_give_the_same_tag_on_get_and_on_write(served: Bac
     assert unset.headers["etag"] == before
 
 
-# A JSON value that is a string. Known bug (see the report of this module): SQLAlchemy's asyncpg connections
-# decode json/jsonb themselves, and so does SQLAlchemy's JSON type where a statement returns the raw column
-# (every INSERT … RETURNING); the renderer then takes the decoded string for JSON text once more, and answers
-# null ("only a string") or another value ("[1, 2]" → [1, 2]). Only the GET (asyncpg's own pool on PostgreSQL,
-# columns read as text elsewhere) answers the value as written.
+# A JSON value that is a string: JSON columns reach the renderer as text on every path (db.create_engine), so
+# "[1, 2]" stored as a string is answered as that string — by writes as by reads, and tagged alike.
 JSON_STRINGS = {"doc": "only a string", "docb": "[1, 2]"}
-ANSWERS_JSON_STRINGS_WRONGLY = {"sqlite": "INSERT … RETURNING", "postgresql": "every write"}
-TAGS_JSON_STRINGS_WRONGLY = {"postgresql": "the check reads with SQLAlchemy's asyncpg connection"}
 
 
-def known_bug(request: pytest.FixtureRequest, backend: Backend, broken: dict[str, str]) -> None:
-    """Expect the failure where the bug is known (strict: once fixed, the test says so)."""
-    if backend.name in broken:
-        reason = f"JSON string value: {broken[backend.name]}"
-        request.applymarker(pytest.mark.xfail(raises=AssertionError, strict=True, reason=reason))
-
-
-def test_a_json_string_is_answered_as_written_by_every_write(
-    served: Backend, api: httpx.Client, request: pytest.FixtureRequest
-) -> None:
-    known_bug(request, served, ANSWERS_JSON_STRINGS_WRONGLY)
+def test_a_json_string_is_answered_as_written_by_every_write(served: Backend, api: httpx.Client) -> None:
     key = next(IDS)
     served.sql(sa.insert(TYPED_ROW).values(id=key))
     patched = api.patch(typed_url(key), json={"data": JSON_STRINGS})
@@ -406,11 +391,8 @@ def test_a_json_string_is_answered_as_written_by_every_write(
     assert_same_as_get(api, created, put, "PUT (INSERT) of JSON strings")
 
 
-def test_if_match_holds_on_a_row_whose_json_field_is_a_string(
-    served: Backend, api: httpx.Client, request: pytest.FixtureRequest
-) -> None:
+def test_if_match_holds_on_a_row_whose_json_field_is_a_string(served: Backend, api: httpx.Client) -> None:
     """The tag the check computes under its lock must be the GET's, or If-Match can never succeed."""
-    known_bug(request, served, TAGS_JSON_STRINGS_WRONGLY)
     key = next(IDS)
     served.sql(sa.insert(TYPED_ROW).values(id=key, label="before", doc="only a string"))
     tag = tag_of(api, key, TYPED)
