@@ -20,6 +20,9 @@ PRODUCTS = 100_000
 PAGE = 100  # rows per page in the list scenarios
 BENCH_SKU_PREFIX = "BENCH-"  # rows the POST scenario creates; deleted after each server's run
 CHANGE_TABLE = capture_names("shop_product").table  # where capture records the products' changes
+KEY_TABLE = "dx_idempotency"  # where dxapi records the answers of keyed writes
+KEY_FILLER = "benchmark filler"  # fingerprint of the records fill_key_records adds (no request has it)
+KEY_FILLER_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +143,43 @@ async def load_context(url: str) -> DataContext:
         category_ids=[row["id_category"] for row in categories],
         tax_rate_ids=[row["id_tax_rate"] for row in tax_rates],
     )
+
+
+async def fill_key_records(url: str, rows: int = KEY_FILLER_ROWS) -> None:
+    """Give the idempotency records' table `rows` records that no request will ever look up, then ANALYZE.
+
+    A production table holds the records of a day. An empty one is worse than small: PostgreSQL plans the
+    key's lookup as a sequential scan then, and the cached plan of each pooled connection stays so while
+    the phase fills the table, until the next ANALYZE, so every lookup would read every record of the phase.
+    """
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        table = quote_ident(KEY_TABLE)
+        # scopes as dxapi's (64 hex digits), recent (not pruned meanwhile), tiny answers
+        await conn.execute(
+            f"INSERT INTO {table} (scope, fingerprint, status, headers, body, created_at) "
+            "SELECT md5('filler' || i) || md5('bench' || i), $1, 200, '{}', '\\x', "
+            "(extract(epoch FROM now()) * 1000)::bigint FROM generate_series(1, $2::int) AS i "
+            "ON CONFLICT (scope) DO UPDATE SET created_at = excluded.created_at",
+            KEY_FILLER,
+            rows,
+        )
+        await conn.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        await conn.close()
+
+
+async def delete_key_records(url: str) -> int:
+    """Delete the idempotency records the benchmark's requests made (not the filler) → how many.
+
+    So each keyed run meets the same table, and the records of 1000-row answers do not pile up.
+    """
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", KEY_TABLE):
+            return 0
+        status = await conn.execute(f"DELETE FROM {quote_ident(KEY_TABLE)} WHERE fingerprint <> $1", KEY_FILLER)
+        await conn.execute(f"VACUUM ANALYZE {quote_ident(KEY_TABLE)}")
+    finally:
+        await conn.close()
+    return int(status.split()[-1])

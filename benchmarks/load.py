@@ -10,6 +10,7 @@ Placeholders let one call produce varied requests:
           or a list of URLs on one host → a random one per request
     body  '{"data":[{"sku":"B-{uniq}-1",…}]}'                    → {uniq} unique per request and per run,
           made of [A-Z0-9] only
+    headers {"Idempotency-Key": "bench-{uniq}"}                  → the same {uniq} as the request's body
 """
 
 from __future__ import annotations
@@ -240,14 +241,15 @@ class _PythonClient:
 
     def next_request(self) -> bytes:
         self.counter += 1
+        uniq = f"{self.nonce}P{self.counter}"
         path = random.choice(self.paths).replace("{id}", str(random.randint(1, self.id_max)))
         payload = b""
         if self.body is not None:
-            payload = self.body.replace(b"{uniq}", f"{self.nonce}P{self.counter}".encode())
+            payload = self.body.replace(b"{uniq}", uniq.encode())
             payload = payload.replace(b"{id}", str(random.randint(1, self.id_max)).encode())
         head = (
-            f"{self.method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.fixed_headers}"
-            f"Content-Length: {len(payload)}\r\n\r\n"
+            f"{self.method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"{self.fixed_headers.replace('{uniq}', uniq)}Content-Length: {len(payload)}\r\n\r\n"
         )
         return head.encode("latin-1") + payload
 

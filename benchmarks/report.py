@@ -53,14 +53,17 @@ class ScenarioResult:
     warnings: list[str] = field(default_factory=list)
 
 
-PHASE_FEED = ("off", "on")  # phase i of a capture comparison has the feed PHASE_FEED[i % 2]
+PHASES = ("off", "on")  # phase i of a cost comparison is PHASES[i % 2]: without, with what it measures
+FEED_LABELS = ("off", "on")  # the change feed of the products (capture cost)
+KEY_LABELS = ("no key", "key")  # a fresh Idempotency-Key on every request (key cost)
 
 
 @dataclass
-class CapturePhase:
-    """One write scenario on dxapi while the products' change feed was off or on."""
+class Phase:
+    """One write scenario on dxapi without ("off") or with ("on") what a cost comparison measures: the
+    products' change feed (capture cost) or an Idempotency-Key on every request (key cost)."""
 
-    feed: str  # "off" or "on"
+    variant: str  # "off" or "on"
     dxapi: Measurement
     cpu_server_s: float = 0.0  # CPU seconds of dxapi's processes during the measured load (and its settling)
     cpu_database_s: float = 0.0  # … and of the PostgreSQL backends serving the benchmark database
@@ -77,19 +80,19 @@ class CapturePhase:
 
 
 @dataclass
-class CaptureResult:
-    """The cost of change capture on one write scenario: phases off, on, off, …, off, same data, same run.
+class Cost:
+    """What something costs one write scenario: phases off, on, off, …, off, same data, same run.
 
-    Overhead is what each row (or request) costs more with the feed on, in %: 100 x (on / off - 1), of the
-    wall time per row (1 / throughput) and of the CPU time per row. Each "on" phase lies between two "off"
-    phases and is compared with their mean, so a machine that gets steadily faster or slower moves both
-    sides alike; "overall" compares the mean of the ons with the mean of the offs.
+    Overhead is what each row (or request) costs more "on", in %: 100 x (on / off - 1), of the wall time per
+    row (1 / throughput) and of the CPU time per row. Each "on" phase lies between two "off" phases and is
+    compared with their mean, so a machine that gets steadily faster or slower moves both sides alike;
+    "overall" compares the mean of the ons with the mean of the offs.
     """
 
     scenario: str
     unit: str  # "rows/s" or "req/s": what `throughput` counts
-    goal_pct: float | None  # the most capture may cost (issue 11: 30 % on post-batch)
-    phases: list[CapturePhase] = field(default_factory=list)
+    goal_pct: float | None  # the most it may cost (issue 11: capture 30 % on post-batch; issue 12: key 15 %)
+    phases: list[Phase] = field(default_factory=list)
 
     def costs(self, cpu: bool) -> list[float | None]:
         """Per phase, microseconds per row or request: of CPU, or of wall time (1 / throughput)."""
@@ -101,15 +104,16 @@ class CaptureResult:
         """Per "on" phase: its cost against the mean of the "off" phases next to it."""
         costs, found = self.costs(cpu), []
         for index, phase in enumerate(self.phases):
-            if phase.feed == "on":
+            if phase.variant == "on":
                 around = [i for i in (index - 1, index + 1) if 0 <= i < len(self.phases)]
-                found.append(overhead(mean([costs[i] for i in around if self.phases[i].feed == "off"]), costs[index]))
+                offs = [costs[i] for i in around if self.phases[i].variant == "off"]
+                found.append(overhead(mean(offs), costs[index]))
         return found
 
     def overall(self, cpu: bool = False) -> float | None:
         costs = self.costs(cpu)
-        ons = [c for c, p in zip(costs, self.phases, strict=True) if p.feed == "on"]
-        offs = [c for c, p in zip(costs, self.phases, strict=True) if p.feed == "off"]
+        ons = [c for c, p in zip(costs, self.phases, strict=True) if p.variant == "on"]
+        offs = [c for c, p in zip(costs, self.phases, strict=True) if p.variant == "off"]
         return overhead(mean(offs), mean(ons))
 
     def meets_goal(self, cpu: bool = False) -> bool | None:
@@ -158,7 +162,7 @@ class FeedPull:
 class FeedSection:
     """The change-feed figures of a run: capture cost per write scenario and feed pull throughput."""
 
-    capture: list[CaptureResult] = field(default_factory=list)
+    capture: list[Cost] = field(default_factory=list)
     pulls: list[FeedPull] = field(default_factory=list)
     expected_rows: int | None = None  # live rows of the table when it was pulled
     switch_s: list[float] = field(default_factory=list)  # seconds per feed switch (saved + workers reloaded)
@@ -173,6 +177,24 @@ class FeedSection:
             "pull_medians": pull_medians(self.pulls),
             "expected_rows": self.expected_rows,
             "switch_s": [round(s, 2) for s in self.switch_s],
+            "seconds": round(self.seconds, 1),
+            "problem": self.problem,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class KeySection:
+    """What an Idempotency-Key costs the write scenarios: phases without and with a fresh key per request."""
+
+    costs: list[Cost] = field(default_factory=list)
+    seconds: float = 0.0
+    problem: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "costs": [{**asdict(c), **c.summary()} for c in self.costs],
             "seconds": round(self.seconds, 1),
             "problem": self.problem,
             "warnings": self.warnings,
@@ -288,13 +310,14 @@ def pct(value: float | None) -> str:
     return fmt(value, "{:+.1f} %")
 
 
-def render_capture(capture: Sequence[CaptureResult]) -> str:
-    """Per scenario: dxapi's throughput and CPU per row in each phase (feed off, on, off, …), and the overheads."""
-    phases = max(len(c.phases) for c in capture)
-    rows = [("capture cost (dxapi)", *(PHASE_FEED[i % 2] for i in range(phases)), "overhead per on", "overall", "goal")]
+def render_costs(title: str, labels: tuple[str, str], costs: Sequence[Cost]) -> str:
+    """Per scenario: dxapi's throughput and CPU per row in each phase (off, on, off, …), and the overheads."""
+    phases = max(len(c.phases) for c in costs)
+    header = (title, *(labels[i % 2] for i in range(phases)), f"overhead per {labels[1]}", "overall", "goal")
+    rows = [header]
     verdicts = {True: " ok", False: " MISS", None: ""}
     padding = [""] * phases
-    for c in capture:
+    for c in costs:
         per = c.unit.split("/")[0].rstrip("s")  # "row", "req"
         lines = (
             (c.unit, [fmt(throughput(p.dxapi)) for p in c.phases], False),
@@ -329,7 +352,7 @@ def report_feed(section: FeedSection) -> None:
         )
         print("time (1 / throughput) and in CPU of dxapi + its PostgreSQL backends; each 'on' against the mean of the")
         print("'off' phases around it, overall the mean of the ons against the mean of the offs.")
-        print(render_capture(section.capture))
+        print(render_costs("capture cost (dxapi)", FEED_LABELS, section.capture))
     if section.pulls:
         rows = f"{section.expected_rows:,}" if section.expected_rows is not None else "?"
         print(f"Feed pull: the whole products table ({rows} live rows) from the beginning through HTTP.")
@@ -344,8 +367,28 @@ def report_feed(section: FeedSection) -> None:
         print(f"change feed: {section.problem}")
 
 
+def report_keys(section: KeySection) -> None:
+    print()
+    if section.costs:
+        print("Idempotency-Key: dxapi's writes without a key and with a fresh key on every request (checked and")
+        print("recorded in the write's transaction), phases in this order. Overhead = what a row (request) costs")
+        print("more with a key, 100 x (key / no key - 1), in wall time (1 / throughput) and in CPU of dxapi + its")
+        print("PostgreSQL backends; each 'key' phase against the mean of the phases around it, overall the mean of")
+        print("the keyed phases against the mean of the others.")
+        print(render_costs("key cost (dxapi)", KEY_LABELS, section.costs))
+    print(f"key cost: the section took {section.seconds:.0f} s")
+    for warning in section.warnings:
+        print(f"key cost: WARNING {warning}")
+    if section.problem:
+        print(f"key cost: {section.problem}")
+
+
 def report(
-    results: list[ScenarioResult], meta: dict[str, Any], self_test: bool, feed: FeedSection | None = None
+    results: list[ScenarioResult],
+    meta: dict[str, Any],
+    self_test: bool,
+    feed: FeedSection | None = None,
+    keys: KeySection | None = None,
 ) -> None:
     print()
     if self_test:
@@ -373,13 +416,20 @@ def report(
     )
     if "dxapi_auth" in meta:
         print(f"dxapi credentials: {meta['dxapi_auth']}")
+    if keys is not None:
+        report_keys(keys)
     if feed is not None:
         report_feed(feed)
     RESULTS_DIR.mkdir(exist_ok=True)
     path = RESULTS_DIR / "latest.json"
     path.write_bytes(
         orjson.dumps(
-            {**meta, "scenarios": [asdict(r) for r in results], "feed": feed.as_json() if feed else None},
+            {
+                **meta,
+                "scenarios": [asdict(r) for r in results],
+                "idempotency_key": keys.as_json() if keys else None,
+                "feed": feed.as_json() if feed else None,
+            },
             option=orjson.OPT_INDENT_2,
         )
     )

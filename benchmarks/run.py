@@ -5,15 +5,16 @@ Steps: (re)create the database and load the demo shop through `dxapi.demo` (100,
 `auth`); start `benchmarks.reference` and `dxapi serve` (with a random token signing secret in its
 environment) with the same worker count and pool size; fetch an access token from dxapi's `/token`; then for
 every scenario check that both servers answer the same JSON, warm each up, load them in alternating slices
-for the same total time while sampling their memory. Then the change feed (`feed`): post-batch and
-patch-one on dxapi with the products' feed off, on, off, on, off (switched through `dxapi config import`),
-and full pulls of the feed right after it was first switched on. Finally print the tables and write them as
-JSON to benchmarks/results/latest.json (`report`). Every dxapi request carries `Authorization: Bearer …`; the
-reference gets no credentials. Only processes started here are stopped (by process group), also on Ctrl-C,
-SIGTERM or an error; the run's client is disabled at the end.
+for the same total time while sampling their memory. Then the cost of an Idempotency-Key: post-batch and
+patch-one on dxapi without a key, with a fresh key per request, without, … Then the change feed (`feed`):
+post-batch and patch-one on dxapi with the products' feed off, on, off, on, off (switched through `dxapi
+config import`), and full pulls of the feed right after it was first switched on. Finally print the tables
+and write them as JSON to benchmarks/results/latest.json (`report`). Every dxapi request carries
+`Authorization: Bearer …`; the reference gets no credentials. Only processes started here are stopped (by
+process group), also on Ctrl-C, SIGTERM or an error; the run's client is disabled at the end.
 
     python -m benchmarks.run [--workers N] [--duration S] [--only SCENARIO] [--skip-load] [--self-test]
-                             [--capture-rounds N] [--feed-pulls N] [--feed-limit N]
+                             [--key-rounds N] [--capture-rounds N] [--feed-pulls N] [--feed-limit N]
 
 A scenario dxapi does not serve yet (404/405/501 on its sample request) is reported as "n/a".
 """
@@ -51,6 +52,8 @@ from benchmarks.data import (
     backend_pids,
     count_products,
     delete_bench_rows,
+    delete_key_records,
+    fill_key_records,
     load_context,
     load_shop,
     recreate_database,
@@ -58,19 +61,21 @@ from benchmarks.data import (
 from benchmarks.feed import PullError, pull_feed, pull_list, set_feed, switch_feed
 from benchmarks.load import Result, find_wrk, run_load
 from benchmarks.report import (
-    PHASE_FEED,
+    KEY_LABELS,
+    PHASES,
     RESULTS_DIR,
-    CapturePhase,
-    CaptureResult,
+    Cost,
     FeedPull,
     FeedSection,
+    KeySection,
     Measurement,
+    Phase,
     ScenarioResult,
     fmt,
     log,
     report,
 )
-from benchmarks.scenarios import SCENARIOS, Scenario, Target, first_difference, materialise
+from benchmarks.scenarios import IDEMPOTENCY_KEY, SCENARIOS, Scenario, Target, first_difference, keyed, materialise
 from benchmarks.servers import ROOT, Server, cpu_seconds, fetch, free_port, named, peak_rss, process_tree
 
 CONFIG_FILE = ROOT / "examples" / "shop-config.json"
@@ -80,7 +85,10 @@ SAMPLE_S = 30.0  # the longest a sample request may take (servers.fetch's timeou
 NOT_SERVED = (404, 405, 501)  # dxapi answers these for endpoints it does not have yet
 # Write scenarios whose cost of change capture is measured → the most throughput it may cost, in % (issue 11)
 CAPTURE_GOALS: dict[str, float | None] = {"post-batch": 30.0, "patch-one": None}
+# Write scenarios whose cost of an Idempotency-Key is measured → the most it may cost, in % (issue 12)
+KEY_GOALS: dict[str, float | None] = {"post-batch": 15.0, "patch-one": 15.0}
 FEED_PULL = "feed-pull"  # --only name of the feed pull: not a Scenario (dxapi only, no reference to compare)
+KEY_COST = "key-cost"  # --only name of the key cost of every KEY_GOALS scenario, without their main table rows
 PULL_TOKEN_S = 600.0  # a bearer token for one pull must stay valid this long
 NO_BACKENDS = "PostgreSQL's backends are not processes of this machine: the CPU figures count dxapi alone"
 
@@ -94,6 +102,7 @@ class Round:
     worker_rss_mb: float
     processes: int
     rows_created: int = 0  # POST: benchmark rows found afterwards (in-flight requests finished included)
+    key_records: int = 0  # keyed requests: idempotency records found afterwards (one per executed request)
 
 
 @dataclass
@@ -120,8 +129,8 @@ class Options:
 
 def sample(target: Target, sample_id: int, unique: str, headers: dict[str, str]) -> tuple[int, Any]:
     """Send one concrete request → (status, parsed JSON or the start of a non-JSON body)."""
-    url, body = materialise(target, sample_id, unique)
-    status, raw = fetch(target.method, url, body, headers)
+    url, body, own = materialise(target, sample_id, unique)
+    status, raw = fetch(target.method, url, body, {**headers, **own})
     try:
         return status, orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -137,11 +146,22 @@ def settle(result: Result) -> None:
     time.sleep(min(SETTLE_MAX_S, max(SETTLE_S, 1.5 * result.p99_ms / 1000)))
 
 
+def is_keyed(target: Target) -> bool:
+    return IDEMPOTENCY_KEY in target.headers
+
+
+def clean_after(target: Target, url: str) -> tuple[int, int]:
+    """Remove what a load run of `target` left → (benchmark rows, idempotency records)."""
+    rows = asyncio.run(delete_bench_rows(url)) if target.method == "POST" else 0
+    return rows, asyncio.run(delete_key_records(url)) if is_keyed(target) else 0
+
+
 def load_once(slot: str, server: Server, scenario: Scenario, target: Target, options: Options, url: str) -> Round:
     """One measured run of `target` on `server`, its memory sampled; the rows it created removed after."""
     assert server.process is not None
     connections = options.connections or scenario.connections
-    headers = options.headers_for(slot, options.slice_s + SETTLE_S)  # before sampling: may call /token
+    # before sampling: may call /token
+    headers = {**options.headers_for(slot, options.slice_s + SETTLE_S), **dict(target.headers)}
     with peak_rss(server.process.pid) as peak:
         result = run_load(
             target.urls,
@@ -153,8 +173,8 @@ def load_once(slot: str, server: Server, scenario: Scenario, target: Target, opt
             id_max=options.id_max,
         )
     settle(result)
-    created = asyncio.run(delete_bench_rows(url)) if target.method == "POST" else 0
-    return Round(result, peak["bytes"] / 2**20, peak["largest"] / 2**20, peak["processes"], created)
+    created, records = clean_after(target, url)
+    return Round(result, peak["bytes"] / 2**20, peak["largest"] / 2**20, peak["processes"], created, records)
 
 
 def combine(rounds: Sequence[Round], batch: int) -> Measurement:
@@ -226,7 +246,7 @@ def warm_up(active: list[str], targets: dict[str, Target], connections: int, opt
         return
     for slot in active:
         target = targets[slot]
-        headers = options.headers_for(slot, options.warmup + SETTLE_S)
+        headers = {**options.headers_for(slot, options.warmup + SETTLE_S), **dict(target.headers)}
         settle(
             run_load(
                 target.urls,
@@ -238,8 +258,7 @@ def warm_up(active: list[str], targets: dict[str, Target], connections: int, opt
                 id_max=options.id_max,
             )
         )
-        if target.method == "POST":
-            asyncio.run(delete_bench_rows(url))
+        clean_after(target, url)
 
 
 def measure_rounds(
@@ -347,45 +366,105 @@ class FeedRun:
             raise FeedSwitchError(f"switching the feed {'on' if enabled else 'off'}: {problem}")
         self.section.switch_s.append(seconds)
 
-    def measure(self, scenario: Scenario) -> CapturePhase:
-        """`scenario` on dxapi alone: a sample request, the warm-up, then one load of --duration, and the CPU
-        time dxapi and its PostgreSQL backends spent on it.
-
-        One continuous run rather than slices: there is no other server to alternate with, and a POST of
-        1000 rows takes seconds on a busy machine, so short slices would count only a handful of requests.
-        """
+    def measure(self, scenario: Scenario) -> Phase:
         feed = "on" if self.feed_on else "off"
         target = scenario.build(self.dxapi.base, self.ctx)
-        headers = self.options.headers_for("dxapi", SAMPLE_S)
-        status, body = sample(target, max(1, min(self.ctx.id_max, 4242)), "S" + secrets.token_hex(4).upper(), headers)
-        if target.method == "POST":
-            asyncio.run(delete_bench_rows(self.url))
-        if not 200 <= status < 300:
-            log(f"  dxapi: sample request answered {status}: {body!s:.200}")
-            return CapturePhase(feed, Measurement("error", f"sample request answered {status}: {body!s:.200}"))
-        connections = self.options.connections or scenario.connections
-        warm_up(["dxapi"], {"dxapi": target}, connections, self.options, self.url)
-        assert self.dxapi.process is not None
-        server = process_tree(self.dxapi.process.pid)
-        reported = asyncio.run(backend_pids(self.url))
-        database = named(reported, "postgres")
-        if reported and not database and NO_BACKENDS not in self.section.warnings:
-            self.section.warnings.append(NO_BACKENDS)
-            log(f"  WARNING {NO_BACKENDS}")
-        before = cpu_seconds(server), cpu_seconds(database)
-        once = dataclasses.replace(self.options, rounds=1)
-        measured = load_once("dxapi", self.dxapi, scenario, target, once, self.url)
-        after = cpu_seconds(server), cpu_seconds(database)
-        result = combine([measured], scenario.batch)
-        # POST: the rows found afterwards, requests finished after the deadline included (so is their CPU)
-        units = measured.rows_created if scenario.batch > 1 else result.requests - result.non_2xx
-        phase = CapturePhase(feed, result, spent(before[0], after[0]), spent(before[1], after[1]), units)
-        log_measurement(f"{scenario.name} dxapi, feed {feed}", result)
-        log(
-            f"  CPU {fmt(phase.cpu_us)} us per {'row' if scenario.batch > 1 else 'request'} "
-            f"(dxapi {phase.cpu_server_s:.2f} s, PostgreSQL {phase.cpu_database_s:.2f} s, {units:,} done)"
-        )
-        return phase
+        alone = Alone(self.dxapi, self.options, self.url, self.section.warnings)
+        return measure_phase(alone, scenario, target, feed, f"feed {feed}")
+
+
+@dataclass(frozen=True, slots=True)
+class Alone:
+    """What a phase of a cost comparison works with: dxapi alone, no reference; warnings go to `warnings`."""
+
+    dxapi: Server
+    options: Options
+    url: str
+    warnings: list[str]
+
+
+def measure_phase(alone: Alone, scenario: Scenario, target: Target, variant: str, label: str) -> Phase:
+    """`target` on dxapi alone: a sample request, the warm-up, then one load of --duration, and the CPU time
+    dxapi and its PostgreSQL backends spent on it. `variant` is "off" or "on", `label` names it in the log.
+
+    One continuous run rather than slices: there is no other server to alternate with, and a POST of 1000
+    rows takes seconds on a busy machine, so short slices would count only a handful of requests.
+    """
+    dxapi, options, url = alone.dxapi, alone.options, alone.url
+    sample_id = max(1, min(options.id_max, 4242))
+    status, body = sample(target, sample_id, "S" + secrets.token_hex(4).upper(), options.headers_for("dxapi", SAMPLE_S))
+    clean_after(target, url)
+    if not 200 <= status < 300:
+        log(f"  dxapi: sample request answered {status}: {body!s:.200}")
+        return Phase(variant, Measurement("error", f"sample request answered {status}: {body!s:.200}"))
+    warm_up(["dxapi"], {"dxapi": target}, options.connections or scenario.connections, options, url)
+    assert dxapi.process is not None
+    server = process_tree(dxapi.process.pid)
+    reported = asyncio.run(backend_pids(url))
+    database = named(reported, "postgres")
+    if reported and not database and NO_BACKENDS not in alone.warnings:
+        alone.warnings.append(NO_BACKENDS)
+        log(f"  WARNING {NO_BACKENDS}")
+    before = cpu_seconds(server), cpu_seconds(database)
+    measured = load_once("dxapi", dxapi, scenario, target, dataclasses.replace(options, rounds=1), url)
+    after = cpu_seconds(server), cpu_seconds(database)
+    result = combine([measured], scenario.batch)
+    # POST: the rows found afterwards, requests finished after the deadline included (so is their CPU)
+    done = result.requests - result.non_2xx
+    units = measured.rows_created if scenario.batch > 1 else done
+    phase = Phase(variant, result, spent(before[0], after[0]), spent(before[1], after[1]), units)
+    log_measurement(f"{scenario.name} dxapi, {label}", result)
+    records = f", {measured.key_records:,} idempotency records" if is_keyed(target) else ""
+    log(
+        f"  CPU {fmt(phase.cpu_us)} us per {'row' if scenario.batch > 1 else 'request'} "
+        f"(dxapi {phase.cpu_server_s:.2f} s, PostgreSQL {phase.cpu_database_s:.2f} s, {units:,} done{records})"
+    )
+    # every executed keyed request records its answer: fewer records means the keys did not do their work
+    if is_keyed(target) and measured.key_records < done:
+        warning = f"{scenario.name}: {measured.key_records:,} idempotency records for {done:,} keyed requests"
+        alone.warnings.append(warning)
+        log(f"  WARNING {warning}")
+    return phase
+
+
+def key_scenarios(args: argparse.Namespace, scenarios: Sequence[Scenario]) -> list[Scenario]:
+    """The write scenarios whose key cost this run measures: those selected, or all with `--only key-cost`."""
+    if args.key_rounds <= 0 or args.self_test:
+        return []
+    every = KEY_COST in (args.only or [])
+    return [s for s in SCENARIOS if s.name in KEY_GOALS and (every or s in scenarios)]
+
+
+def key_section(
+    args: argparse.Namespace, scenarios: Sequence[Scenario], dxapi: Server, ctx: DataContext, url: str, options: Options
+) -> KeySection | None:
+    """What a fresh Idempotency-Key per request costs, or None when this run measures none (self-test, options).
+
+    Per scenario, phases without a key, with, without, … (`--key-rounds` keyed ones, each between two without)
+    back to back: nothing to switch on the server, the key is a header. Before the change feed's section, so
+    the products have no capture triggers.
+    """
+    chosen = key_scenarios(args, scenarios)
+    if not chosen:
+        return None
+    section = KeySection()
+    if dxapi.problem:
+        section.problem = f"not measured: {dxapi.problem}"
+        return section
+    log(f"idempotency key: cost on {', '.join(s.name for s in chosen)}, {args.key_rounds} keyed phase(s) each")
+    asyncio.run(fill_key_records(url))
+    alone = Alone(dxapi, options, url, section.warnings)
+    started_at = time.monotonic()
+    for scenario in chosen:
+        cost = Cost(scenario.name, "rows/s" if scenario.batch > 1 else "req/s", KEY_GOALS[scenario.name])
+        section.costs.append(cost)
+        plain = scenario.build(dxapi.base, ctx)
+        for number in range(2 * args.key_rounds + 1):
+            variant = PHASES[number % 2]
+            target = keyed(plain) if variant == "on" else plain
+            cost.phases.append(measure_phase(alone, scenario, target, variant, KEY_LABELS[number % 2]))
+    section.seconds = time.monotonic() - started_at
+    return section
 
 
 def spent(before: dict[int, float], after: dict[int, float]) -> float:
@@ -399,13 +478,11 @@ def run_feed_section(
     """Capture cost: each `capture` scenario in phases feed off, on, off, … (`rounds` ons, an off on either
     side of each); the feed pulls (`(limits, repeats)`) right after the feed was first switched on, while the
     change table holds just the table's rows. Leaves the feed off, also when interrupted."""
-    found = {
-        s.name: CaptureResult(s.name, "rows/s" if s.batch > 1 else "req/s", CAPTURE_GOALS[s.name]) for s in capture
-    }
+    found = {s.name: Cost(s.name, "rows/s" if s.batch > 1 else "req/s", CAPTURE_GOALS[s.name]) for s in capture}
     run.section.capture = list(found.values())
     try:
         for number in range(2 * rounds + 1 if capture else 1):
-            feed = PHASE_FEED[number % 2] if capture else "on"
+            feed = PHASES[number % 2] if capture else "on"
             if (feed == "on") != run.feed_on:
                 run.switch(feed == "on")
             if number == (1 if capture else 0) and pulls is not None:
@@ -500,7 +577,7 @@ def run_cli(command: Sequence[str], env: dict[str, str]) -> tuple[str | None, st
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    names = [*(s.name for s in SCENARIOS), FEED_PULL]
+    names = [*(s.name for s in SCENARIOS), KEY_COST, FEED_PULL]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument(
         "--duration", type=float, default=10.0, help="measured seconds per server and scenario (default 10)"
@@ -530,6 +607,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="'NAME: VALUE'",
         help="extra request header for both servers (repeatable); with Authorization or X-Api-Key among "
         "them the harness creates no client and sends no token of its own",
+    )
+    parser.add_argument(
+        "--key-rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="post-batch and patch-one on dxapi without an Idempotency-Key, with a fresh one per request, "
+        "without, ...: N keyed phases, each between two without (default 2; 0 = no key cost)",
     )
     parser.add_argument(
         "--capture-rounds",
@@ -684,6 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         authenticate(dxapi, client, auth)
         options = Options(args.duration, args.warmup, args.rounds, args.connections, headers, auth, ctx.id_max)
         results = [run_scenario(s, reference, dxapi, ctx, url, options) for s in scenarios]
+        keys = key_section(args, scenarios, dxapi, ctx, url, options)
         feed = feed_section(args, scenarios, dxapi, ctx, url, options)
     except KeyboardInterrupt:
         log("interrupted")
@@ -695,7 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["dxapi_problem"] = dxapi.problem
     if "dxapi" in auth:
         meta["dxapi_tokens_fetched"] = auth["dxapi"].fetched
-    report(results, meta, args.self_test, feed)
+    report(results, meta, args.self_test, feed, keys)
     return 0
 
 

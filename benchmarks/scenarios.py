@@ -6,6 +6,7 @@ Fed by `data.DataContext` and a server's base URL; feeds `run`, which hands each
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,15 +19,24 @@ from benchmarks.data import BENCH_SKU_PREFIX, PAGE, DataContext
 BATCH_ROWS = 1000
 OFFSET_PAGES = 100  # offset scenario pages through the first 100 pages, see offset_target()
 PRODUCTS_PATH = "/dynamic-entity/products"
+# A fresh key per request ({uniq}, as the body's): every keyed write executes, none is a replay
+IDEMPOTENCY_KEY = ("Idempotency-Key", "bench-{uniq}")
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What to send: `urls` may hold {id} (random id per request); `body` may hold {uniq} and {id}."""
+    """What to send: `urls` may hold {id} (random id per request); `body` may hold {uniq} and {id}; the
+    values of `headers` (sent besides the run's own) may hold {uniq}, the same string as the body's."""
 
     urls: list[str]
     method: str = "GET"
     body: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def keyed(target: Target) -> Target:
+    """`target` with a fresh `Idempotency-Key` on every request."""
+    return dataclasses.replace(target, headers=(*target.headers, IDEMPOTENCY_KEY))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +141,14 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def materialise(target: Target, sample_id: int, unique: str) -> tuple[str, bytes | None]:
-    """One concrete request out of a Target, for the equality check: first URL, fixed id, given {uniq}."""
+def materialise(target: Target, sample_id: int, unique: str) -> tuple[str, bytes | None, dict[str, str]]:
+    """One concrete request out of a Target, for the equality check: first URL, fixed id, given {uniq} →
+    (url, body, the target's own headers)."""
     url = target.urls[0].replace("{id}", str(sample_id))
     body = None
     if target.body is not None:
         body = target.body.replace("{uniq}", unique).replace("{id}", str(sample_id)).encode()
-    return url, body
+    return url, body, {name: value.replace("{uniq}", unique) for name, value in target.headers}
 
 
 def first_difference(left: Any, right: Any, volatile: frozenset[str], path: str = "$") -> str | None:

@@ -6,7 +6,8 @@
 --              for POST batches) and {id} a random id
 --   nonce      unique per wrk run, so {uniq} never repeats across runs that share a table; {uniq} is made
 --              of [A-Z0-9] only, so it fits strict sku patterns
---   header     "Name: value", repeated
+--   header     "Name: value", repeated; {uniq} in a value becomes the request's {uniq} (e.g. a fresh
+--              Idempotency-Key per request)
 -- done() prints one line "DXBENCH {json}" that load.py parses (wrk's own text output is not stable).
 
 local thread_count = 0
@@ -18,6 +19,7 @@ end
 
 local method, template, paths, id_max, body, nonce
 local headers = {}
+local per_request = false -- a header value holds {uniq}: the headers are built for each request
 local counter = 0
 
 function init(args)
@@ -42,6 +44,7 @@ function init(args)
   for i = 6, #args do
     local name, value = args[i]:match("^([^:]+):%s*(.*)$")
     headers[name] = value
+    if value:find("{uniq}", 1, true) then per_request = true end
   end
   -- each thread has its own Lua state: seed per thread so threads do not walk the same ids
   math.randomseed(os.time() + 7919 * (tid or 0))
@@ -55,12 +58,18 @@ function request()
   else
     path = template:gsub("{id}", tostring(math.random(id_max)))
   end
+  local uniq = nonce .. "T" .. tid .. "N" .. counter
   local payload = nil
   if body then
-    payload = body:gsub("{uniq}", nonce .. "T" .. tid .. "N" .. counter)
+    payload = body:gsub("{uniq}", uniq)
     payload = payload:gsub("{id}", tostring(math.random(id_max)))
   end
-  return wrk.format(method, path, headers, payload)
+  local sent = headers
+  if per_request then
+    sent = {}
+    for name, value in pairs(headers) do sent[name] = value:gsub("{uniq}", uniq) end
+  end
+  return wrk.format(method, path, sent, payload)
 end
 
 function done(summary, latency, requests)
