@@ -64,6 +64,42 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(
         3.0, gt=0, description="Seconds a request waits for a free connection before answering 503."
     )
+    connect_timeout: float = Field(
+        3.0, gt=0, description="Seconds to open a new database connection before giving up (503)."
+    )
+    statement_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds one SQL statement may run, enforced by the database (PostgreSQL `statement_timeout`, "
+        "MariaDB `max_statement_time`, SQLite an interrupt): then 503 `5005` and the transaction rolls back.",
+    )
+    lock_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a statement waits for a row or table lock (PostgreSQL `lock_timeout`, MariaDB "
+        "`innodb_lock_wait_timeout` in whole seconds, SQLite's busy timeout): then 409 `3005`.",
+    )
+    control_pool_size: int = Field(
+        2,
+        ge=1,
+        description="Database connections per worker kept apart for readiness, configuration reloads and "
+        "principal checks, so a busy request pool cannot fail them.",
+    )
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a stopping worker lets running requests finish; what still runs then is answered "
+        "503 `5008`.",
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a complete request head; then the connection is closed."
+    )
+    keepalive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle keep-alive connection stays open between requests."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Concurrent connections per worker; more are answered 503 at once."
+    )
     environment: str = Field(
         "development",
         description="`production` refuses to start unless a signing key is configured explicitly "
