@@ -8,12 +8,14 @@ and utf8mb4.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -223,7 +225,7 @@ def _install_session_settings(engine: AsyncEngine, backend: str, timeouts: Timeo
     elif backend == "mysql":
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _mysql_session(dbapi_conn: Any, _record: Any) -> None:
+        def _mysql_session(dbapi_conn: Any, record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute(f"SET SESSION sql_mode='{MYSQL_SQL_MODE}'")
             cursor.execute("SET SESSION time_zone='+00:00'")
@@ -234,6 +236,7 @@ def _install_session_settings(engine: AsyncEngine, backend: str, timeouts: Timeo
                 mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
                 if mariadb:
                     cursor.execute(f"SET SESSION max_statement_time={timeouts.statement}")
+                    record.info[STATEMENT_LIMIT] = f"max_statement_time={timeouts.statement}"
                 else:  # MySQL bounds SELECTs only
                     cursor.execute(f"SET SESSION max_execution_time={int(timeouts.statement * 1000)}")
             cursor.close()
@@ -257,4 +260,32 @@ def _interrupt_after(dbapi_conn: Any, record: Any, seconds: float) -> None:
 def _note_statement_start(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
     started = conn.info.get("dxapi_statement_started")
     if started is not None:
-        started[0] = time.monotonic()
+        started[0] = 0.0 if conn.info.get(UNBOUNDED_NOW) else time.monotonic()
+
+
+STATEMENT_LIMIT = "dxapi_statement_limit"  # MariaDB: the session's max_statement_time setting, to restore
+UNBOUNDED_NOW = "dxapi_unbounded"  # SQLite: the progress handler lets statements run
+
+
+@contextlib.contextmanager
+def unbounded_statements(conn: Connection) -> Iterator[None]:
+    """Statements without ``DXAPI_STATEMENT_TIMEOUT`` (the lock timeout stays): installing a change capture
+    copies every key of a table, which may take longer than any request should."""
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # until the transaction ends
+        yield
+        return
+    limit = conn.info.get(STATEMENT_LIMIT)
+    if backend == "mysql" and limit is not None:
+        conn.exec_driver_sql("SET SESSION max_statement_time = 0")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"SET SESSION {limit}")
+        return
+    conn.info[UNBOUNDED_NOW] = True
+    try:
+        yield
+    finally:
+        conn.info.pop(UNBOUNDED_NOW, None)
