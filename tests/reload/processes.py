@@ -4,14 +4,16 @@ Fed by ``tests.conftest`` (server URLs, database creation, the demo shop); feeds
 A ``ServerProcess`` is the command an operator runs — ``python -m dxapi.cli --database-url URL serve …`` — in
 a subprocess with its own port and log file; it is stopped by its PID only. ``Database`` is a fresh database
 per test (a temp file for SQLite, ``dxapi_test_<random>`` on the servers) holding the demo shop, configured
-from ``examples/shop-config.json`` plus the awkward tables of the shared harness, and an OAuth client allowed
-everything.
+from ``examples/shop-config.json`` plus the awkward tables of the shared harness (or, on request, nothing but
+dxapi's own tables), and an OAuth client allowed everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import multiprocessing.process
 import os
 import subprocess
 import sys
@@ -23,7 +25,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import _create_database, _drop_database, _free_port, _prepare, fetch_token
+from dxapi.auth.principals import add_client
+from dxapi.db import create_engine
+from dxapi.registry.store import ensure_schema
+from tests.conftest import ALL_SCOPES, _create_database, _drop_database, _free_port, _prepare, fetch_token
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "reload"  # git-ignored: measured delays and schemathesis reports
@@ -40,26 +45,51 @@ class Database:
 
 
 @contextlib.contextmanager
-def throwaway_database(backend: str, loop: asyncio.AbstractEventLoop, directory: Path) -> Iterator[Database]:
-    """A fresh database with the demo shop and its configuration; dropped (server backends) afterwards."""
+def throwaway_database(
+    backend: str, loop: asyncio.AbstractEventLoop, directory: Path, *, shop: bool = True
+) -> Iterator[Database]:
+    """A fresh database with the demo shop and its configuration (``shop=False``: only dxapi's own tables, for
+    a test that brings its own and starts many servers — each one starts faster); dropped (server backends)
+    afterwards."""
     url = (
         f"sqlite:///{directory / 'shop.db'}"
         if backend == "sqlite"
         else loop.run_until_complete(_create_database(backend))
     )
     try:
-        client_id, client_secret = loop.run_until_complete(_prepare(url))
+        client_id, client_secret = loop.run_until_complete(_prepare(url) if shop else _prepare_bare(url))
         yield Database(backend, url, client_id, client_secret)
     finally:
         if backend != "sqlite":
             loop.run_until_complete(_drop_database(backend, url))
 
 
+async def _prepare_bare(url: str) -> tuple[str, str]:
+    engine = create_engine(url)
+    try:
+        await ensure_schema(engine)
+        return await add_client(engine, "test suite", ALL_SCOPES)
+    finally:
+        await engine.dispose()
+
+
 class ServerProcess:
-    """One ``dxapi serve --workers 1`` subprocess; its output goes to ``log_path``."""
+    """One ``dxapi serve --workers 1`` subprocess; its output goes to ``log_path``.
+
+    ``forked``: the same command line run by ``dxapi.cli.main`` in a process forked from a fork server that has
+    imported dxapi already — for a test that needs many fresh processes: it saves the ~1.5 CPU-seconds of
+    imports each start-up costs, and nothing of the server's own state exists before ``main`` runs.
+    """
 
     def __init__(
-        self, name: str, database_url: str, jwt_secret: str, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        name: str,
+        database_url: str,
+        jwt_secret: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        forked: bool = False,
     ) -> None:
         self.name = name
         self.port = _free_port()
@@ -68,10 +98,7 @@ class ServerProcess:
         # Only what the test decides: no DXAPI_* from the caller's shell (DXAPI_RELOAD_INTERVAL stays default).
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DXAPI_")}
         environment.update({"DXAPI_JWT_SECRET": jwt_secret, "DXAPI_LOG_LEVEL": "warning", **(env or {})})
-        command = [
-            sys.executable,
-            "-m",
-            "dxapi.cli",
+        arguments = [
             "--database-url",
             database_url,
             "serve",
@@ -82,6 +109,11 @@ class ServerProcess:
             "--workers",
             "1",
         ]
+        self.process: subprocess.Popen[bytes] | _Forked
+        if forked:
+            self.process = _Forked.start(arguments, environment, self.log_path, log_dir)
+            return
+        command = [sys.executable, "-m", "dxapi.cli", *arguments]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=log_dir)
 
@@ -120,6 +152,11 @@ class ServerProcess:
             return []
         return [line for line in lines if line.startswith(("ERROR", "Traceback"))]
 
+    def kill(self) -> None:
+        """SIGKILL by this process's own PID, as a crash: no shutdown, no rollback or cleanup of its own."""
+        self.process.kill()
+        self.process.wait(timeout=5)
+
     def stop(self) -> None:
         """SIGTERM (graceful), SIGKILL if it lingers; always by this process's own PID.
 
@@ -137,6 +174,62 @@ class ServerProcess:
             raise AssertionError(
                 f"server {self.name} logged errors:\n" + "\n".join(errors[:20]) + f"\n{self.log_tail()}"
             )
+
+
+# What the fork server imports once, before it forks: dxapi's command line and app, and this module (the
+# forked function's home).
+_PRELOAD = ["dxapi.cli", "dxapi.app", "uvicorn", __name__]
+
+
+class _Forked:
+    """A forked ``dxapi.cli.main`` process behind the part of ``Popen`` that ``ServerProcess`` uses."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+
+    @classmethod
+    def start(cls, arguments: list[str], environment: dict[str, str], log_path: Path, cwd: Path) -> _Forked:
+        # The fork server starts with the first process and serves the whole session. Each forked process also
+        # re-imports the session's ``__main__`` as ``__mp_main__``: pytest's entry point, which runs nothing then.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        # Daemonic: should a test leave one running, multiprocessing ends it when the test session exits.
+        process = context.Process(target=_serve, args=(arguments, environment, str(log_path), str(cwd)), daemon=True)
+        process.start()
+        return cls(process)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def terminate(self) -> None:
+        self._process.terminate()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired("dxapi serve (forked)", timeout or 0)
+        return self._process.exitcode
+
+
+def _serve(arguments: list[str], environment: dict[str, str], log_path: str, cwd: str) -> None:
+    """In the forked process: what ``python -m dxapi.cli …`` does once its imports are done."""
+    from dxapi import cli
+
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(environment)
+    sys.exit(cli.main(arguments))
 
 
 @contextlib.contextmanager
