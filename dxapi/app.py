@@ -28,6 +28,7 @@ from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
+from dxapi.logs import flush_summaries
 from dxapi.registry.reload import Registry
 from dxapi.responses import render_errors, render_json
 from dxapi.settings import Settings
@@ -156,6 +157,7 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
                 await driver_pool.close()
             await engine.dispose()
             await control.dispose()
+            flush_summaries()  # warnings counted but not yet summarised (uvicorn exits without atexit hooks)
 
     return lifespan
 
