@@ -471,6 +471,12 @@ POOL_EXHAUSTED = _spec(
     "The server is busy: no database connection became free in time. Please retry later.",
     "Every connection of the worker's pool stayed in use for `DXAPI_POOL_TIMEOUT`; sent with `Retry-After`.",
 )
+TOO_MANY_CONNECTIONS = _spec(
+    "5009",
+    503,
+    "The server is busy: too many connections. Please retry later.",
+    "The worker already serves `DXAPI_MAX_CONNECTIONS` connections or requests; sent with `Retry-After`.",
+)
 SHUTTING_DOWN = _spec(
     "5008",
     503,

@@ -39,6 +39,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
 from dxapi import errors
+from dxapi.logs import uvicorn_log_config
 
 # A worker process unpickles ServerConfig, and so imports this module, before it answers its supervisor's
 # health pings: what is heavy (SQLAlchemy, pydantic, the application) is imported where it is used.
@@ -52,13 +53,6 @@ log = logging.getLogger("dxapi.server")
 APP = "dxapi.server:create_app"
 EXIT_SLACK = 1.0  # seconds after the shutdown timeout for the cut requests to unwind before the worker ends
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# The catalogue has no code for a worker at its connection limit yet (see the report of this change).
-TOO_MANY_CONNECTIONS: errors.ErrorSpec = getattr(errors, "TOO_MANY_CONNECTIONS", None) or errors.ErrorSpec(
-    "5009",
-    503,
-    "The server is busy: too many connections. Please retry later.",
-    "The worker already serves `DXAPI_MAX_CONNECTIONS` connections or requests; sent with `Retry-After`.",
-)
 
 
 def serve(settings: Settings, workers: int) -> None:
@@ -94,6 +88,9 @@ class ServerConfig(uvicorn.Config):
             port=settings.port,
             workers=workers,
             log_level=settings.log_level,
+            # dxapi's records and uvicorn's on one handler (dxapi.logs): levels, times, repeats summarised;
+            # applied in every worker process before it imports the app.
+            log_config=uvicorn_log_config(settings.log_level),
             access_log=False,
             proxy_headers=False,
             http=Protocol,
@@ -103,7 +100,7 @@ class ServerConfig(uvicorn.Config):
             timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout + EXIT_SLACK) + 1,
         )
         self.header_timeout = settings.header_timeout
-        self.body_timeout: float = getattr(settings, "body_timeout", settings.header_timeout)
+        self.body_timeout: float = settings.body_timeout
         self.max_connections = settings.max_connections
 
 
@@ -119,7 +116,7 @@ def _answer(spec: errors.ErrorSpec) -> tuple[Message, Message]:
 
 
 async def _too_busy(scope: Scope, receive: Receive, send: Send) -> None:
-    for message in _answer(TOO_MANY_CONNECTIONS):
+    for message in _answer(errors.TOO_MANY_CONNECTIONS):
         await send(message)
 
 

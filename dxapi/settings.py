@@ -92,13 +92,25 @@ class Settings(BaseSettings):
         "503 `5008`.",
     )
     header_timeout: float = Field(
-        10.0, gt=0, description="Seconds a client has to send a complete request head; then the connection is closed."
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a complete request head (from the connect, or from the first byte "
+        "of a next request on a keep-alive connection); then the connection is closed without an answer.",
+    )
+    body_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client may pause while sending a request body (every chunk restarts the clock); "
+        "then the connection is closed.",
     )
     keepalive_timeout: float = Field(
         5.0, gt=0, description="Seconds an idle keep-alive connection stays open between requests."
     )
     max_connections: int = Field(
-        1000, ge=1, description="Concurrent connections per worker; more are answered 503 at once."
+        1000,
+        ge=1,
+        description="Concurrent connections (or running requests) per worker; a request beyond them is answered "
+        "503 `5009` at once.",
     )
     environment: str = Field(
         "development",

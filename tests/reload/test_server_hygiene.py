@@ -42,7 +42,7 @@ import httpx
 import orjson
 import pytest
 
-from dxapi.server import TOO_MANY_CONNECTIONS
+from dxapi.errors import TOO_MANY_CONNECTIONS
 from tests.reload.processes import API, Database, ServerProcess, error_code, quantile, running, throwaway_database
 
 HEADER_TIMEOUT = 2.0
