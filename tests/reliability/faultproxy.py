@@ -11,7 +11,8 @@ Modes (``set_mode``):
   with a ``SIGSTOP``-ed server. Back to ``PASS``, everything held flows on.
 - ``RESET``: every open connection is reset (RST on both sides) and every new one is reset right after the
   accept, until the mode changes. ``reset_all()`` is a reset followed by ``PASS``.
-- ``REFUSE``: the listening socket is closed, so new connections are refused (``ECONNREFUSED``); open ones go on.
+- ``REFUSE``: the listening socket is closed, so new connections are refused (``ECONNREFUSED``); open ones go
+  on (one still in the accept backlog is reset by the kernel).
 
 A connection whose upstream connect fails (the cluster is down) is reset at once: dxapi sees a reset where it
 would have seen a refusal, which is the same "database not reachable" to it.
@@ -45,13 +46,21 @@ def _close(writer: asyncio.StreamWriter) -> None:
         writer.close()
 
 
+_LINGER_ZERO = struct.pack("ii", 1, 0)  # close with RST instead of FIN
+
+
 def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with RST instead of FIN: SO_LINGER with a zero timeout, then abort."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
     writer.transport.abort()
+
+
+def _reset_socket(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    sock.close()
 
 
 class _Link:
@@ -80,7 +89,9 @@ class FaultProxy:
         self.accepted = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Future[None] | None = None
+        self._handlers: set[asyncio.Future[None]] = set()
         self._flowing: asyncio.Event | None = None
         self._links: set[_Link] = set()
 
@@ -118,21 +129,45 @@ class FaultProxy:
     async def _start(self) -> None:
         self._flowing = asyncio.Event()
         self._flowing.set()
-        await self._listen()
+        self._listen()
 
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+    def _listen(self) -> None:
+        # A listening socket of its own rather than asyncio's server: closing it must leave no connection
+        # half-accepted (asyncio may accept one whose handler then never runs, and it would hang).
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(256)
+        listener.setblocking(False)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._acceptor = asyncio.ensure_future(self._accept(listener))
+
+    async def _unlisten(self) -> None:
+        """Stop listening: connections still in the backlog are reset by the kernel, later ones refused."""
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._acceptor
+            self._acceptor = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    async def _accept(self, listener: socket.socket) -> None:
+        while True:
+            conn, _address = await self._loop.sock_accept(listener)
+            handler = asyncio.ensure_future(self._handle(conn))
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
 
     async def _apply(self, mode: Mode) -> None:
         assert self._flowing is not None
         previous, self.mode = self.mode, mode
-        if mode is Mode.REFUSE and self._server is not None:
-            # close() stops listening and leaves accepted connections alone (wait_closed would wait for them)
-            self._server.close()
-            self._server = None
-        elif mode is not Mode.REFUSE and previous is Mode.REFUSE:
-            await self._listen()
+        if mode is Mode.REFUSE:
+            await self._unlisten()  # accepted connections stay as they are
+        elif previous is Mode.REFUSE:
+            self._listen()
         if mode is Mode.RESET:
             for link in list(self._links):
                 link.reset()
@@ -142,22 +177,23 @@ class FaultProxy:
             self._flowing.set()
 
     async def _stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        await self._unlisten()
         for link in list(self._links):
             link.close()
+        for handler in list(self._handlers):
+            handler.cancel()
 
-    async def _handle(self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+    async def _handle(self, conn: socket.socket) -> None:
         self.accepted += 1
-        if self.mode in (Mode.RESET, Mode.REFUSE):  # REFUSE: one that was already in the accept queue
-            _reset(client)
+        if self.mode is Mode.RESET:
+            _reset_socket(conn)
             return
         try:
             upstream_reader, upstream = await asyncio.open_connection(*self.upstream)
         except OSError:
-            _reset(client)
+            _reset_socket(conn)
             return
+        client_reader, client = await asyncio.open_connection(sock=conn)
         link = _Link(client, upstream)
         self._links.add(link)
         try:
