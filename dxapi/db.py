@@ -109,7 +109,9 @@ def _pg_limits(timeouts: Timeouts) -> dict[str, Any]:
     if timeouts.statement is not None:
         settings["statement_timeout"] = str(int(timeouts.statement * 1000))
     if timeouts.lock is not None:
-        settings["lock_timeout"] = str(int(timeouts.lock * 1000))
+        # PostgreSQL bounds each lock wait, and a writer queued behind another one for a row waits twice (for
+        # the row's tuple lock, then for the holder's transaction): half each keeps the whole wait within it.
+        settings["lock_timeout"] = str(int(timeouts.lock * 500))
     found: dict[str, Any] = {"server_settings": settings} if settings else {}
     if timeouts.statement is not None:
         found["command_timeout"] = timeouts.statement + CLIENT_MARGIN

@@ -36,16 +36,18 @@ async def ready(request: Request) -> Response:
     rt = runtime(request)
     operator = await _operator(request, rt)
     problems: list[str] = []
+    # One deadline for the whole probe: a hung database must not cost it twice.
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_SECONDS
     try:
         # The control pool (app._lifespan): a request pool busy with slow requests is not a dead database.
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS), rt.control.connect() as conn:
+        async with asyncio.timeout_at(deadline), rt.control.connect() as conn:
             await conn.execute(select(1))
     except (TimeoutError, SQLAlchemyError, OSError) as exc:  # slow, refusing (as dberrors sees it), or unreachable
         problems.append(f"database unreachable ({type(exc).__name__})")
     if _saturated(rt):
         problems.append("pool saturated: every request connection is in use")
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+        async with asyncio.timeout_at(deadline):
             await rt.registry.settle()  # a request just met a vanished column: report what it found
     if not rt.registry.loaded:
         problems.append("configuration not loaded yet")

@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(
         5.0,
         gt=0,
-        description="Seconds a statement waits for a row or table lock (PostgreSQL `lock_timeout`, MariaDB "
-        "`innodb_lock_wait_timeout` in whole seconds, SQLite's busy timeout): then 409 `3005`.",
+        description="Seconds a statement waits for a row or table lock at most, then 409 `3005`: PostgreSQL "
+        "`lock_timeout` (half of it per wait: a writer queued behind another waits twice), MariaDB "
+        "`innodb_lock_wait_timeout` (whole seconds), SQLite's busy timeout.",
     )
     control_pool_size: int = Field(
         2,

@@ -35,8 +35,13 @@ async def transaction(
                 if keeper is not None:
                     await keeper.enter(conn)
                 yield conn, writing
-            except BaseException:
-                if writing.is_active:
+            except BaseException as exc:
+                if _connection_lost(exc):
+                    # The database stopped answering (no reply within the command timeout) or the socket
+                    # broke: a ROLLBACK on this connection would wait as long again. Dropping it ends the
+                    # transaction on the server (whenever it notices) and frees the request at once.
+                    await conn.invalidate()
+                elif writing.is_active:
                     await writing.rollback()
                 raise
             if writing.is_active:
@@ -44,6 +49,14 @@ async def transaction(
         finally:
             if keeper is not None:
                 await keeper.leave(conn)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):  # TimeoutError included
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc.orig, OSError) or classify(exc).kind == UNAVAILABLE
+    return False
 
 
 async def _commit(writing: AsyncTransaction) -> None:
