@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
 
-.PHONY: help demo test lint format bench serve docs chromium clean
+.PHONY: help demo test test-faults lint format bench serve docs chromium clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ chromium:  ## Debian's Chromium and ChromeDriver for the admin browser tests (in
 
 test: $(STAMP) chromium  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
 	$(BIN)/pytest -q
+
+test-faults: $(STAMP)  ## fault tests (kill, hang, locks, slow clients, SIGTERM) on a PostgreSQL cluster of their own
+	$(BIN)/pytest -q tests/reliability
 
 lint: $(STAMP)  ## ruff (lint, complexity <= 12, format) and mypy
 	$(BIN)/ruff check dxapi tests benchmarks

@@ -26,8 +26,9 @@ from dxapi.admin.routes import routes as admin_routes
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
-from dxapi.db import create_driver_pool, create_engine, reader, writer
+from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
+from dxapi.logs import flush_summaries
 from dxapi.registry.reload import Registry
 from dxapi.responses import render_errors, render_json
 from dxapi.settings import Settings
@@ -106,11 +107,22 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.pool_size, pool_timeout=settings.pool_timeout)
-        registry = Registry(reader(engine), interval=settings.reload_interval, deny=settings.deny_tables)
+        timeouts = Timeouts.of(settings)
+        engine = create_engine(
+            settings.database_url, pool_size=settings.pool_size, pool_timeout=settings.pool_timeout, timeouts=timeouts
+        )
+        # Readiness, configuration reloads and principal checks have connections of their own: a request pool
+        # busy with slow requests (or waiting on a lock) must not make the worker look dead or stale.
+        control = create_engine(
+            settings.database_url,
+            pool_size=settings.control_pool_size,
+            pool_timeout=settings.pool_timeout,
+            timeouts=timeouts,
+        )
+        registry = Registry(reader(control), interval=settings.reload_interval, deny=settings.deny_tables)
         await registry.load_first()
         driver_pool = await create_driver_pool(
-            settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout
+            settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout, timeouts=timeouts
         )
         app.state.runtime = endpoints.Runtime(
             settings,
@@ -118,8 +130,9 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             reader(engine),
             registry,
             driver_pool,
-            Authenticator(reader(engine), keys, settings),
+            Authenticator(reader(control), keys, settings),
             TokenService(writer(engine), keys, settings),
+            reader(control),
         )
         registry.start()
         pruning = asyncio.create_task(
@@ -143,6 +156,8 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             if driver_pool is not None:
                 await driver_pool.close()
             await engine.dispose()
+            await control.dispose()
+            flush_summaries()  # warnings counted but not yet summarised (uvicorn exits without atexit hooks)
 
     return lifespan
 

@@ -248,7 +248,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, workers: int) -> int:
-    import uvicorn
+    from dxapi.server import serve
 
     try:
         load_keys(settings)  # refuse to start on a bad key configuration, with one line instead of a trace
@@ -257,17 +257,7 @@ def _serve(settings: Settings, workers: int) -> int:
     # Worker processes build their own Settings from the environment: hand the effective values down.
     os.environ["DXAPI_DATABASE_URL"] = settings.database_url
     os.environ["DXAPI_JWT_SECRET_FILE"] = settings.jwt_secret_file
-    uvicorn.run(
-        "dxapi.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        proxy_headers=False,
-    )
+    serve(settings, workers)
     return 0
 
 

@@ -8,12 +8,18 @@ and utf8mb4.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import await_
 
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "asyncmy", "mariadb": "asyncmy"}
 
@@ -41,10 +47,34 @@ def backend_name(url: str | URL) -> str:
     return "mysql" if name == "mariadb" else name
 
 
-def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 3.0) -> AsyncEngine:
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the database may take, enforced on its side where it can (seconds; None: no bound).
+
+    ``statement`` is also the client's bound on any one call (plus ``CLIENT_MARGIN``, so the database's own
+    cancel normally comes first): a database that stopped answering altogether cannot cancel anything.
+    """
+
+    connect: float = 3.0
+    statement: float | None = 10.0
+    lock: float | None = 5.0
+
+    @classmethod
+    def of(cls, settings: Any) -> Timeouts:
+        return cls(settings.connect_timeout, settings.statement_timeout, settings.lock_timeout)
+
+
+CLIENT_MARGIN = 0.5  # seconds the client waits beyond the server-side statement timeout
+# Commands (`dxapi init`, `config import`) may install a change capture over a large table: no statement bound.
+UNBOUNDED = Timeouts(statement=None, lock=None)
+
+
+def create_engine(
+    url: str | URL, *, pool_size: int = 10, pool_timeout: float = 3.0, timeouts: Timeouts = UNBOUNDED
+) -> AsyncEngine:
     target = async_url(url)
     backend = target.get_backend_name()
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"connect_args": _connect_args(backend, timeouts)}
     if backend == "sqlite":
         # A file database is cheap to open and aiosqlite runs one thread per connection; NullPool avoids
         # holding idle threads and keeps writers from starving each other on the file lock.
@@ -60,15 +90,41 @@ def create_engine(url: str | URL, *, pool_size: int = 10, pool_timeout: float = 
     # null for text that is no JSON). A driver- or SQLAlchemy-side decoder would hand it a decoded string, which
     # it could not tell from JSON text: "[1, 2]" stored as a string would be answered as a list.
     engine = create_async_engine(target, json_deserializer=_json_text, **options)
-    _install_session_settings(engine, backend)
+    _install_session_settings(engine, backend, timeouts)
     return engine
+
+
+def _connect_args(backend: str, timeouts: Timeouts) -> dict[str, Any]:
+    if backend == "postgresql":
+        return {"timeout": timeouts.connect, **_pg_limits(timeouts)}
+    if backend == "mysql":
+        return {"connect_timeout": timeouts.connect}
+    return {}
+
+
+def _pg_limits(timeouts: Timeouts) -> dict[str, Any]:
+    """asyncpg's connect arguments for the statement and lock bounds: the server's settings, and the client's
+    own bound on every call (``command_timeout``)."""
+    settings = {}
+    if timeouts.statement is not None:
+        settings["statement_timeout"] = str(int(timeouts.statement * 1000))
+    if timeouts.lock is not None:
+        # PostgreSQL bounds each lock wait, and a writer queued behind another one for a row waits twice (for
+        # the row's tuple lock, then for the holder's transaction): half each keeps the whole wait within it.
+        settings["lock_timeout"] = str(int(timeouts.lock * 500))
+    found: dict[str, Any] = {"server_settings": settings} if settings else {}
+    if timeouts.statement is not None:
+        found["command_timeout"] = timeouts.statement + CLIENT_MARGIN
+    return found
 
 
 def _json_text(text: str) -> str:
     return text
 
 
-async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> Any | None:
+async def create_driver_pool(
+    url: str | URL, *, size: int, timeout: float, timeouts: Timeouts = UNBOUNDED
+) -> DriverPool | None:
     """PostgreSQL only: a plain asyncpg pool for every read (``execute.read``: a request's root rows and its
     includes, on one connection); None elsewhere.
 
@@ -80,7 +136,7 @@ async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> An
         return None
     import asyncpg
 
-    return await asyncpg.create_pool(
+    pool = await asyncpg.create_pool(
         host=target.host,
         port=target.port,
         user=target.username,
@@ -88,10 +144,27 @@ async def create_driver_pool(url: str | URL, *, size: int, timeout: float) -> An
         database=target.database,
         min_size=0,
         max_size=size,
-        timeout=timeout,
+        timeout=timeouts.connect,
         max_inactive_connection_lifetime=300,
         reset=_keep_session,
+        **_pg_limits(timeouts),
     )
+    return DriverPool(pool, timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverPool:
+    """The asyncpg pool, acquired with the request's bound (``DXAPI_POOL_TIMEOUT``: waiting for a free
+    connection and opening one) like SQLAlchemy's pool is; asyncpg's own default is to wait forever."""
+
+    pool: Any  # asyncpg.Pool
+    acquire_timeout: float
+
+    def acquire(self) -> Any:
+        return self.pool.acquire(timeout=self.acquire_timeout)
+
+    async def close(self) -> None:
+        await self.pool.close()
 
 
 async def _keep_session(connection: Any) -> None:
@@ -126,11 +199,11 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def _install_session_settings(engine: AsyncEngine, backend: str) -> None:
+def _install_session_settings(engine: AsyncEngine, backend: str, timeouts: Timeouts) -> None:
     if backend == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
             # The driver's own transaction handling starts transactions late (at the first write) and not
             # at all for SAVEPOINT, so a released savepoint would commit: SQLAlchemy's documented recipe
             # switches it off and sends BEGIN itself (below).
@@ -139,8 +212,13 @@ def _install_session_settings(engine: AsyncEngine, backend: str) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; commits skip an fsync
-            cursor.execute("PRAGMA busy_timeout=5000")
+            # The busy timeout is the lock timeout: how long a writer waits for the database's write lock.
+            cursor.execute(f"PRAGMA busy_timeout={int((timeouts.lock or 5.0) * 1000)}")
             cursor.close()
+            if timeouts.statement is not None:
+                _interrupt_after(dbapi_conn, record, timeouts.statement)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", _note_statement_start)
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
@@ -149,8 +227,67 @@ def _install_session_settings(engine: AsyncEngine, backend: str) -> None:
     elif backend == "mysql":
 
         @event.listens_for(engine.sync_engine, "connect")
-        def _mysql_session(dbapi_conn: Any, _record: Any) -> None:
+        def _mysql_session(dbapi_conn: Any, record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute(f"SET SESSION sql_mode='{MYSQL_SQL_MODE}'")
             cursor.execute("SET SESSION time_zone='+00:00'")
+            if timeouts.lock is not None:  # whole seconds, at least 1
+                cursor.execute(f"SET SESSION innodb_lock_wait_timeout={max(1, math.ceil(timeouts.lock))}")
+            if timeouts.statement is not None:
+                cursor.execute("SELECT VERSION()")
+                mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
+                if mariadb:
+                    cursor.execute(f"SET SESSION max_statement_time={timeouts.statement}")
+                    record.info[STATEMENT_LIMIT] = f"max_statement_time={timeouts.statement}"
+                else:  # MySQL bounds SELECTs only
+                    cursor.execute(f"SET SESSION max_execution_time={int(timeouts.statement * 1000)}")
             cursor.close()
+
+
+def _interrupt_after(dbapi_conn: Any, record: Any, seconds: float) -> None:
+    """SQLite has no statement timeout: a progress handler, called every few thousand virtual-machine steps,
+    interrupts a statement that has run longer than ``seconds`` ("interrupted", answered 503 ``5005``).
+
+    The handler runs in aiosqlite's thread, where the sqlite3 connection lives; the start of each statement is
+    noted on the event loop's side (``_note_statement_start``), in the connection record's ``info``.
+    """
+    started = record.info["dxapi_statement_started"] = [0.0]  # monotonic start of the running statement
+
+    def handler() -> int:
+        return 1 if started[0] and time.monotonic() - started[0] > seconds else 0
+
+    await_(dbapi_conn.driver_connection.set_progress_handler(handler, 10_000))
+
+
+def _note_statement_start(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+    started = conn.info.get("dxapi_statement_started")
+    if started is not None:
+        started[0] = 0.0 if conn.info.get(UNBOUNDED_NOW) else time.monotonic()
+
+
+STATEMENT_LIMIT = "dxapi_statement_limit"  # MariaDB: the session's max_statement_time setting, to restore
+UNBOUNDED_NOW = "dxapi_unbounded"  # SQLite: the progress handler lets statements run
+
+
+@contextlib.contextmanager
+def unbounded_statements(conn: Connection) -> Iterator[None]:
+    """Statements without ``DXAPI_STATEMENT_TIMEOUT`` (the lock timeout stays): installing a change capture
+    copies every key of a table, which may take longer than any request should."""
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # until the transaction ends
+        yield
+        return
+    limit = conn.info.get(STATEMENT_LIMIT)
+    if backend == "mysql" and limit is not None:
+        conn.exec_driver_sql("SET SESSION max_statement_time = 0")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"SET SESSION {limit}")
+        return
+    conn.info[UNBOUNDED_NOW] = True
+    try:
+        yield
+    finally:
+        conn.info.pop(UNBOUNDED_NOW, None)

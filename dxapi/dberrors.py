@@ -33,6 +33,10 @@ RETRY_AFTER_SECONDS = "2"
 UNIQUE, FOREIGN_KEY, REFERENCED, NOT_NULL, VALUE = "unique", "foreign_key", "referenced", "not_null", "value"
 CONFLICT, UNAVAILABLE, UNKNOWN = "conflict", "unavailable", "unknown"
 SCHEMA = "schema"  # a table or column the snapshot knows is gone: the next reload will notice
+TIMEOUT = "timeout"  # the statement ran past DXAPI_STATEMENT_TIMEOUT and the database cancelled it
+LOCK_TIMEOUT = "lock_timeout"  # it waited past DXAPI_LOCK_TIMEOUT for a lock
+# The kinds that concern the whole request, never one item of a write: the write stops and answers them.
+REQUEST_KINDS = frozenset({CONFLICT, UNAVAILABLE, SCHEMA, TIMEOUT, LOCK_TIMEOUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,8 @@ _PG_KINDS = {
     "22021": VALUE,
     "40001": CONFLICT,
     "40P01": CONFLICT,
-    "55P03": CONFLICT,
+    "55P03": LOCK_TIMEOUT,  # lock_not_available: lock_timeout ran out
+    "57014": TIMEOUT,  # query_canceled: statement_timeout ran out
     "42P01": SCHEMA,
     "42703": SCHEMA,
 }
@@ -72,7 +77,9 @@ _MYSQL_KINDS = {
     3819: VALUE,
     1265: VALUE,
     1213: CONFLICT,
-    1205: CONFLICT,
+    1205: LOCK_TIMEOUT,  # innodb_lock_wait_timeout
+    1969: TIMEOUT,  # MariaDB's max_statement_time
+    3024: TIMEOUT,  # MySQL's max_execution_time
     2002: UNAVAILABLE,
     2003: UNAVAILABLE,
     2006: UNAVAILABLE,
@@ -143,7 +150,9 @@ def _classify_sqlite(message: str, exc: sa_exc.DBAPIError) -> DbProblem:
     if message.startswith("CHECK constraint failed") or isinstance(exc, sa_exc.DataError):
         return DbProblem(VALUE)
     if "database is locked" in message or "database is busy" in message:
-        return DbProblem(CONFLICT)
+        return DbProblem(LOCK_TIMEOUT)  # the busy timeout (DXAPI_LOCK_TIMEOUT) ran out
+    if message == "interrupted":  # the progress handler (db.py): DXAPI_STATEMENT_TIMEOUT ran out
+        return DbProblem(TIMEOUT)
     if message.startswith(("no such table", "no such column")):
         return DbProblem(SCHEMA)
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) and not isinstance(exc, sa_exc.IntegrityError):
@@ -173,6 +182,15 @@ def unavailable() -> errors.ApiError:
     return errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS})
 
 
+def pool_exhausted() -> errors.ApiError:
+    log.warning("connection pool exhausted")
+    return errors.ApiError([errors.POOL_EXHAUSTED()], {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class OutcomeUnknown(Exception):
+    """The commit was sent and no answer came back: the writes may have been saved or not (503 ``5006``)."""
+
+
 # Who to tell when a request meets a table or column that is gone: set by ``Registry.current`` in the task of
 # the request it serves, so the registry reflects the tables again at once instead of at the next version move.
 schema_watcher: ContextVar[Callable[[], None] | None] = ContextVar("dxapi_schema_watcher", default=None)
@@ -192,8 +210,10 @@ async def database_errors() -> AsyncIterator[None]:
     try:
         yield
     except sa_exc.TimeoutError:
-        log.warning("connection pool exhausted")
-        raise unavailable() from None
+        raise pool_exhausted() from None
+    except OutcomeUnknown as exc:
+        log.warning("outcome of a commit unknown: %s", exc)
+        raise errors.ApiError([errors.OUTCOME_UNKNOWN()], {"Retry-After": RETRY_AFTER_SECONDS}) from None
     except sa_exc.DBAPIError as exc:
         raise request_error(classify(exc), exc.orig) from None
     except (OSError, StaleConnection) as exc:  # no socket at all, or a read met a dead connection twice
@@ -209,6 +229,12 @@ def request_error(problem: DbProblem, orig: object) -> errors.ApiError:
     if problem.kind == CONFLICT:
         log.warning("write conflict: %s", orig)
         return errors.WRITE_CONFLICT.error()
+    if problem.kind == LOCK_TIMEOUT:
+        log.warning("lock wait timed out: %s", orig)
+        return errors.ApiError([errors.LOCK_TIMEOUT()], {"Retry-After": RETRY_AFTER_SECONDS})
+    if problem.kind == TIMEOUT:
+        log.warning("statement timed out: %s", orig)
+        return errors.ApiError([errors.STATEMENT_TIMEOUT()], {"Retry-After": RETRY_AFTER_SECONDS})
     if problem.kind == SCHEMA:
         return schema_changed()
     log.error("unexpected database error: %s", orig, exc_info=True)
@@ -250,8 +276,7 @@ def _read_failure(exc: BaseException) -> Exception | None:
     if isinstance(exc, sa_exc.DBAPIError):  # database_errors translates the others
         return StaleConnection(str(exc.orig)) if exc.connection_invalidated else None
     if isinstance(exc, TimeoutError):  # asyncpg's pool.acquire; SQLAlchemy's pool raises its own
-        log.warning("connection pool exhausted")
-        return unavailable()
+        return pool_exhausted()
     if isinstance(exc, OSError):  # asyncpg's pool drops a closed connection by itself
         return StaleConnection(str(exc))
     if isinstance(exc, _asyncpg_errors()):

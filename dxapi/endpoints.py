@@ -10,7 +10,6 @@ No business logic lives here; every stage raises a catalogued ``ApiError`` that 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +19,7 @@ from starlette.responses import Response
 from dxapi import errors
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator, Principal
+from dxapi.db import DriverPool
 from dxapi.execute.delete import ChildAlias, execute_delete
 from dxapi.execute.read import execute_page, execute_read
 from dxapi.execute.write import WriteOutcome, execute_write
@@ -50,9 +50,10 @@ class Runtime:
     engine: AsyncEngine  # for writes (db.writer: SQLite takes its write lock at BEGIN)
     reader: AsyncEngine  # same pool, without transaction round trips (db.reader)
     registry: Registry
-    driver_pool: Any | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
+    driver_pool: DriverPool | None  # asyncpg pool for hot reads on PostgreSQL (db.create_driver_pool)
     auth: Authenticator
     tokens: TokenService
+    control: AsyncEngine  # a small pool of its own: readiness, configuration reloads, principal checks
     # Rendered OpenAPI documents by scope set, each with the snapshot it shows (see openapi_document).
     openapi: dict[frozenset[str], tuple[Snapshot, bytes]] = field(default_factory=dict)
 

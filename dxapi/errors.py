@@ -334,6 +334,12 @@ WRITE_CONFLICT = _spec(
     "The write conflicted with a concurrent one and was rolled back. Please retry.",
     "A deadlock or serialization failure that persisted after one automatic retry.",
 )
+LOCK_TIMEOUT = _spec(
+    "3005",
+    409,
+    "The rows this request needs stayed locked by another transaction. Nothing was written. Please retry.",
+    "A statement waited longer than `DXAPI_LOCK_TIMEOUT` for a lock; rolled back, sent with `Retry-After`.",
+)
 
 # --- dxapi: the change feed (6xxx, DESIGN §4b) -------------------------------------------------------------
 CHANGES_NOT_ENABLED = _spec(
@@ -442,7 +448,40 @@ DATABASE_UNAVAILABLE = _spec(
     "5002",
     503,
     "The database is not reachable. Please retry later.",
-    "The database is down or the connection pool is exhausted; sent with `Retry-After`.",
+    "The database is down or does not accept connections within `DXAPI_CONNECT_TIMEOUT`; sent with `Retry-After`.",
+)
+STATEMENT_TIMEOUT = _spec(
+    "5005",
+    503,
+    "The database did not finish in time. Nothing was written. Please retry later.",
+    "A statement ran longer than `DXAPI_STATEMENT_TIMEOUT` and was cancelled by the database; rolled back, sent "
+    "with `Retry-After`.",
+)
+OUTCOME_UNKNOWN = _spec(
+    "5006",
+    503,
+    "The connection to the database was lost while committing: the write may or may not have been saved. Retry "
+    "with the same `Idempotency-Key`, or read the rows to find out.",
+    "The commit was sent but no answer came back (database or network failure): dxapi cannot tell whether it "
+    "took effect.",
+)
+POOL_EXHAUSTED = _spec(
+    "5007",
+    503,
+    "The server is busy: no database connection became free in time. Please retry later.",
+    "Every connection of the worker's pool stayed in use for `DXAPI_POOL_TIMEOUT`; sent with `Retry-After`.",
+)
+TOO_MANY_CONNECTIONS = _spec(
+    "5009",
+    503,
+    "The server is busy: too many connections. Please retry later.",
+    "The worker already serves `DXAPI_MAX_CONNECTIONS` connections or requests; sent with `Retry-After`.",
+)
+SHUTTING_DOWN = _spec(
+    "5008",
+    503,
+    "The server is shutting down. Please retry.",
+    "A request still running when `DXAPI_SHUTDOWN_TIMEOUT` ran out; it was rolled back unless it had committed.",
 )
 SCHEMA_CHANGED = _spec(
     "5004",

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,16 +36,23 @@ async def ready(request: Request) -> Response:
     rt = runtime(request)
     operator = await _operator(request, rt)
     problems: list[str] = []
+    # One deadline for the whole probe: a hung database must not cost it twice.
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_SECONDS
     try:
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS), rt.reader.connect() as conn:
+        # The control pool (app._lifespan): a request pool busy with slow requests is not a dead database.
+        async with asyncio.timeout_at(deadline), rt.control.connect() as conn:
             await conn.execute(select(1))
     except (TimeoutError, SQLAlchemyError, OSError) as exc:  # slow, refusing (as dberrors sees it), or unreachable
-        problems.append(f"database not reachable ({type(exc).__name__})")
+        problems.append(f"database unreachable ({type(exc).__name__})")
+    if _saturated(rt):
+        problems.append("pool saturated: every request connection is in use")
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+        async with asyncio.timeout_at(deadline):
             await rt.registry.settle()  # a request just met a vanished column: report what it found
     if not rt.registry.loaded:
         problems.append("configuration not loaded yet")
+    elif rt.registry.stale:
+        problems.append("configuration stale: the configuration version could not be checked lately")
     if rt.registry.last_error:
         problems.append(rt.registry.last_error)
     snapshot = rt.registry.current()
@@ -63,6 +71,17 @@ async def ready(request: Request) -> Response:
             if any(operator.allows(alias, action) for action in ACTIONS)
         }
     return render_json(document, 503 if problems else 200)
+
+
+def _saturated(rt: Runtime) -> bool:
+    """Every connection of the request pool is checked out (SQLite opens one per request: never)."""
+    pool = rt.engine.pool
+    if isinstance(pool, QueuePool) and pool.checkedout() >= pool.size():
+        return True
+    driver = rt.driver_pool
+    if driver is None:
+        return False
+    return bool(driver.pool.get_size() >= driver.pool.get_max_size() and driver.pool.get_idle_size() == 0)
 
 
 async def _operator(request: Request, rt: Runtime) -> Principal | None:

@@ -30,19 +30,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dxapi import errors
+from dxapi.dberrors import database_errors
+from dxapi.execute.transaction import transaction
 from dxapi.registry.tables import dx_idempotency
 from dxapi.responses import BASE_HEADERS, render_errors
 
@@ -128,14 +129,15 @@ class Keeper:
         headers = {name: response.headers[name] for name in RECORDED_HEADERS if name in response.headers}
         try:
             await conn.execute(
-                insert(dx_idempotency).values(
-                    scope=self.scope,
-                    fingerprint=self.fingerprint,
-                    status=response.status_code,
-                    headers=orjson.dumps(headers).decode(),
-                    body=bytes(response.body),
-                    created_at=int(time.time() * 1000),
-                )
+                _RECORD,
+                {
+                    "scope": self.scope,
+                    "fingerprint": self.fingerprint,
+                    "status": response.status_code,
+                    "headers": orjson.dumps(headers).decode(),
+                    "body": bytes(response.body),
+                    "created_at": int(time.time() * 1000),
+                },
             )
         except sa_exc.IntegrityError:
             raise KeyTaken() from None
@@ -167,23 +169,6 @@ def fingerprint(request: Request, body: bytes) -> str:
     return digest.hexdigest()
 
 
-@asynccontextmanager
-async def transaction(
-    engine: AsyncEngine, keeper: Keeper | None
-) -> AsyncIterator[tuple[AsyncConnection, AsyncTransaction]]:
-    """A write transaction, committed at the end unless the caller rolled it back (refusals are values, not
-    exceptions); an exception rolls it back. With a keeper, it begins with the key's check."""
-    async with engine.connect() as conn:
-        try:
-            async with conn.begin() as transaction:
-                if keeper is not None:
-                    await keeper.enter(conn)
-                yield conn, transaction
-        finally:
-            if keeper is not None:
-                await keeper.leave(conn)
-
-
 async def answered(engine: AsyncEngine, keeper: Keeper | None, run: Callable[[], Awaitable[Response]]) -> Response:
     """Run a write endpoint's execution under its key: the recorded answer of an earlier execution, or this
     execution's answer, recorded when it is one (see the module's docstring)."""
@@ -208,7 +193,7 @@ async def _record_alone(engine: AsyncEngine, keeper: Keeper, response: Response)
     """The answer of a write that wrote nothing (refused), recorded in a transaction of its own."""
     keeper.answer = lambda _: response
     try:
-        async with transaction(engine, keeper) as (conn, _):
+        async with database_errors(), transaction(engine, keeper) as (conn, _):
             await keeper.commit(conn, None)
     except errors.ApiError:
         log.info("an idempotency key was taken by a retry meanwhile; this refusal goes unrecorded")
@@ -217,7 +202,7 @@ async def _record_alone(engine: AsyncEngine, keeper: Keeper, response: Response)
 async def _recorded(engine: AsyncEngine, keeper: Keeper) -> Response:
     """The answer another execution of the key recorded (after this one lost the race to record)."""
     try:
-        async with transaction(engine, keeper):
+        async with database_errors(), transaction(engine, keeper):
             pass  # the check replays the record, or refuses the key
     except Replayed as replay:
         return replay.response
@@ -253,3 +238,5 @@ def _checks() -> dict[str, Any]:
 
 
 _CHECKS = _checks()
+# One statement object for every record: building it per request cost more than running it.
+_RECORD = insert(dx_idempotency)

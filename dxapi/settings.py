@@ -64,6 +64,55 @@ class Settings(BaseSettings):
     pool_timeout: float = Field(
         3.0, gt=0, description="Seconds a request waits for a free connection before answering 503."
     )
+    connect_timeout: float = Field(
+        3.0, gt=0, description="Seconds to open a new database connection before giving up (503)."
+    )
+    statement_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds one SQL statement may run, enforced by the database (PostgreSQL `statement_timeout`, "
+        "MariaDB `max_statement_time`, SQLite an interrupt): then 503 `5005` and the transaction rolls back.",
+    )
+    lock_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a statement waits for a row or table lock at most, then 409 `3005`: PostgreSQL "
+        "`lock_timeout` (half of it per wait: a writer queued behind another waits twice), MariaDB "
+        "`innodb_lock_wait_timeout` (whole seconds), SQLite's busy timeout.",
+    )
+    control_pool_size: int = Field(
+        2,
+        ge=1,
+        description="Database connections per worker kept apart for readiness, configuration reloads and "
+        "principal checks, so a busy request pool cannot fail them.",
+    )
+    shutdown_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a stopping worker lets running requests finish; what still runs then is answered "
+        "503 `5008`.",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client has to send a complete request head (from the connect, or from the first byte "
+        "of a next request on a keep-alive connection); then the connection is closed without an answer.",
+    )
+    body_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client may pause while sending a request body (every chunk restarts the clock); "
+        "then the connection is closed.",
+    )
+    keepalive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle keep-alive connection stays open between requests."
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Concurrent connections (or running requests) per worker; a request beyond them is answered "
+        "503 `5009` at once.",
+    )
     environment: str = Field(
         "development",
         description="`production` refuses to start unless a signing key is configured explicitly "

@@ -20,7 +20,8 @@ from dxapi.dberrors import FOREIGN_KEY, REFERENCED, classify, database_errors
 from dxapi.errors import ErrorItem
 from dxapi.execute.references import KEYS_PER_QUERY, Reference, blocked_keys
 from dxapi.execute.statements import current_tags, load_existing
-from dxapi.idempotency import Keeper, transaction
+from dxapi.execute.transaction import transaction
+from dxapi.idempotency import Keeper
 from dxapi.plan.types import DeletePlan
 from dxapi.sql.build import build_delete, build_matching_keys, condition_parameters
 

@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dxapi import errors
-from dxapi.dberrors import CONFLICT, SCHEMA, UNAVAILABLE, classify, item_error
+from dxapi.dberrors import REQUEST_KINDS, classify, item_error
 from dxapi.errors import ErrorItem
 from dxapi.execute.references import KEYS_PER_QUERY
 from dxapi.plan.decide import missing_row
@@ -249,7 +249,7 @@ async def _run(
         return await conn.execute(statement, params if len(params) > 1 else params[0]), ()
     except sa_exc.DBAPIError as exc:
         problem = classify(exc)
-        if len(items) == 1 and problem.kind not in (CONFLICT, UNAVAILABLE, SCHEMA):
+        if len(items) == 1 and problem.kind not in REQUEST_KINDS:
             return None, (item_error(problem, entity, items[0].path),)
         raise
 

@@ -27,10 +27,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.dberrors import CONFLICT, SCHEMA, UNAVAILABLE, classify, database_errors, item_error
+from dxapi.dberrors import CONFLICT, REQUEST_KINDS, classify, database_errors, item_error
 from dxapi.errors import ErrorItem
 from dxapi.execute.statements import Refused, check_preconditions, execute_inserts, execute_updates, load_existing
-from dxapi.idempotency import Keeper, transaction
+from dxapi.execute.transaction import transaction
+from dxapi.idempotency import Keeper
 from dxapi.plan.decide import decide_level
 from dxapi.plan.types import PATCH, POST, PUT, Action, Decision, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
@@ -191,7 +192,7 @@ def _reraise_if_global(exc: sa_exc.DBAPIError) -> None:
     kind = classify(exc).kind
     if kind == CONFLICT:
         raise _Retry() from exc
-    if kind in (UNAVAILABLE, SCHEMA):
+    if kind in REQUEST_KINDS:  # down, timed out, schema gone: the whole request stops
         raise exc
 
 

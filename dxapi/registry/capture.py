@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, Connection, MetaData, Table, delete, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
+from dxapi.db import unbounded_statements
 from dxapi.registry.model import EntityConfig
 from dxapi.registry.tables import dx_change_feed
 
@@ -320,8 +321,9 @@ def sync_captures(conn: Connection, configs: Iterable[EntityConfig]) -> list[str
         if not inspect(conn).has_table(name):
             continue  # a configured table that is gone: its entity is unavailable, `config check` says so
         table = Table(name, MetaData(), autoload_with=conn)
-        if install_capture(conn, table, key):
-            installed.append(name)
+        with unbounded_statements(conn):  # the first entries copy every key of the table
+            if install_capture(conn, table, key):
+                installed.append(name)
     return installed
 
 

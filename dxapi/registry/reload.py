@@ -41,6 +41,8 @@ from dxapi.registry.store import NOTIFY_CHANNEL, read_version
 log = logging.getLogger("dxapi.reload")
 
 DEBOUNCE_SECONDS = 0.03
+# Readiness calls the configuration stale when no version check reached the database for this long.
+STALE_AFTER_SECONDS = 5.0
 LISTEN_PING_SECONDS = 5.0
 DRIFT_RECHECK_SECONDS = 1.0
 DRIFT_RECHECK_MAX_SECONDS = 30.0
@@ -68,6 +70,12 @@ class Registry:
         self._tasks: list[asyncio.Task[None]] = []
         self.last_error: str | None = None
         self.listening = False
+        self.checked_at = 0.0  # time.monotonic() of the last check that reached the database (0: none yet)
+
+    @property
+    def stale(self) -> bool:
+        """No check of the configuration version has succeeded for a while: changes may go unseen."""
+        return time.monotonic() - self.checked_at > max(STALE_AFTER_SECONDS, 20 * self._interval)
 
     @property
     def loaded(self) -> bool:
@@ -84,6 +92,7 @@ class Registry:
         self._snapshot, self._stale = snapshot, None
         self._watcher = functools.partial(self._schema_changed, snapshot)
         self.last_error = None
+        self.checked_at = time.monotonic()
         return snapshot
 
     async def load_first(self) -> None:
@@ -164,6 +173,7 @@ class Registry:
                     log.info("configuration version %s loaded", self._snapshot.version)
             else:
                 self.last_error = None
+                self.checked_at = time.monotonic()
         except RELOAD_FAILURES as exc:  # keep serving the previous snapshot; readiness reports the failure
             self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
             log.warning("configuration reload failed: %s", exc)

@@ -60,9 +60,27 @@ def test_asyncpg_schema_change_is_5004(exc: BaseException) -> None:
     assert _code(_raised(exc)) == errors.SCHEMA_CHANGED.code
 
 
-def test_asyncpg_pool_exhausted_is_5002() -> None:
+def test_asyncpg_pool_exhausted_is_5007() -> None:
+    """``DriverPool.acquire`` waited ``DXAPI_POOL_TIMEOUT``: the server is busy, the database may be fine."""
     translated = _raised(TimeoutError())
-    assert _code(translated) == errors.DATABASE_UNAVAILABLE.code
+    assert _code(translated) == errors.POOL_EXHAUSTED.code
+    assert isinstance(translated, errors.ApiError) and "Retry-After" in translated.headers
+
+
+@pytest.mark.parametrize(
+    ("exc", "spec"),
+    [
+        (
+            asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+            errors.STATEMENT_TIMEOUT,
+        ),
+        (asyncpg.exceptions.LockNotAvailableError("canceling statement due to lock timeout"), errors.LOCK_TIMEOUT),
+    ],
+    ids=["statement-timeout", "lock-timeout"],
+)
+def test_asyncpg_timeouts_have_their_own_codes(exc: BaseException, spec: errors.ErrorSpec) -> None:
+    translated = _raised(exc)
+    assert _code(translated) == spec.code
     assert isinstance(translated, errors.ApiError) and "Retry-After" in translated.headers
 
 
