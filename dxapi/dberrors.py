@@ -178,13 +178,18 @@ def item_error(problem: DbProblem, entity: EntitySnapshot, path: str) -> errors.
     return errors.PERSISTENCE_FAILED(path=path)
 
 
+def retry_later(spec: errors.ErrorSpec) -> errors.ApiError:
+    """A transient refusal: nothing was done (or, 5006, nothing is known), the client retries after a pause."""
+    return errors.ApiError([spec()], {"Retry-After": RETRY_AFTER_SECONDS})
+
+
 def unavailable() -> errors.ApiError:
-    return errors.ApiError([errors.DATABASE_UNAVAILABLE()], {"Retry-After": RETRY_AFTER_SECONDS})
+    return retry_later(errors.DATABASE_UNAVAILABLE)
 
 
 def pool_exhausted() -> errors.ApiError:
     log.warning("connection pool exhausted")
-    return errors.ApiError([errors.POOL_EXHAUSTED()], {"Retry-After": RETRY_AFTER_SECONDS})
+    return retry_later(errors.POOL_EXHAUSTED)
 
 
 class OutcomeUnknown(Exception):
@@ -213,7 +218,7 @@ async def database_errors() -> AsyncIterator[None]:
         raise pool_exhausted() from None
     except OutcomeUnknown as exc:
         log.warning("outcome of a commit unknown: %s", exc)
-        raise errors.ApiError([errors.OUTCOME_UNKNOWN()], {"Retry-After": RETRY_AFTER_SECONDS}) from None
+        raise retry_later(errors.OUTCOME_UNKNOWN) from None
     except sa_exc.DBAPIError as exc:
         raise request_error(classify(exc), exc.orig) from None
     except (OSError, StaleConnection) as exc:  # no socket at all, or a read met a dead connection twice
@@ -231,10 +236,10 @@ def request_error(problem: DbProblem, orig: object) -> errors.ApiError:
         return errors.WRITE_CONFLICT.error()
     if problem.kind == LOCK_TIMEOUT:
         log.warning("lock wait timed out: %s", orig)
-        return errors.ApiError([errors.LOCK_TIMEOUT()], {"Retry-After": RETRY_AFTER_SECONDS})
+        return retry_later(errors.LOCK_TIMEOUT)
     if problem.kind == TIMEOUT:
         log.warning("statement timed out: %s", orig)
-        return errors.ApiError([errors.STATEMENT_TIMEOUT()], {"Retry-After": RETRY_AFTER_SECONDS})
+        return retry_later(errors.STATEMENT_TIMEOUT)
     if problem.kind == SCHEMA:
         return schema_changed()
     log.error("unexpected database error: %s", orig, exc_info=True)

@@ -192,13 +192,8 @@ async def _write(request: Request, method: str) -> Response:
             return render_errors(errors.ApiError(list(outcome.errors)))
         return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
 
-    async def run() -> Response:
-        outcome = await execute_write(rt.engine, plan, rt.reader if rt.reader is not rt.engine else None, keeper)
-        return keeper.response if keeper is not None and keeper.response is not None else answer(outcome)
-
-    if keeper is not None:
-        keeper.answer = answer
-    return await answered(rt.engine, keeper, run)
+    autocommit = rt.reader if rt.reader is not rt.engine else None
+    return await answered(rt.engine, keeper, lambda: execute_write(rt.engine, plan, autocommit, keeper), answer)
 
 
 def _precondition(request: Request, url_key: str | None) -> Precondition | None:
@@ -255,13 +250,9 @@ async def delete_collection(request: Request) -> Response:
 
 
 async def _delete(rt: Runtime, plan: DeletePlan, child_alias: ChildAlias, keeper: Keeper | None) -> Response:
-    def answer(_: None) -> Response:
-        return Response(status_code=204, headers=BASE_HEADERS)
-
-    async def run() -> Response:
-        await execute_delete(rt.engine, plan, child_alias, keeper)
-        return keeper.response if keeper is not None and keeper.response is not None else answer(None)
-
-    if keeper is not None:
-        keeper.answer = answer
-    return await answered(rt.engine, keeper, run)
+    return await answered(
+        rt.engine,
+        keeper,
+        lambda: execute_delete(rt.engine, plan, child_alias, keeper),
+        lambda _: Response(status_code=204, headers=BASE_HEADERS),
+    )

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import BigInteger, bindparam, delete, func, insert, literal, select
@@ -48,6 +48,8 @@ from dxapi.registry.tables import dx_idempotency
 from dxapi.responses import BASE_HEADERS, render_errors
 
 log = logging.getLogger("dxapi.idempotency")
+
+T = TypeVar("T")  # what a write path's execution returns (WriteOutcome, or None for a delete)
 
 HEADER = "idempotency-key"
 REPLAYED = "Idempotency-Replayed"
@@ -97,14 +99,13 @@ class Keeper:
         row = (await conn.execute(_CHECKS[backend], {"scope": self.scope, "lock": self._lock(backend)})).first()
         locked, found = (True, row) if backend == "sqlite" else (bool(row and row[0]), row and row[1:])
         self._held = backend == "mysql" and locked
+        self.executed = False  # until this transaction may write
         if found and found[0] is not None:
             fingerprint, status, headers, body = found
-            self.executed = False
             if fingerprint != self.fingerprint:
                 raise errors.IDEMPOTENCY_KEY_REUSED.error()
             raise Replayed(_replay(status, orjson.loads(headers), bytes(body)))
         if not locked:
-            self.executed = False
             raise errors.ApiError([errors.IDEMPOTENCY_KEY_IN_USE()], {"Retry-After": RETRY_AFTER})
         self.executed = True
 
@@ -169,14 +170,19 @@ def fingerprint(request: Request, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def answered(engine: AsyncEngine, keeper: Keeper | None, run: Callable[[], Awaitable[Response]]) -> Response:
-    """Run a write endpoint's execution under its key: the recorded answer of an earlier execution, or this
-    execution's answer, recorded when it is one (see the module's docstring)."""
+async def answered(
+    engine: AsyncEngine, keeper: Keeper | None, execute: Callable[[], Awaitable[T]], answer: Callable[[T], Response]
+) -> Response:
+    """A write endpoint's execution and its answer, under its key: the recorded answer of an earlier execution,
+    or this execution's answer, recorded when it is one (see the module's docstring). A keyed write records
+    its answer inside its own transaction (``Keeper.commit``), so ``answer`` runs there and is not run twice."""
     if keeper is None:
-        return await run()
+        return answer(await execute())
+    keeper.answer = answer
     try:
         try:
-            response = await run()
+            outcome = await execute()
+            response = keeper.response if keeper.response is not None else answer(outcome)
         except errors.ApiError as error:
             response = render_errors(error)
         if keeper.response is None and keeper.executed and recordable(response.status_code):

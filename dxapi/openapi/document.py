@@ -15,7 +15,17 @@ from typing import Any
 
 from dxapi.auth.scopes import DELETE, READ, WRITE
 from dxapi.openapi.changes import changes_operation
-from dxapi.openapi.envelopes import ERROR_REF, Allows, data_array_of, data_of, json_body, page_of, ref, responses
+from dxapi.openapi.envelopes import (
+    ERROR_REF,
+    Allows,
+    data_array_of,
+    data_of,
+    header_parameter,
+    json_body,
+    page_of,
+    ref,
+    responses,
+)
 from dxapi.openapi.retries import conditional, keyed, tagged_read, with_etag_property
 from dxapi.openapi.schemas import Schemas
 from dxapi.openapi.token import security_schemes, token_operation, token_schemas
@@ -25,13 +35,7 @@ from dxapi.settings import Settings
 from dxapi.types import FieldType
 
 # The header of every batch write.
-TRANSACTIONAL = {
-    "name": "X-Is-Transactional",
-    "in": "header",
-    "required": False,
-    "description": "`false` or `0`: save each item on its own and report per item.",
-    "schema": {"type": "string"},
-}
+TRANSACTIONAL = header_parameter("X-Is-Transactional", "`false` or `0`: save each item on its own and report per item.")
 
 
 class _Document(Schemas):

@@ -73,6 +73,17 @@ def page_of(item: dict[str, Any]) -> dict[str, Any]:
     return page
 
 
+def header_parameter(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An optional request header an operation takes (a string unless ``schema`` says more)."""
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 

@@ -8,40 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from dxapi.openapi.envelopes import ERROR_REF
+from dxapi.openapi.envelopes import ERROR_REF, header_parameter
 from dxapi.preconditions import ETAG_KEY
 
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "1 to 255 printable ASCII characters, unique per request of this principal. The first answer is "
-    "recorded with the writes; a retry of the same request gets it again (with `Idempotency-Replayed: true`) "
-    "and writes nothing. Kept for `DXAPI_IDEMPOTENCY_TTL` (24 h by default).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
-}
-IF_MATCH = {
-    "name": "If-Match",
-    "in": "header",
-    "required": False,
-    "description": "Write only if the row's current `ETag` is one of these (`*`: only if the row exists). "
-    "Checked atomically with the write; otherwise 412 and nothing written.",
-    "schema": {"type": "string"},
-}
-IF_NONE_MATCH_WRITE = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": "`*`: write only if the row does not exist yet (PUT creates, never replaces).",
-    "schema": {"type": "string"},
-}
-IF_NONE_MATCH_READ = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": "The `ETag` of the copy the client holds: 304 without a body when it is still current.",
-    "schema": {"type": "string"},
-}
+IDEMPOTENCY_KEY = header_parameter(
+    "Idempotency-Key",
+    "1 to 255 printable ASCII characters, unique per request of this principal. The first answer is recorded "
+    "with the writes; a retry of the same request gets it again (with `Idempotency-Replayed: true`) and writes "
+    "nothing. Kept for `DXAPI_IDEMPOTENCY_TTL` (24 h by default).",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+)
+IF_MATCH = header_parameter(
+    "If-Match",
+    "Write only if the row's current `ETag` is one of these (`*`: only if the row exists). Checked atomically "
+    "with the write; otherwise 412 and nothing written.",
+)
+IF_NONE_MATCH_WRITE = header_parameter(
+    "If-None-Match", "`*`: write only if the row does not exist yet (PUT creates, never replaces)."
+)
+IF_NONE_MATCH_READ = header_parameter(
+    "If-None-Match", "The `ETag` of the copy the client holds: 304 without a body when it is still current."
+)
 ETAG_HEADER = {
     "ETag": {
         "description": "Strong tag of the row's fields; changes whenever one of them changes.",
