@@ -29,7 +29,7 @@ from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
 from dxapi.logs import flush_summaries
-from dxapi.registry.reload import Registry
+from dxapi.registry.reload import CLOSE_WITHIN_SECONDS, Registry
 from dxapi.responses import render_errors, render_json
 from dxapi.settings import Settings
 
@@ -135,6 +135,7 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             reader(control),
         )
         registry.start()
+        stop_pruning = asyncio.Event()
         pruning = asyncio.create_task(
             prune_forever(
                 engine,
@@ -142,6 +143,7 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
                 settings.change_retention,
                 settings.change_prune_interval,
                 settings.idempotency_ttl,
+                stop_pruning,
             )
         )
         # Everything built so far lives as long as the process; keep the collector from rescanning it.
@@ -149,9 +151,10 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
         try:
             yield
         finally:
-            pruning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruning
+            # A round in progress is let finish for a while (see Registry.close for why not cancel at once).
+            stop_pruning.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(pruning, timeout=CLOSE_WITHIN_SECONDS)
             await registry.close()
             if driver_pool is not None:
                 await driver_pool.close()

@@ -8,6 +8,7 @@ so ``feed.read`` answers it 410 ("resync from the start") — exactly those curs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -89,12 +90,19 @@ async def prune_all(engine: AsyncEngine, registry: Registry, retention: float) -
 
 
 async def prune_forever(
-    engine: AsyncEngine, registry: Registry, retention: float, interval: float, idempotency_ttl: float
+    engine: AsyncEngine,
+    registry: Registry,
+    retention: float,
+    interval: float,
+    idempotency_ttl: float,
+    stop: asyncio.Event,
 ) -> None:
     """The worker's background pruning — tombstones, then expired idempotency records; several workers pruning
-    at once only repeat each other's work."""
+    at once only repeat each other's work. Returns once ``stop`` is set, between two rounds."""
     while True:
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+            return
         await _guarded("tombstones", prune_all(engine, registry, retention))
         await _guarded("idempotency records", _prune_records(engine, idempotency_ttl))
 

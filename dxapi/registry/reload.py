@@ -46,6 +46,8 @@ STALE_AFTER_SECONDS = 5.0
 LISTEN_PING_SECONDS = 5.0
 DRIFT_RECHECK_SECONDS = 1.0
 DRIFT_RECHECK_MAX_SECONDS = 30.0
+# How long ``close`` lets a check in progress finish before it cancels it.
+CLOSE_WITHIN_SECONDS = 2.0
 # What a version check or rebuild meets while serving, as the request path (``dberrors``) sees it: the database
 # down, restarting or a table dropped mid-reflection (SQLAlchemy's errors, the pool timeout among them), a
 # connection refused, reset or timed out before the driver could say more (OSError, TimeoutError among them),
@@ -68,6 +70,7 @@ class Registry:
         self._checking = asyncio.Lock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
         self.last_error: str | None = None
         self.listening = False
         self.checked_at = 0.0  # time.monotonic() of the last check that reached the database (0: none yet)
@@ -127,16 +130,28 @@ class Registry:
             self._tasks.append(listener)
 
     async def close(self) -> None:
-        for task in self._tasks:
+        """Stop the background work. A version check in progress is let finish (up to
+        ``CLOSE_WITHIN_SECONDS``): a query cancelled half-way leaves the driver's work running — aiosqlite's
+        worker thread then answers an event loop that has closed meanwhile."""
+        self._closing = True
+        self._wake.set()
+        if not self._tasks:
+            return
+        for task in self._tasks[1:]:  # the listener only waits for notifications: nothing to finish
+            task.cancel()
+        _, late = await asyncio.wait(self._tasks, timeout=CLOSE_WITHIN_SECONDS)
+        for task in late:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
     async def _poll(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
                 await asyncio.sleep(DEBOUNCE_SECONDS)  # let a burst of notifications arrive
+            if self._closing:
+                return
             self._wake.clear()
             try:
                 await self._check()
