@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import await_
 
@@ -118,6 +118,44 @@ def _pg_limits(timeouts: Timeouts) -> dict[str, Any]:
     return found
 
 
+async def drop_connection(conn: AsyncConnection) -> None:
+    """Discard a connection whose database stopped answering, at once (see ``_close_at_once``)."""
+    if conn.invalidated:
+        return
+    _close_at_once(conn.dialect.name, (await conn.get_raw_connection()).driver_connection)
+    await conn.invalidate()
+
+
+def _close_at_once(backend: str, driver: Any) -> None:
+    """Close a driver connection sending nothing. SQLAlchemy's invalidation first says goodbye to the server
+    and waits for it — asyncpg up to 2 s, asyncmy without a bound — which a hung database never acknowledges;
+    after this it finds the connection closed and only forgets it. (aiosqlite has no server to wait for.)"""
+    if driver is None:
+        return
+    if backend == "postgresql":
+        driver.terminate()
+    elif backend == "mysql":
+        driver.close()
+
+
+def _drop_on_silence(context: ExceptionContext) -> None:
+    """A statement, commit or rollback that got no answer in time (the client's command timeout), met a
+    broken socket, or was cancelled mid-way leaves the connection in an unknown state: drop it now.
+
+    Left to SQLAlchemy, a timed-out statement (not a DBAPI error) keeps its connection, which is then rolled
+    back — another wait as long on a database that hangs — and only then invalidated, politely. Only this
+    connection goes: one slow answer says nothing about the others in the pool."""
+    original = context.original_exception
+    silent = isinstance(original, OSError) or not isinstance(original, Exception)
+    conn = context.connection
+    if not (silent or context.is_disconnect) or conn is None or conn.invalidated:
+        return
+    _close_at_once(context.dialect.name, conn.connection.driver_connection)
+    context.is_disconnect = True
+    if isinstance(original, OSError):
+        context.invalidate_pool_on_disconnect = False
+
+
 def _json_text(text: str) -> str:
     return text
 
@@ -200,6 +238,7 @@ def writer(engine: AsyncEngine) -> AsyncEngine:
 
 
 def _install_session_settings(engine: AsyncEngine, backend: str, timeouts: Timeouts) -> None:
+    event.listen(engine.sync_engine, "handle_error", _drop_on_silence)
     if backend == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")

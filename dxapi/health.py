@@ -34,10 +34,14 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     rt = runtime(request)
-    operator = await _operator(request, rt)
-    problems: list[str] = []
-    # One deadline for the whole probe: a hung database must not cost it twice.
+    # One deadline for the whole probe, the caller's credentials included: a hung database must not cost it
+    # twice. (A check cut by the deadline drops its connection at once, db._drop_on_silence.)
     deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_SECONDS
+    operator = None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline):
+            operator = await _operator(request, rt)
+    problems: list[str] = []
     try:
         # The control pool (app._lifespan): a request pool busy with slow requests is not a dead database.
         async with asyncio.timeout_at(deadline), rt.control.connect() as conn:

@@ -121,6 +121,8 @@ class Keeper:
         """After the transaction (committed or not): release MariaDB's session lock on this connection."""
         if self._held:
             self._held = False
+            if conn.invalidated:  # dropped (transaction.drop_connection): the lock went with it
+                return
             try:
                 await conn.execute(select(func.release_lock(literal(self._lock("mysql")))))
             except sa_exc.DBAPIError:  # the connection is gone, and the lock with it

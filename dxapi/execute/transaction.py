@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
+from dxapi.db import drop_connection
 from dxapi.dberrors import UNAVAILABLE, OutcomeUnknown, classify
 
 if TYPE_CHECKING:  # idempotency runs its own transactions through this module
@@ -40,12 +41,16 @@ async def transaction(
                     # The database stopped answering (no reply within the command timeout) or the socket
                     # broke: a ROLLBACK on this connection would wait as long again. Dropping it ends the
                     # transaction on the server (whenever it notices) and frees the request at once.
-                    await conn.invalidate()
+                    await drop_connection(conn)
                 elif writing.is_active:
                     await writing.rollback()
                 raise
             if writing.is_active:
-                await _commit(writing)
+                try:
+                    await _commit(writing)
+                except OutcomeUnknown:
+                    await drop_connection(conn)  # as above: no ROLLBACK on a connection that did not answer
+                    raise
         finally:
             if keeper is not None:
                 await keeper.leave(conn)
