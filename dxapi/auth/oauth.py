@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dxapi import errors
@@ -100,10 +100,13 @@ async def read_parameters(request: Request) -> dict[str, str]:
     if media_type != FORM and media_type not in JSON_TYPES:
         raise OAuthError("invalid_request")
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise OAuthError("invalid_request")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise OAuthError("invalid_request")
+    except ClientDisconnect:  # nobody is left to answer; not a failure of ours to log with a traceback
+        raise OAuthError("invalid_request") from None
     parameters = _form(body) if media_type == FORM else _json(body)
     for value in parameters.values():
         if not _storable(value):  # names reach the database: a NUL or a lone surrogate is no name anywhere

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -431,3 +432,17 @@ def test_init_adds_the_family_index_to_an_older_schema(backend: Backend) -> None
     store(backend, ensure_schema)
     assert "ix_dx_refresh_token_family" in indexes()
     store(backend, ensure_schema)  # idempotent
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(backend: Backend) -> None:
+    """Half a form and then gone: nothing to answer, and nothing logged as a failure of the server (the
+    autouse check of tests.conftest fails the test on any server error)."""
+    url = httpx.URL(backend.base_url)
+    with socket.create_connection((url.host, url.port or 80), timeout=5) as sock:
+        sock.sendall(
+            b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 1000\r\n\r\ngrant_type=client_credentials&client_id="
+        )
+        time.sleep(0.1)
+    time.sleep(0.3)  # the server meets the hang-up and finishes the request
+    assert backend.client.get("/health/live").status_code == 200
