@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
 
-.PHONY: help demo test test-faults lint format bench serve docs chromium clean
+.PHONY: help demo test test-faults lint format bench soak serve docs chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,6 +40,9 @@ format: $(STAMP)  ## apply ruff's formatter
 
 bench: $(STAMP)  ## PostgreSQL benchmark: dxapi against the thin reference server
 	$(BIN)/python -m benchmarks.run
+
+soak: $(STAMP)  ## PostgreSQL soak: one dxapi worker at 100 req/s for 5 minutes (RSS growth, latency, no 5xx)
+	$(BIN)/python -m benchmarks.soak
 
 serve: $(STAMP)  ## serve DXAPI_DATABASE_URL on 127.0.0.1:8000
 	$(BIN)/dxapi serve
