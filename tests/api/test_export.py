@@ -450,3 +450,14 @@ def test_get_of_the_item_ignores_accept(api: httpx.Client) -> None:
     one = api.get(f"{PREFIX}/countries/{key}", headers={"Accept": CSV})
     assert one.status_code == 200 and one.headers["content-type"] == "application/json"
     assert one.json()["data"] == first
+
+
+def test_openapi_describes_the_export(api: httpx.Client) -> None:
+    document = api.get(PREFIX + "/openapi.json").json()
+    listing = document["paths"]["/dynamic-entity/products"]["get"]
+    content = listing["responses"]["200"]["content"]
+    assert set(content) == {"application/json", NDJSON, CSV}
+    assert content[NDJSON]["schema"] == {"$ref": "#/components/schemas/products"}
+    assert "2050" in listing["responses"]["406"]["description"]
+    one = document["paths"]["/dynamic-entity/products/{id}"]["get"]["responses"]
+    assert set(one["200"]["content"]) == {"application/json"} and "406" not in one
