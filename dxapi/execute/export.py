@@ -8,13 +8,14 @@ so memory stays one batch deep however many rows match.
 
 * PostgreSQL: a cursor of the asyncpg pool's connection inside a read-only transaction, ``FETCH``-ed one batch
   at a time. Each fetch is a statement of its own, so ``statement_timeout`` bounds each fetch, not the export.
-* MariaDB: SQLAlchemy's server-side cursor (asyncmy's unbuffered ``SSCursor``), read a batch at a time. The
-  server cannot bound a fetch, and ``max_statement_time`` would count the whole export (the time a slow
-  client takes to read included), so the export's statement runs without it. An unbuffered result holds its
-  connection until it is read to the end: included rows come from a second connection, and an export that
-  ends early drops its connection instead of draining the rest of the result.
-* SQLite: the same chunked fetch, in one read transaction. The interrupt that enforces the statement timeout
-  (``db._interrupt_after``) is restarted for every batch: the bound is per fetch here too.
+* MariaDB: one keyset query per batch (the rows after the previous batch's last row in the plan's order, as
+  ``page[cursor]`` pages), in one transaction: InnoDB's repeatable read gives every batch the snapshot of the
+  first. Not a server-side cursor: asyncmy reads an unbuffered result into its own buffer as fast as the server
+  sends it, with no flow control, so memory would grow with the result. Each batch is a statement of its own,
+  bounded by ``max_statement_time``. (A sort on a column without an index costs a sort per batch.)
+* SQLite: SQLAlchemy's streamed result (the statement steps as rows are fetched), in one read transaction.
+  The interrupt that enforces the statement timeout (``db._interrupt_after``) is restarted for every batch:
+  the bound is per fetch here too.
 
 An export that ends before its last row (the client went away, or the database failed) releases its
 connection when the generator is closed: ``streaming`` closes it at once, never leaving it to the collector.
@@ -23,14 +24,14 @@ connection when the generator is closed: ``streaming`` closes it at once, never 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dxapi.db import STATEMENT_LIMIT, DriverPool, drop_connection
+from dxapi.db import DriverPool
 from dxapi.execute.read import (
     CachedRead,
     Row,
@@ -39,9 +40,10 @@ from dxapi.execute.read import (
     _EngineSession,
     _fetch_children,
     _render,
+    _root_statement,
     _Session,
 )
-from dxapi.plan.types import ReadPlan
+from dxapi.plan.types import CursorPlan, ReadPlan
 from dxapi.sql.build import build_export, export_shape, read_parameters
 
 # Rows per fetch: large enough that a round trip per batch costs little against rendering it, small enough
@@ -58,7 +60,9 @@ def export_batches(engine: AsyncEngine, plan: ReadPlan, pool: DriverPool | None)
     """
     if pool is not None:
         return _postgresql(pool, engine.dialect, plan)
-    return _engine(engine, plan)
+    if engine.dialect.name == "mysql":
+        return _mariadb(engine, plan)
+    return _sqlite(engine, plan)
 
 
 async def _postgresql(pool: DriverPool, dialect: Dialect, plan: ReadPlan) -> AsyncGenerator[Batch, None]:
@@ -74,41 +78,35 @@ async def _postgresql(pool: DriverPool, dialect: Dialect, plan: ReadPlan) -> Asy
                 return
 
 
-async def _engine(engine: AsyncEngine, plan: ReadPlan) -> AsyncGenerator[Batch, None]:
+async def _sqlite(engine: AsyncEngine, plan: ReadPlan) -> AsyncGenerator[Batch, None]:
     dialect = engine.dialect
-    mysql = dialect.name == "mysql"
     cached = _statement(dialect, plan)
-    async with AsyncExitStack() as stack:
-        conn = await stack.enter_async_context(engine.connect())
-        limit = conn.info.get(STATEMENT_LIMIT) if mysql else None
-        if limit is not None:
-            await conn.exec_driver_sql("SET SESSION max_statement_time = 0")
-        # An unbuffered MariaDB result allows no other statement on its connection until it is read through.
-        children = await stack.enter_async_context(engine.connect()) if mysql and plan.includes else conn
-        async with _dropped_unless_finished(conn, mysql):
-            result = await conn.stream(cached.statement, read_parameters(plan))
-            session = _EngineSession(children)
-            while True:
-                _restart_interrupt_clock(conn)
-                rows = await result.fetchmany(BATCH_ROWS)
-                yield await _rendered(session, dialect, plan, rows)
-                if len(rows) < BATCH_ROWS:
-                    break
-            await result.close()
-        if limit is not None:
-            await conn.exec_driver_sql(f"SET SESSION {limit}")
+    async with engine.connect() as conn:
+        result = await conn.stream(cached.statement, read_parameters(plan))
+        session = _EngineSession(conn)
+        while True:
+            _restart_interrupt_clock(conn)
+            rows = await result.fetchmany(BATCH_ROWS)
+            yield await _rendered(session, dialect, plan, rows)
+            if len(rows) < BATCH_ROWS:
+                break
+        await result.close()
 
 
-@asynccontextmanager
-async def _dropped_unless_finished(conn: AsyncConnection, drop: bool) -> AsyncIterator[None]:
-    """On MariaDB, a result not read to its end is dropped with its connection: closing it would read (and
-    the server send) every remaining row first; the server ends the query when it finds the socket closed."""
-    try:
-        yield
-    except BaseException:
-        if drop:
-            await drop_connection(conn)
-        raise
+async def _mariadb(engine: AsyncEngine, plan: ReadPlan) -> AsyncGenerator[Batch, None]:
+    dialect = engine.dialect
+    keys = [plan.entity.columns.index(key.field.column) for key in plan.order]
+    # A keyset page reads one row more than its limit (execute.read): a limit one short fetches one batch.
+    batch = replace(plan, limit=BATCH_ROWS - 1, cursor=CursorPlan(None, ""))
+    async with engine.connect() as conn:
+        session = _EngineSession(conn)
+        while True:
+            rows = list(await session.fetch(_root_statement(dialect, batch), read_parameters(batch)))
+            yield await _rendered(session, dialect, plan, rows)
+            if len(rows) < BATCH_ROWS:
+                return
+            last = rows[-1]
+            batch = replace(batch, cursor=CursorPlan(tuple(last[at] for at in keys), ""))
 
 
 def _restart_interrupt_clock(conn: AsyncConnection) -> None:

@@ -461,3 +461,16 @@ def test_openapi_describes_the_export(api: httpx.Client) -> None:
     assert "2050" in listing["responses"]["406"]["description"]
     one = document["paths"]["/dynamic-entity/products/{id}"]["get"]["responses"]
     assert set(one["200"]["content"]) == {"application/json"} and "406" not in one
+
+
+@pytest.mark.parametrize("sort", ["flag,-amount", "-label,flag", "amount"])
+def test_ndjson_order_with_ties_and_nulls_across_batches(cells: Backend, batch_rows: int, sort: str) -> None:
+    """Batches continue where the last one ended (on MariaDB by keyset, like `page[cursor]`), whatever ties and
+    NULLs the sort keys hold: no row lost, none twice, the order of the pages."""
+    pages = [
+        data(cells.client, "/export-cells", {"sort": sort, "page[limit]": "500", "page[offset]": str(start)})
+        for start in (0, 500, 1000)
+    ]
+    expected = [row for page in pages for row in page]
+    assert len(expected) == CELL_ROWS
+    assert ndjson_rows(export(cells.client, "/export-cells", NDJSON, {"sort": sort})) == expected
