@@ -24,7 +24,8 @@ _PLAIN = frozenset({"", "*/*", JSON, "application/*"})
 
 
 def parse_accept(header: str | None) -> str:
-    """The served type ``header`` accepts best; :data:`JSON` without a header (406 ``2050`` for none)."""
+    """The served type ``header`` accepts best; :data:`JSON` when it names no type at all (406 ``2050`` when it
+    names only types not served)."""
     if header is None:
         return JSON
     header = header.strip()
@@ -32,9 +33,13 @@ def parse_accept(header: str | None) -> str:
         return JSON
     best: tuple[float, int, int] | None = None
     chosen = JSON
+    named = False
     for part in header.split(","):
         media, q = _media_range(part)
-        if media is None or q <= 0:
+        if media is None:
+            continue
+        named = True
+        if q <= 0:
             continue
         for preference, served in enumerate(SERVED):
             specificity = _matches(media, served)
@@ -43,7 +48,7 @@ def parse_accept(header: str | None) -> str:
             rank = (q, specificity, -preference)
             if best is None or rank > best:
                 best, chosen = rank, served
-    if best is None:
+    if best is None and named:
         raise errors.NOT_ACCEPTABLE.error(served=", ".join(SERVED))
     return chosen
 
