@@ -58,6 +58,7 @@ from benchmarks.data import (
     load_shop,
     recreate_database,
 )
+from benchmarks.export import EXPORT_NDJSON, ExportSection, export_section, report_export
 from benchmarks.feed import PullError, pull_feed, pull_list, set_feed, switch_feed
 from benchmarks.load import Result, find_wrk, run_load
 from benchmarks.report import (
@@ -559,6 +560,16 @@ def feed_section(
     return section
 
 
+def export_of(
+    args: argparse.Namespace, dxapi: Server, headers: dict[str, str], auth: dict[str, BearerToken]
+) -> ExportSection | None:
+    """The `export-ndjson` figures (every product as NDJSON from dxapi), or None when not asked for."""
+    if args.self_test or (args.only and EXPORT_NDJSON not in args.only):
+        return None
+    token = auth["dxapi"].headers(60) if "dxapi" in auth else {}
+    return export_section(dxapi, {**headers, **token})
+
+
 def dxapi_command() -> str | None:
     """The dxapi console script of this interpreter's environment, else the one on PATH."""
     candidate = Path(sys.executable).with_name("dxapi")
@@ -577,7 +588,7 @@ def run_cli(command: Sequence[str], env: dict[str, str]) -> tuple[str | None, st
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    names = [*(s.name for s in SCENARIOS), KEY_COST, FEED_PULL]
+    names = [*(s.name for s in SCENARIOS), KEY_COST, FEED_PULL, EXPORT_NDJSON]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument(
         "--duration", type=float, default=10.0, help="measured seconds per server and scenario (default 10)"
@@ -771,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = [run_scenario(s, reference, dxapi, ctx, url, options) for s in scenarios]
         keys = key_section(args, scenarios, dxapi, ctx, url, options)
         feed = feed_section(args, scenarios, dxapi, ctx, url, options)
+        export = export_of(args, dxapi, headers, auth)
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -781,7 +793,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["dxapi_problem"] = dxapi.problem
     if "dxapi" in auth:
         meta["dxapi_tokens_fetched"] = auth["dxapi"].fetched
+    if export is not None:
+        meta["export_ndjson"] = export.as_json()
     report(results, meta, args.self_test, feed, keys)
+    if export is not None:
+        report_export(export)
     return 0
 
 

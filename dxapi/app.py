@@ -16,6 +16,9 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[*_api_routes(settings.api_prefix.rstrip("/")), *_service_routes(keys), *admin_routes()],
         lifespan=_lifespan(settings, keys),
+        middleware=_middleware(settings),
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
@@ -99,6 +103,43 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # `/dynamic-entity/products/` is not an API path: answer 404 JSON, not a redirect built from Host.
     app.router.redirect_slashes = False
     return app
+
+
+# CORS: what a browser script may send and read. Credentials stay off: dxapi authenticates by header (a bearer
+# token, an API key), never by cookie, so no origin needs the browser's cookies.
+CORS_METHODS = ("GET", "POST", "PATCH", "PUT", "DELETE")
+CORS_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-Match",
+    "If-None-Match",
+    "X-Is-Transactional",
+    "Prefer",
+    "X-Api-Key",
+)
+CORS_EXPOSED = ("ETag", "Idempotency-Replayed", "Preference-Applied", "Retry-After", "X-Dxapi-Error-Code", "Link")
+# zlib's default level: level 9 costs about twice the CPU for a body a percent or two smaller.
+GZIP_LEVEL = 6
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    """CORS outermost, so a preflight is answered before anything else runs and errors carry its headers too;
+    then compression of large answers (and of every streamed export) for clients that accept gzip."""
+    layers = []
+    if settings.cors_origins:
+        layers.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=CORS_METHODS,
+                allow_headers=CORS_HEADERS,
+                expose_headers=CORS_EXPOSED,
+            )
+        )
+    if settings.gzip_min_bytes:
+        layers.append(Middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=GZIP_LEVEL))
+    return layers
 
 
 def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:

@@ -35,11 +35,19 @@ from dxapi.plan.write import answer_row, build_write_plan, child_aliases
 from dxapi.preconditions import Precondition, not_modified, request_precondition, row_tag
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import Snapshot
+from dxapi.request.accept import JSON, parse_accept
 from dxapi.request.body import is_transactional, parse_write_request, read_body
 from dxapi.request.changes import parse_changes_request
-from dxapi.request.params import CURSOR, link_with, parse_read_request, refuse_list_parameters
+from dxapi.request.params import (
+    CURSOR,
+    link_with,
+    parse_read_request,
+    refuse_export_parameters,
+    refuse_list_parameters,
+)
 from dxapi.responses import BASE_HEADERS, render_errors, render_json
 from dxapi.settings import Settings
+from dxapi.streaming import start_export
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +104,13 @@ async def read_collection(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
+    media_type = parse_accept(request.headers.get("accept"))
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
+    if media_type != JSON:
+        refuse_export_parameters(read, media_type)
     plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows)
+    if media_type != JSON:
+        return await start_export(rt.reader, plan, rt.driver_pool, media_type)
     page = await execute_page(rt.reader, plan, rt.driver_pool)
     if plan.cursor is None:
         return render_json({"data": page.items})

@@ -278,6 +278,19 @@ UNSUPPORTED_MEDIA_TYPE = _spec(
     "Unsupported media type `{media_type}`; send `Content-Type: application/json`.",
     "A write whose body is not declared as JSON.",
 )
+NOT_ACCEPTABLE = _spec(
+    "2050",
+    406,
+    "None of the media types in `Accept` is served here; this path serves {served}.",
+    "A list read whose `Accept` names only types dxapi does not write (JSON, NDJSON and CSV are served).",
+)
+EXPORT_CSV_INCLUDE = _spec(
+    "2051",
+    400,
+    "`include` cannot be exported as CSV (one row per line has no place for related rows); ask for "
+    "`Accept: application/x-ndjson` to export rows with their included relations.",
+    "A CSV export (`Accept: text/csv`) with `include`.",
+)
 BODY_TOO_LARGE = _spec(
     "2012",
     413,

@@ -163,12 +163,25 @@ class Settings(BaseSettings):
         "`X-Forwarded-Proto` is believed; a request they forward as `https` gets the `__Host-` `Secure` "
         "back-office cookie. Empty: the header is ignored from every peer.",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated origins (`https://app.example.com`, or `*`) whose browser scripts may call "
+        "the API (CORS). Empty: no CORS headers at all, and browsers refuse cross-origin calls.",
+    )
+    gzip_min_bytes: int = Field(
+        1400,
+        ge=0,
+        description="Answers of at least this many bytes are sent gzip-compressed to a client that accepts it "
+        "(`Accept-Encoding: gzip`), streamed exports always; smaller ones as they are. 0: never compress.",
+    )
     host: str = Field("127.0.0.1", description="Address `dxapi serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `dxapi serve` listens on.")
     workers: int = Field(1, ge=1, description="Worker processes started by `dxapi serve`.")
     log_level: str = Field("info", description="Log level of the server (`debug`, `info`, `warning`, …).")
 
-    @field_validator("deny_tables", "jwt_previous_secrets", "jwt_public_key_files", "trusted_proxies", mode="before")
+    @field_validator(
+        "deny_tables", "jwt_previous_secrets", "jwt_public_key_files", "trusted_proxies", "cors_origins", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -204,7 +204,7 @@ def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict
         "operationId": f"list-{alias}",
         "summary": f"List {alias}",
         "parameters": parameters,
-        "responses": responses("200", page_of(item), "A page of rows"),
+        "responses": _with_exports(responses("200", page_of(item), "A page of rows"), item),
     }
     one = {
         "tags": [alias],
@@ -214,6 +214,22 @@ def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict
         "responses": responses("200", data_of(item), "The row"),
     }
     return listing, tagged_read(one)
+
+
+def _with_exports(answers: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """The list's other media types (``Accept``, docs/export.md): every matching row, streamed; and the 406."""
+    answers["200"]["description"] = (
+        "A page of rows. With `Accept: application/x-ndjson`: every matching row in the sort order (no paging), "
+        "streamed, one row object per line as in `data` (the schema is one line's). With `Accept: text/csv`: the "
+        "same rows as RFC 4180 CSV with a header row of visible names (no `include`: 2051)."
+    )
+    answers["200"]["content"]["application/x-ndjson"] = {"schema": item}
+    answers["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    answers["406"] = {
+        "description": "`Accept` names no served type (2050)",
+        "content": {"application/json": {"schema": ERROR_REF}},
+    }
+    return answers
 
 
 def _delete_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -116,6 +116,17 @@ def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, w
             raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name=name, where=where)
 
 
+def refuse_export_parameters(read: ReadRequest, media_type: str) -> None:
+    """An export (``Accept: application/x-ndjson`` or ``text/csv``) is every matching row: a page parameter
+    would silently mean nothing (2017), and CSV has no place for included rows (2051)."""
+    given = [("page[offset]", read.offset), ("page[limit]", read.limit), (CURSOR, read.cursor)]
+    for name, value in given:
+        if value is not None:
+            raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name=name, where=f"in an export (`Accept: {media_type}`)")
+    if media_type == "text/csv" and read.include:
+        raise errors.EXPORT_CSV_INCLUDE.error()
+
+
 def link_with(path: str, pairs: Iterable[tuple[str, str]], name: str, value: str) -> str:
     """``path`` and the query ``pairs`` with the parameter ``name`` set to ``value`` (in its place if given, else
     last): the link to another page of the same list, relative to the server.

@@ -208,6 +208,21 @@ def build_read(plan: ReadPlan) -> Select[Any]:
     )
 
 
+def export_shape(plan: ReadPlan) -> tuple[Any, ...]:
+    """The cache key of :func:`build_export`: the read's shape, apart from the page's."""
+    return ("export", read_shape(plan))
+
+
+def build_export(plan: ReadPlan) -> Select[Any]:
+    """Every row the list read would page through, in its order: :func:`build_read` without LIMIT and OFFSET
+    (its ``limit``/``offset`` bind values are then simply not used).
+
+        ReadPlan(products, price >= 10, order -price)
+        → SELECT … FROM shop_product WHERE price >= :p0 ORDER BY price DESC, id_product
+    """
+    return build_read(plan).limit(None).offset(None)
+
+
 def _keyset_page(statement: Select[Any], plan: ReadPlan) -> Select[Any]:
     assert plan.cursor is not None
     if plan.cursor.after is not None:

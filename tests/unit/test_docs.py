@@ -30,4 +30,4 @@ def test_every_setting_is_documented() -> None:
 def test_error_codes_are_unique_strings_with_known_statuses() -> None:
     for code, spec in CATALOGUE.items():
         assert spec.code == code and code.isdigit()
-        assert spec.status in {400, 401, 403, 404, 405, 409, 410, 412, 413, 415, 422, 429, 500, 503, 504}
+        assert spec.status in {400, 401, 403, 404, 405, 406, 409, 410, 412, 413, 415, 422, 429, 500, 503, 504}
