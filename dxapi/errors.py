@@ -276,7 +276,8 @@ FILTER_CONDITIONS_TOO_MANY = _spec(
     "2032",
     400,
     "The filters hold {count} conditions; the maximum is {maximum}.",
-    "More conditions in one request, top-level filters and group members together, than `DXAPI_MAX_FILTER_VALUES`.",
+    "More conditions in one request, top-level filters and group members together, than 200 (or "
+    "`DXAPI_MAX_FILTER_VALUES` if lower).",
 )
 INCLUDE_FILTER_NOT_INCLUDED = _spec(
     "2033",

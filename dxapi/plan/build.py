@@ -136,11 +136,14 @@ def _relation_chain(entity: EntitySnapshot, term: FilterTerm, max_depth: int) ->
 def _group(
     snapshot: Snapshot, entity: EntitySnapshot, group: FilterGroup, settings: Settings, allows: Allows
 ) -> Predicate:
-    if group.operator == "or":
-        # Each element on its own: an element of several keys is already an `and` group (request.params).
+    if group.operator in ("or", "and"):
+        # Each element of the array on its own: two elements through one relation may be matched by two
+        # different related rows (an element of several keys is one "all" item, request.params).
         members = [_all_of(snapshot, entity, (item,), settings, allows) for item in group.items]
-        return Group("or", tuple(_one(member) for member in members))
-    return Group(group.operator, tuple(_all_of(snapshot, entity, group.items, settings, allows)))
+        return Group(group.operator, tuple(_one(member) for member in members))
+    # `not` and "all": the items hold together, as the top-level filters do.
+    items = tuple(_all_of(snapshot, entity, group.items, settings, allows))
+    return Group(group.operator, items) if group.operator == "not" else _one(list(items))
 
 
 def _one(predicates: list[Predicate]) -> Predicate:

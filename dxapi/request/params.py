@@ -42,6 +42,10 @@ GROUPS = ("and", "or", "not")
 # Groups inside groups, counting the outermost one: more than a reader can follow, and each level is a
 # recursion in every stage.
 MAX_FILTER_DEPTH = 4
+# Conditions in one request, however grouped (and never more than DXAPI_MAX_FILTER_VALUES): SQLite refuses a
+# WHERE nested deeper than 1000 expressions, and a chain of ANDs nests one level per condition (a thousand
+# top-level filters were answered as 503 there).
+MAX_FILTER_CONDITIONS = 200
 # `filter[include.{relation}….{field}]` restricts the embedded rows of an included relation.
 INCLUDE_FILTER = "include"
 _PAGE_MAX = 2**63 - 1
@@ -68,7 +72,7 @@ class FilterGroup:
     """``filter[or]``, ``filter[and]``, ``filter[not]`` or a group inside one: ``operator`` over ``items``
     (the items of ``not`` hold together, and it is their combination that is negated)."""
 
-    operator: str  # one of GROUPS
+    operator: str  # one of GROUPS, or "all": the keys of one element of an `or`/`and` array
     items: tuple[FilterTerm | FilterGroup, ...]
 
 
@@ -131,8 +135,8 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
     # One bound over every condition of the request, however it is grouped: each is a predicate the database
     # evaluates per row, and each `in` list is bounded on its own (plan.build).
     leaves = sum(_leaves(item) for item in filters) + len(include_filters)
-    if leaves > max_filters:
-        raise errors.FILTER_CONDITIONS_TOO_MANY.error(count=leaves, maximum=max_filters)
+    if leaves > min(max_filters, MAX_FILTER_CONDITIONS):
+        raise errors.FILTER_CONDITIONS_TOO_MANY.error(count=leaves, maximum=min(max_filters, MAX_FILTER_CONDITIONS))
     return ReadRequest(
         tuple(filters), sort, page.get("offset"), page.get("limit"), include, cursor, tuple(include_filters)
     )
@@ -253,11 +257,8 @@ def _group(operator: str, document: Any, name: str, depth: int) -> FilterGroup:
     items: list[FilterTerm | FilterGroup] = []
     for index, element in enumerate(document):
         inner = _element(element, f"{name}[{index}]", depth)
-        # An element of several keys is their AND; inside an `and` its items simply join the others.
-        if operator == "and" or len(inner) == 1:
-            items.extend(inner)
-        else:
-            items.append(FilterGroup("and", inner))
+        # The keys of one element hold together ("all"): through one relation, one related row matches them.
+        items.append(inner[0] if len(inner) == 1 else FilterGroup("all", inner))
     return FilterGroup(operator, tuple(items))
 
 

@@ -41,7 +41,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -180,7 +180,8 @@ def build_predicate(
     related = predicate.entity.table.alias()
     link = related.c[relation.child_field.column.name] == parent
     inner = [build_predicate(item, names, related) for item in predicate.items]
-    return select(literal(1)).select_from(related).where(link, *inner).exists()
+    # A literal column, not a bound 1: every bind of a cached statement is a parameter the plan fills.
+    return select(literal_column("1")).select_from(related).where(link, *inner).exists()
 
 
 def predicate_shape(predicate: Predicate) -> tuple[Any, ...]:
