@@ -121,6 +121,8 @@ def _relation_chain(entity: EntitySnapshot, term: FilterTerm, max_depth: int) ->
     relation, the first one skipped when it is no relation of the entity (the alias prefix):
     ``filter[categories.categoryProducts.productStocks.quantity]`` goes through two.
     """
+    if term.prefix not in entity.relations and "." not in term.field:
+        return (), term.field  # the usual case, Spryker's own form: no list built on the hot path
     parts = [term.prefix, *term.field.split(".")]
     if parts[0] not in entity.relations:
         if len(parts) == 2:

@@ -132,11 +132,7 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
         # Two ways to say where a page starts: a keyset cursor has no offset to add to, and silently preferring
         # one would hand a client rows it did not ask for.
         raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name="page[offset]", where=f"together with `{CURSOR}`")
-    # One bound over every condition of the request, however it is grouped: each is a predicate the database
-    # evaluates per row, and each `in` list is bounded on its own (plan.build).
-    leaves = sum(_leaves(item) for item in filters) + len(include_filters)
-    if leaves > min(max_filters, MAX_FILTER_CONDITIONS):
-        raise errors.FILTER_CONDITIONS_TOO_MANY.error(count=leaves, maximum=min(max_filters, MAX_FILTER_CONDITIONS))
+    _refuse_too_many_conditions(filters, include_filters, max_filters)
     return ReadRequest(
         tuple(filters), sort, page.get("offset"), page.get("limit"), include, cursor, tuple(include_filters)
     )
@@ -153,8 +149,22 @@ def _add_filter(
         filters.append(parse_filter(target, value))
 
 
+def _refuse_too_many_conditions(
+    filters: list[FilterTerm | FilterGroup], include_filters: list[IncludeFilter], max_filters: int
+) -> None:
+    # One bound over every condition of the request, however it is grouped: each is a predicate the database
+    # evaluates per row, and each `in` list is bounded on its own (plan.build).
+    leaves = len(filters) + len(include_filters)
+    if any(isinstance(item, FilterGroup) for item in filters):
+        leaves = sum(_leaves(item) for item in filters) + len(include_filters)
+    if leaves > min(max_filters, MAX_FILTER_CONDITIONS):
+        raise errors.FILTER_CONDITIONS_TOO_MANY.error(count=leaves, maximum=min(max_filters, MAX_FILTER_CONDITIONS))
+
+
 def _leaves(item: FilterTerm | FilterGroup) -> int:
-    return 1 if isinstance(item, FilterTerm) else sum(_leaves(inner) for inner in item.items)
+    if isinstance(item, FilterTerm):
+        return 1
+    return sum(_leaves(inner) for inner in item.items)
 
 
 def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, where: str) -> None:

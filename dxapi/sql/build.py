@@ -199,7 +199,8 @@ def predicate_parameters(predicates: Sequence[Predicate], prefix: str = "p") -> 
     """The bind values of ``predicates`` built with the names ``{prefix}0``, ``{prefix}1`` … of
     :func:`parameter_names`, in the same (depth-first) order :func:`build_predicate` takes them."""
     values: dict[str, Any] = {}
-    for name, condition in zip(parameter_names(prefix), _comparisons(predicates), strict=False):
+    for i, condition in enumerate(_comparisons(predicates)):
+        name = f"{prefix}{i}"
         if condition.operator in ("in", "nin"):
             values.update({f"{name}_{j}": item for j, item in enumerate(condition.value)})
         elif condition.operator != "isNull":
