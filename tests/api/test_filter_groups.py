@@ -271,7 +271,7 @@ def test_nin_list_is_bounded_like_in(api: httpx.Client, backend: Backend) -> Non
 
 # --- randomized: nested groups against the Python definition ----------------------------------------------------
 
-SEEDS = list(range(40))
+SEEDS = list(range(200))
 TIME_BUDGET = 25.0  # seconds for the whole randomized comparison on one backend
 
 
