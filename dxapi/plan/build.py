@@ -174,7 +174,8 @@ def _filtered(
         return tuple(out)
 
     attached = attach(includes, ())
-    for chain, terms in by_chain.items():
+    if by_chain:  # what is left names a chain `include` does not ask for
+        chain, terms = next(iter(by_chain.items()))
         raise errors.INCLUDE_FILTER_NOT_INCLUDED.error(chain=".".join(chain), field=terms[0].field)
     return attached
 
