@@ -259,6 +259,38 @@ FILTER_TOO_LARGE = _spec(
     "Filter `{field}`: {count} values given; the maximum is {maximum}.",
     "An `in` list longer than `DXAPI_MAX_FILTER_VALUES`, or more filters than that.",
 )
+FILTER_GROUP_INVALID = _spec(
+    "2030",
+    400,
+    "Filter group `{name}`: {reason}.",
+    "A malformed `filter[or]`, `filter[and]` or `filter[not]`: not JSON, an empty group or element, `or`/`and` "
+    "without an array, an element that is no object, or a key that is neither a group nor `alias.field`.",
+)
+FILTER_GROUP_TOO_DEEP = _spec(
+    "2031",
+    400,
+    "Filter group `{name}` is nested deeper than the maximum of {maximum} groups.",
+    "Groups inside groups deeper than dxapi accepts (4, counting the outermost).",
+)
+FILTER_CONDITIONS_TOO_MANY = _spec(
+    "2032",
+    400,
+    "The filters hold {count} conditions; the maximum is {maximum}.",
+    "More conditions in one request, top-level filters and group members together, than 200 (or "
+    "`DXAPI_MAX_FILTER_VALUES` if lower).",
+)
+INCLUDE_FILTER_NOT_INCLUDED = _spec(
+    "2033",
+    400,
+    "Filter `filter[include.{chain}.{field}]` restricts `{chain}`, which `include` does not ask for.",
+    "A `filter[include.…]` on a relation chain that is not included.",
+)
+RELATION_FILTER_TOO_DEEP = _spec(
+    "2034",
+    400,
+    "Filter `{name}` goes through {count} relations; the maximum is {maximum}.",
+    "A relation filter through more relations than `DXAPI_MAX_INCLUDE_DEPTH`.",
+)
 QUERY_PARAMETER_NOT_ALLOWED = _spec(
     "2017",
     400,

@@ -35,9 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
 from dxapi.dberrors import StaleConnection, database_errors, read_errors
-from dxapi.plan.types import IncludePlan, ReadPlan
+from dxapi.plan.types import Condition, IncludePlan, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot
-from dxapi.sql.build import build_children, build_read, children_shape, read_parameters, read_shape
+from dxapi.sql.build import (
+    build_children,
+    build_read,
+    children_parameters,
+    children_shape,
+    read_parameters,
+    read_shape,
+)
 
 log = logging.getLogger("dxapi.execute")
 
@@ -124,7 +131,9 @@ def _identified(plan: ReadPlan, rows: Sequence[Row]) -> Sequence[Row]:
         return rows
     # A case-insensitive collation (MariaDB) finds `K1` for `k1`; an identifier names exactly one row, the way
     # writes look rows up.
-    key = plan.conditions[-1].value
+    identifier = plan.conditions[-1]
+    assert isinstance(identifier, Condition)  # plan.build appends the identifier's `eq` last
+    key = identifier.value
     at = plan.entity.columns.index(plan.entity.identifier.column)
     rows = [row for row in rows if row[at] == key]
     if len(rows) > 1:
@@ -142,9 +151,10 @@ async def _fetch_children(
     child_at = include.entity.names.index(relation.child_field.name)
     keys = list(dict.fromkeys(row[parent_at] for row in parents if row[parent_at] is not None))
     cached = _children_statement(dialect, include)
+    filtered = children_parameters(include)
     rows: list[Row] = []
     for start in range(0, len(keys), CHILD_KEYS_PER_QUERY):
-        rows.extend(await session.fetch(cached, {"keys": keys[start : start + CHILD_KEYS_PER_QUERY]}))
+        rows.extend(await session.fetch(cached, {**filtered, "keys": keys[start : start + CHILD_KEYS_PER_QUERY]}))
     by_key: dict[Any, list[Row]] = {}
     for row in rows:
         by_key.setdefault(row[child_at], []).append(row)

@@ -11,6 +11,7 @@ and scope set.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dxapi.auth.scopes import DELETE, READ, WRITE
@@ -30,7 +31,7 @@ from dxapi.openapi.retries import conditional, keyed, tagged_read, with_etag_pro
 from dxapi.openapi.schemas import Schemas
 from dxapi.openapi.token import security_schemes, token_operation, token_schemas
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
-from dxapi.request.params import MAX_SORT_KEYS
+from dxapi.request.params import MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, MAX_SORT_KEYS
 from dxapi.settings import Settings
 from dxapi.types import FieldType
 
@@ -52,9 +53,13 @@ class _Document(Schemas):
         alias = entity.alias
         collection: dict[str, Any] = {}
         single: dict[str, Any] = {}
-        parameters = _read_parameters(
-            entity, self.settings, [n for n, r in entity.relations.items() if self.may(r.child_alias, READ)]
-        )
+        readable = {n: r for n, r in entity.relations.items() if self.may(r.child_alias, READ)}
+        parameters = _read_parameters(entity, self.settings, list(readable))
+        parameters[len(entity.fields) : len(entity.fields)] = _group_parameters(entity) + [
+            _relation_parameter(name, self.snapshot.entities[r.child_alias], field)
+            for name, r in readable.items()
+            for field in self.snapshot.entities[r.child_alias].fields
+        ]
         if self.may(alias, READ):
             self.schemas[alias] = self.item_schema(entity)
             collection["get"], single["get"] = _read_operations(alias, parameters)
@@ -302,11 +307,51 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: lis
                 "name": "include",
                 "in": "query",
                 "required": False,
-                "description": "Comma-separated relation chains: " + ", ".join(includable),
+                "description": "Comma-separated relation chains: "
+                + ", ".join(includable)
+                + ". `filter[include.{chain}.{field}]` (a plain value or an operator object, as a filter) keeps "
+                "only the embedded rows of an included chain that match; the rows above are not filtered by it.",
                 "schema": {"type": "string"},
             }
         )
     return params
+
+
+def _group_parameters(entity: EntitySnapshot) -> list[dict[str, Any]]:
+    """``filter[or]``, ``filter[and]``, ``filter[not]`` (request.params.parse_group)."""
+    key = f"{entity.alias}.{entity.identifier.name}"
+    grammar = (
+        "An element is a JSON object whose keys hold together: `alias.field` (or `relation.field`) with a plain "
+        "JSON value (equality) or an operator object, or `or`/`and`/`not` again; at most "
+        f"{MAX_FILTER_DEPTH} groups deep and {MAX_FILTER_CONDITIONS} conditions in a request (2031, 2032)."
+    )
+    groups = (
+        ("or", "A JSON array of elements: rows matching at least one.", [{key: 1}, {key: {"gte": 10}}]),
+        ("and", "A JSON array of elements: rows matching every one.", [{key: {"gte": 1}}, {key: {"nin": [5]}}]),
+        ("not", "One element (a JSON object): rows it does not match, rows with NULLs included.", {key: {"lt": 3}}),
+    )
+    return [
+        {
+            "name": f"filter[{operator}]",
+            "in": "query",
+            "required": False,
+            "description": f"{meaning} {grammar}",
+            "schema": {"type": "string"},
+            "example": json.dumps(example),
+        }
+        for operator, meaning, example in groups
+    ]
+
+
+def _relation_parameter(relation: str, child: EntitySnapshot, field: FieldSnapshot) -> dict[str, Any]:
+    return {
+        "name": f"filter[{relation}.{field.name}]",
+        "in": "query",
+        "required": False,
+        "description": f"Rows with at least one `{relation}` row ({child.alias}) matching. "
+        + _filter_description(field),
+        "schema": {"type": "string"},
+    }
 
 
 def _filter_description(field: FieldSnapshot) -> str:
@@ -314,7 +359,7 @@ def _filter_description(field: FieldSnapshot) -> str:
     codec = field.codec
     if not codec.comparable:
         return 'Only {"isNull":true|false}.'
-    operators = ["eq", "ne", "in"] + (["gt", "gte", "lt", "lte"] if codec.ordered else [])
+    operators = ["eq", "ne", "in", "nin (NULL matches)"] + (["gt", "gte", "lt", "lte"] if codec.ordered else [])
     operators += ["like (case-sensitive)", "ilike (case-insensitive)"] if codec.likeable else []
     return (
         "Equality, or a JSON operator object (keys AND together): "

@@ -13,9 +13,9 @@ from typing import Any
 from dxapi import errors
 from dxapi.plan.access import READ, Allows, require
 from dxapi.plan.cursor import parse_cursor
-from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
+from dxapi.plan.types import Condition, Exists, Group, IncludePlan, OrderKey, Predicate, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
-from dxapi.request.params import FilterTerm, ReadRequest
+from dxapi.request.params import FilterGroup, FilterTerm, IncludeFilter, ReadRequest
 from dxapi.settings import Settings
 
 
@@ -28,9 +28,9 @@ def build_read_plan(
     allows: Allows,
     identifier: str | None = None,
 ) -> ReadPlan:
-    """``entity`` comes from ``plan.access.authorize`` (its read scope checked); included entities are
-    checked here, once the relations are resolved."""
-    conditions = [c for term in request.filters for c in _conditions(entity, term, settings)]
+    """``entity`` comes from ``plan.access.authorize`` (its read scope checked); included entities and those
+    a relation filter reads are checked here, once the relations are resolved."""
+    conditions = _all_of(snapshot, entity, request.filters, settings, allows)
     if identifier is not None:
         try:
             key = entity.identifier.parse(identifier)
@@ -45,6 +45,8 @@ def build_read_plan(
     cursor = None if request.cursor is None else parse_cursor(entity, order, request.cursor)
     includes = build_includes(snapshot, entity, request.include, settings.max_include_depth)
     require(_included_aliases(includes), allows, READ)
+    if request.include_filters:
+        includes = _filtered(snapshot, includes, request.include_filters, settings, allows)
     return ReadPlan(
         entity=entity,
         conditions=tuple(conditions),
@@ -68,6 +70,116 @@ def _field(entity: EntitySnapshot, name: str) -> FieldSnapshot:
     return found
 
 
+def _all_of(
+    snapshot: Snapshot,
+    entity: EntitySnapshot,
+    items: tuple[FilterTerm | FilterGroup, ...],
+    settings: Settings,
+    allows: Allows,
+    through: tuple[tuple[tuple[str, ...], FilterTerm], ...] = (),
+) -> list[Predicate]:
+    """Filters that hold together, resolved on ``entity``: own fields become conditions, a prefix naming a
+    relation an ``Exists``. The terms through one relation at this level are matched by one related row
+    together (``filter[productStocks.quantity]`` and ``filter[productStocks.warehouse]``: one stock row in
+    that warehouse with that quantity); each group is resolved on its own.
+
+    ``through``: terms already known to go through the relation chain they carry (a deeper level's share).
+    """
+    out: list[Predicate] = []
+    by_relation: dict[str, list[tuple[tuple[str, ...], FilterTerm]]] = {}
+    for item in items:
+        if isinstance(item, FilterGroup):
+            out.append(_group(snapshot, entity, item, settings, allows))
+            continue
+        chain, field = _relation_chain(entity, item, settings.max_include_depth)
+        if not chain:
+            out.extend(_conditions(entity, item, settings))
+        else:
+            by_relation.setdefault(chain[0], []).append((chain[1:], FilterTerm(field, item.operations)))
+    for chain, term in through:
+        if not chain:
+            out.extend(_conditions(entity, term, settings))
+        else:
+            by_relation.setdefault(chain[0], []).append((chain[1:], term))
+    for name, terms in by_relation.items():
+        relation = entity.relations.get(name)
+        if relation is None:
+            raise errors.RELATION_NOT_FOUND.error(relation=name)
+        child = snapshot.entities[relation.child_alias]
+        # Before anything of the related entity is resolved: a caller without its read scope learns none of it.
+        require([child.alias], allows, READ)
+        inner = _all_of(snapshot, child, (), settings, allows, tuple(terms))
+        out.append(Exists(relation, child, tuple(inner)))
+    return out
+
+
+def _relation_chain(entity: EntitySnapshot, term: FilterTerm, max_depth: int) -> tuple[tuple[str, ...], str]:
+    """The relations ``term`` goes through (none for the entity's own field) and the field at their end.
+
+    ``filter[x.price]``: own field, whatever ``x`` is, unless ``x`` is a relation (Spryker ignores the prefix).
+    ``filter[productStocks.quantity]``: through ``productStocks``. With more dots every part but the last is a
+    relation, the first one skipped when it is no relation of the entity (the alias prefix):
+    ``filter[categories.categoryProducts.productStocks.quantity]`` goes through two.
+    """
+    if term.prefix not in entity.relations and "." not in term.field:
+        return (), term.field  # the usual case, Spryker's own form: no list built on the hot path
+    parts = [term.prefix, *term.field.split(".")]
+    if parts[0] not in entity.relations:
+        if len(parts) == 2:
+            return (), term.field
+        parts = parts[1:]
+    chain = tuple(parts[:-1])
+    if len(chain) > max_depth:
+        name = f"filter[{term.prefix}.{term.field}]"
+        raise errors.RELATION_FILTER_TOO_DEEP.error(name=name, count=len(chain), maximum=max_depth)
+    return chain, parts[-1]
+
+
+def _group(
+    snapshot: Snapshot, entity: EntitySnapshot, group: FilterGroup, settings: Settings, allows: Allows
+) -> Predicate:
+    if group.operator in ("or", "and"):
+        # Each element of the array on its own: two elements through one relation may be matched by two
+        # different related rows (an element of several keys is one "all" item, request.params).
+        members = [_all_of(snapshot, entity, (item,), settings, allows) for item in group.items]
+        return Group(group.operator, tuple(_one(member) for member in members))
+    # `not` and "all": the items hold together, as the top-level filters do.
+    items = tuple(_all_of(snapshot, entity, group.items, settings, allows))
+    return Group(group.operator, items) if group.operator == "not" else _one(list(items))
+
+
+def _one(predicates: list[Predicate]) -> Predicate:
+    return predicates[0] if len(predicates) == 1 else Group("and", tuple(predicates))
+
+
+def _filtered(
+    snapshot: Snapshot,
+    includes: tuple[IncludePlan, ...],
+    filters: tuple[IncludeFilter, ...],
+    settings: Settings,
+    allows: Allows,
+) -> tuple[IncludePlan, ...]:
+    """The include plans with each ``filter[include.{chain}.{field}]`` on the level its chain names."""
+    by_chain: dict[tuple[str, ...], list[FilterTerm]] = {}
+    for given in filters:
+        by_chain.setdefault(given.chain, []).append(given.term)
+
+    def attach(plans: tuple[IncludePlan, ...], path: tuple[str, ...]) -> tuple[IncludePlan, ...]:
+        out = []
+        for plan in plans:
+            here = (*path, plan.relation.name)
+            terms = by_chain.pop(here, [])
+            conditions = tuple(_all_of(snapshot, plan.entity, tuple(terms), settings, allows))
+            out.append(IncludePlan(plan.relation, plan.entity, attach(plan.includes, here), conditions))
+        return tuple(out)
+
+    attached = attach(includes, ())
+    if by_chain:  # what is left names a chain `include` does not ask for
+        chain, terms = next(iter(by_chain.items()))
+        raise errors.INCLUDE_FILTER_NOT_INCLUDED.error(chain=".".join(chain), field=terms[0].field)
+    return attached
+
+
 def _conditions(entity: EntitySnapshot, term: FilterTerm, settings: Settings) -> list[Condition]:
     field = _field(entity, term.field)
     out = []
@@ -87,9 +199,9 @@ def _operand(field: FieldSnapshot, operator: str, raw: Any, settings: Settings) 
     codec = field.codec
     if not codec.comparable:
         raise fail("JSON fields can only be filtered with isNull")
-    if operator == "in":
+    if operator in ("in", "nin"):
         if not isinstance(raw, list):
-            raise fail("`in` takes a list of values")
+            raise fail(f"`{operator}` takes a list of values")
         if len(raw) > settings.max_filter_values:
             raise errors.FILTER_TOO_LARGE.error(field=field.name, count=len(raw), maximum=settings.max_filter_values)
         return tuple(_value(field, item, fail) for item in raw)

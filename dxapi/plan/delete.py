@@ -18,7 +18,7 @@ from dxapi.plan.build import build_read_plan
 from dxapi.plan.types import DeletePlan
 from dxapi.preconditions import Precondition
 from dxapi.registry.snapshot import EntitySnapshot, Snapshot
-from dxapi.request.params import FilterTerm, ReadRequest
+from dxapi.request.params import FilterGroup, FilterTerm, ReadRequest
 from dxapi.settings import Settings
 
 
@@ -55,9 +55,17 @@ def build_delete_by_filter(
     return DeletePlan(entity, None, plan.conditions, settings.max_batch_items)
 
 
-def _by_identifier(entity: EntitySnapshot, filters: Iterable[FilterTerm]) -> bool:
+def _by_identifier(entity: EntitySnapshot, filters: Iterable[FilterTerm | FilterGroup]) -> bool:
+    """Only ``eq``/``in`` on the entity's own identifier: no group, no relation filter (which reads another
+    entity's values), however its related field is named."""
     identifier = entity.identifier.name
-    return all(term.field == identifier and all(op in ("eq", "in") for op, _ in term.operations) for term in filters)
+    return all(
+        isinstance(term, FilterTerm)
+        and term.field == identifier
+        and term.prefix not in entity.relations
+        and all(op in ("eq", "in") for op, _ in term.operations)
+        for term in filters
+    )
 
 
 def nameable_child(snapshot: Snapshot, entity: EntitySnapshot, allows: Allows) -> Callable[[str], str | None]:

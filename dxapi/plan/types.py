@@ -25,6 +25,28 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """``filter[or]``/``[and]``/``[not]``: ``not`` negates the AND of its items, as the exact complement (a row
+    it does not match is a row the items match, NULLs included: SQL's unknown never leaks into an answer)."""
+
+    operator: str  # "and", "or" or "not"
+    items: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    """A relation filter: the rows with at least one related row (of ``relation``) matching all ``items``."""
+
+    relation: RelationSnapshot
+    entity: EntitySnapshot  # the related entity, whose fields ``items`` name
+    items: tuple[Predicate, ...]
+
+
+# What a filter becomes in a plan: a comparison of one field, a boolean group, or a relation filter.
+Predicate = Condition | Group | Exists
+
+
+@dataclass(frozen=True, slots=True)
 class OrderKey:
     field: FieldSnapshot
     descending: bool
@@ -37,6 +59,7 @@ class IncludePlan:
     relation: RelationSnapshot
     entity: EntitySnapshot
     includes: tuple[IncludePlan, ...]
+    conditions: tuple[Predicate, ...] = ()  # `filter[include.…]`: which embedded rows are fetched
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +75,7 @@ class CursorPlan:
 @dataclass(frozen=True, slots=True)
 class ReadPlan:
     entity: EntitySnapshot
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Predicate, ...]  # AND; a by-id read's last one is the identifier's `eq`
     order: tuple[OrderKey, ...]
     offset: int
     limit: int
@@ -130,6 +153,6 @@ class DeletePlan:
 
     entity: EntitySnapshot
     key: Any  # the identifier's bound value, or None for a delete by filter
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Predicate, ...]
     max_rows: int  # more matching rows than this → 2013, nothing deleted
     precondition: Precondition | None = None  # If-Match / If-None-Match of a delete by key

@@ -31,11 +31,23 @@ OPERATORS = {
     "gte": "gte",
     "lt": "lt",
     "lte": "lte",
+    "nin": "nin",
     "like": "like",
     "ilike": "ilike",
     "isnull": "isNull",
 }
-ALLOWED_OPERATORS = "eq, ne, in, gt, gte, lt, lte, like, ilike, isNull"
+ALLOWED_OPERATORS = "eq, ne, in, nin, gt, gte, lt, lte, like, ilike, isNull"
+# Boolean groups: `filter[or]`, `filter[and]`, `filter[not]`, and the same keys inside their elements.
+GROUPS = ("and", "or", "not")
+# Groups inside groups, counting the outermost one: more than a reader can follow, and each level is a
+# recursion in every stage.
+MAX_FILTER_DEPTH = 4
+# Conditions in one request, however grouped (and never more than DXAPI_MAX_FILTER_VALUES): SQLite refuses a
+# WHERE nested deeper than 1000 expressions, and a chain of ANDs nests one level per condition (a thousand
+# top-level filters were answered as 503 there).
+MAX_FILTER_CONDITIONS = 200
+# `filter[include.{relation}….{field}]` restricts the embedded rows of an included relation.
+INCLUDE_FILTER = "include"
 _PAGE_MAX = 2**63 - 1
 # More sort keys than any index or reader could use; thousands of them made SQLite give up (answered as 503).
 MAX_SORT_KEYS = 16
@@ -44,20 +56,43 @@ _LIKE_ESCAPABLE = "%_\\"
 
 @dataclass(frozen=True, slots=True)
 class FilterTerm:
-    """``field`` is the visible name after the dot; ``operations`` maps operator → raw JSON/text value."""
+    """``field`` is what follows the first dot; ``operations`` maps operator → raw JSON/text value.
+
+    ``prefix`` is the part before the first dot: Spryker ignores it, dxapi reads it as a relation of the
+    entity when it names one (``plan.build``), so ``field`` may then be a chain ``relation.field`` itself.
+    """
 
     field: str
     operations: tuple[tuple[str, Any], ...]
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FilterGroup:
+    """``filter[or]``, ``filter[and]``, ``filter[not]`` or a group inside one: ``operator`` over ``items``
+    (the items of ``not`` hold together, and it is their combination that is negated)."""
+
+    operator: str  # one of GROUPS, or "all": the keys of one element of an `or`/`and` array
+    items: tuple[FilterTerm | FilterGroup, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IncludeFilter:
+    """``filter[include.a.b.field]``: a filter on the embedded rows of the included chain ``("a", "b")``."""
+
+    chain: tuple[str, ...]
+    term: FilterTerm
 
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest:
-    filters: tuple[FilterTerm, ...] = ()
+    filters: tuple[FilterTerm | FilterGroup, ...] = ()
     sort: tuple[tuple[str, bool], ...] = ()
     offset: int | None = None
     limit: int | None = None
     include: tuple[tuple[str, ...], ...] = ()
     cursor: str | None = None  # page[cursor]: None without it, "" for the first page of a keyset list
+    include_filters: tuple[IncludeFilter, ...] = ()
 
 
 CURSOR = "page[cursor]"
@@ -65,7 +100,8 @@ CURSOR = "page[cursor]"
 
 def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> ReadRequest:
     seen: set[str] = set()
-    filters: list[FilterTerm] = []
+    filters: list[FilterTerm | FilterGroup] = []
+    include_filters: list[IncludeFilter] = []
     sort: tuple[tuple[str, bool], ...] = ()
     include: tuple[tuple[str, ...], ...] = ()
     page: dict[str, int] = {}
@@ -75,9 +111,10 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
             raise errors.QUERY_PARAMETER_REPEATED.error(name=key)
         seen.add(key)
         if key.startswith("filter[") and key.endswith("]"):
-            filters.append(parse_filter(key[7:-1], value))
-            if len(filters) > max_filters:
-                raise errors.FILTER_TOO_LARGE.error(field="filter", count=len(filters), maximum=max_filters)
+            _add_filter(key[7:-1], value, filters, include_filters)
+            if len(filters) + len(include_filters) > max_filters:
+                count = len(filters) + len(include_filters)
+                raise errors.FILTER_TOO_LARGE.error(field="filter", count=count, maximum=max_filters)
         elif key == CURSOR:
             cursor = value
         elif key.startswith("page[") and key.endswith("]"):
@@ -95,7 +132,39 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
         # Two ways to say where a page starts: a keyset cursor has no offset to add to, and silently preferring
         # one would hand a client rows it did not ask for.
         raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name="page[offset]", where=f"together with `{CURSOR}`")
-    return ReadRequest(tuple(filters), sort, page.get("offset"), page.get("limit"), include, cursor)
+    _refuse_too_many_conditions(filters, include_filters, max_filters)
+    return ReadRequest(
+        tuple(filters), sort, page.get("offset"), page.get("limit"), include, cursor, tuple(include_filters)
+    )
+
+
+def _add_filter(
+    target: str, value: str, filters: list[FilterTerm | FilterGroup], include_filters: list[IncludeFilter]
+) -> None:
+    if target in GROUPS:
+        filters.append(parse_group(target, value))
+    elif target.startswith(INCLUDE_FILTER + ".") and target.count(".") >= 2:
+        include_filters.append(parse_include_filter(target, value))
+    else:
+        filters.append(parse_filter(target, value))
+
+
+def _refuse_too_many_conditions(
+    filters: list[FilterTerm | FilterGroup], include_filters: list[IncludeFilter], max_filters: int
+) -> None:
+    # One bound over every condition of the request, however it is grouped: each is a predicate the database
+    # evaluates per row, and each `in` list is bounded on its own (plan.build).
+    leaves = len(filters) + len(include_filters)
+    if any(isinstance(item, FilterGroup) for item in filters):
+        leaves = sum(_leaves(item) for item in filters) + len(include_filters)
+    if leaves > min(max_filters, MAX_FILTER_CONDITIONS):
+        raise errors.FILTER_CONDITIONS_TOO_MANY.error(count=leaves, maximum=min(max_filters, MAX_FILTER_CONDITIONS))
+
+
+def _leaves(item: FilterTerm | FilterGroup) -> int:
+    if isinstance(item, FilterTerm):
+        return 1
+    return sum(_leaves(inner) for inner in item.items)
 
 
 def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, where: str) -> None:
@@ -110,6 +179,7 @@ def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, w
         ("page[limit]", read.limit is not None),
         (CURSOR, read.cursor is not None),
         ("include", include and bool(read.include)),
+        ("filter[include...]", include and bool(read.include_filters)),
     ]
     for name, present in given:
         if present:
@@ -142,12 +212,13 @@ def link_with(path: str, pairs: Iterable[tuple[str, str]], name: str, value: str
 
 
 def parse_filter(target: str, value: str) -> FilterTerm:
-    """``filter[alias.field]=value``: the part before the first dot is ignored, as in Spryker."""
-    _prefix, dot, field = target.partition(".")
+    """``filter[alias.field]=value``: Spryker ignores the part before the first dot; dxapi keeps it as
+    ``prefix`` for the plan stage, which reads it as a relation only when the entity has one of that name."""
+    prefix, dot, field = target.partition(".")
     if not dot or not field:
         raise errors.FILTER_FORMAT.error()
     if not value.startswith("{"):
-        return FilterTerm(field, (("eq", value),))
+        return FilterTerm(field, (("eq", value),), prefix)
     try:
         # The body reader's rules: a repeated key is refused, not silently last-wins; numbers stay exact.
         document = decode_json(value)
@@ -156,6 +227,11 @@ def parse_filter(target: str, value: str) -> FilterTerm:
         invalid = isinstance(exc, (json.JSONDecodeError, RecursionError))
         reason = "the operator object is not valid JSON" if invalid else str(exc)
         raise errors.FILTER_VALUE_INVALID.error(field=field, reason=reason) from None
+    return FilterTerm(field, parse_operations(field, document), prefix)
+
+
+def parse_operations(field: str, document: Any) -> tuple[tuple[str, Any], ...]:
+    """An operator object (``{"gte": "10", "lt": "20"}``) → its operations, operators in canonical spelling."""
     if not isinstance(document, dict) or not document:
         raise errors.FILTER_VALUE_INVALID.error(field=field, reason="the operator object must not be empty")
     operations: dict[str, Any] = {}
@@ -170,7 +246,78 @@ def parse_filter(target: str, value: str) -> FilterTerm:
             if problem is not None:
                 raise errors.FILTER_VALUE_INVALID.error(field=field, reason=problem)
         operations[operator] = operand
-    return FilterTerm(field, tuple(operations.items()))
+    return tuple(operations.items())
+
+
+def parse_group(operator: str, value: str) -> FilterGroup:
+    """``filter[or]=[{"products.price":{"lt":"10"}},{"products.name":{"like":"a%"}}]`` → ``FilterGroup("or",
+    (FilterTerm("price", (("lt", "10"),), "products"), FilterTerm("name", (("like", "a%"),), "products")))``.
+
+    ``or`` and ``and`` take a non-empty array of elements, ``not`` one element. An element is an object whose
+    keys hold together: ``alias.field`` with a plain value (equality) or an operator object, exactly as a
+    top-level filter, or ``or``/``and``/``not`` again, at most ``MAX_FILTER_DEPTH`` groups deep.
+    """
+    name = f"filter[{operator}]"
+    try:
+        document = decode_json(value)
+    except (ValueError, RecursionError) as exc:
+        invalid = isinstance(exc, (json.JSONDecodeError, RecursionError))
+        raise errors.FILTER_GROUP_INVALID.error(name=name, reason="not valid JSON" if invalid else str(exc)) from None
+    return _group(operator, document, name, 1)
+
+
+def _group(operator: str, document: Any, name: str, depth: int) -> FilterGroup:
+    if depth > MAX_FILTER_DEPTH:
+        raise errors.FILTER_GROUP_TOO_DEEP.error(name=name, maximum=MAX_FILTER_DEPTH)
+    if operator == "not":
+        return FilterGroup("not", _element(document, name, depth))
+    if not isinstance(document, list):
+        raise errors.FILTER_GROUP_INVALID.error(name=name, reason=f"`{operator}` takes an array of objects")
+    if not document:
+        raise errors.FILTER_GROUP_INVALID.error(name=name, reason="the group is empty")
+    items: list[FilterTerm | FilterGroup] = []
+    for index, element in enumerate(document):
+        inner = _element(element, f"{name}[{index}]", depth)
+        # The keys of one element hold together ("all"): through one relation, one related row matches them.
+        items.append(inner[0] if len(inner) == 1 else FilterGroup("all", inner))
+    return FilterGroup(operator, tuple(items))
+
+
+def _element(document: Any, name: str, depth: int) -> tuple[FilterTerm | FilterGroup, ...]:
+    """One group element: its keys, each a filter or a group one level deeper (they hold together)."""
+    if not isinstance(document, dict):
+        raise errors.FILTER_GROUP_INVALID.error(name=name, reason="an element must be a JSON object")
+    if not document:
+        raise errors.FILTER_GROUP_INVALID.error(name=name, reason="the element is empty")
+    items: list[FilterTerm | FilterGroup] = []
+    for key, value in document.items():
+        if key in GROUPS:
+            items.append(_group(key, value, f"{name}.{key}", depth + 1))
+            continue
+        prefix, dot, field = key.partition(".")
+        if not dot or not field or not prefix:
+            reason = f"`{key}` is neither a group (and, or, not) nor `alias.field`"
+            raise errors.FILTER_GROUP_INVALID.error(name=name, reason=reason)
+        if prefix == INCLUDE_FILTER and "." in field:
+            reason = f"`{key}` filters an include: it is a parameter of its own, `filter[{key}]`"
+            raise errors.FILTER_GROUP_INVALID.error(name=name, reason=reason)
+        if isinstance(value, dict):
+            items.append(FilterTerm(field, parse_operations(field, value), prefix))
+        else:
+            # JSON says what a value is: a string starting with `{` is text here, never an operator object.
+            items.append(FilterTerm(field, (("eq", value),), prefix))
+    return tuple(items)
+
+
+def parse_include_filter(target: str, value: str) -> IncludeFilter:
+    """``filter[include.productStocks.quantity]={"gt":0}`` → the embedded ``productStocks`` rows with a
+    quantity above 0 (the root rows are not filtered by it). Spryker's ``filter[alias.field]`` has one dot, so
+    a key of the form ``include.{chain}.{field}`` never means anything else."""
+    *chain, field = target.split(".")[1:]
+    if not field or any(not name for name in chain):
+        raise errors.FILTER_FORMAT.error()
+    term = parse_filter(f"{INCLUDE_FILTER}.{field}", value)
+    return IncludeFilter(tuple(chain), FilterTerm(term.field, term.operations))
 
 
 def like_pattern_problem(pattern: str) -> str | None:

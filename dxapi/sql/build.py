@@ -16,7 +16,9 @@ keys, which compares each key in the form it is ordered by, so a deep page costs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,16 +39,21 @@ from sqlalchemy import (
     bindparam,
     delete,
     false,
+    func,
     insert,
+    literal_column,
+    not_,
     or_,
     select,
+    true,
     tuple_,
     type_coerce,
     update,
 )
+from sqlalchemy.sql.expression import FromClause
 
 from dxapi.fields import SqlForm
-from dxapi.plan.types import Condition, IncludePlan, OrderKey, ReadPlan
+from dxapi.plan.types import Condition, Group, IncludePlan, OrderKey, Predicate, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 from dxapi.sql.dialect import (
     BACKENDS,
@@ -120,9 +127,8 @@ def build_condition(condition: Condition, name: str) -> ColumnElement[bool]:
         case "ne":
             # NULL is "not equal" to any value for an API user; SQL's three-valued logic would drop it.
             clause = (column != value()) | column.is_(None)
-        case "in":
-            values = [value(f"_{i}") for i in range(len(condition.value))]
-            clause = column.in_(values) if values else false()  # IN () is no valid SQL anywhere
+        case "in" | "nin":
+            clause = _membership(column, condition.operator, [value(f"_{i}") for i in range(len(condition.value))])
         case "gt":
             clause = column > value()
         case "gte":
@@ -142,15 +148,91 @@ def build_condition(condition: Condition, name: str) -> ColumnElement[bool]:
     return clause
 
 
+def build_predicate(
+    predicate: Predicate, names: Iterator[str], source: FromClause | None = None
+) -> ColumnElement[bool]:
+    """A condition, group or relation filter as SQL, its bind parameters named by ``names`` in the order
+    :func:`predicate_parameters` gives their values. ``source``: where the fields' columns come from, when not
+    their own table (the alias of a relation filter's subquery).
+
+        Exists(productStocks, stocks, (quantity > 0,)) on products
+        → EXISTS (SELECT 1 FROM shop_stock AS shop_stock_1
+                  WHERE shop_stock_1.fk_product = shop_product.id_product AND shop_stock_1.quantity > :p0)
+    """
+    if isinstance(predicate, Condition):
+        if source is not None:
+            # The alias's column stands for the table's own, with its type: a Column in all but its class.
+            column: Any = source.c[predicate.field.column.name]
+            predicate = dataclasses.replace(predicate, field=dataclasses.replace(predicate.field, column=column))
+        return build_condition(predicate, next(names))
+    if isinstance(predicate, Group):
+        parts = [build_predicate(item, names, source) for item in predicate.items]
+        if predicate.operator == "or":
+            return or_(*parts)
+        combined = and_(*parts)
+        if predicate.operator == "and":
+            return combined
+        # The exact complement: a row whose comparison is unknown (a NULL) matched nothing, so `not` matches it.
+        return not_(func.coalesce(combined, false()))
+    relation = predicate.relation
+    parent = relation.parent_field.column if source is None else source.c[relation.parent_field.column.name]
+    # Always an alias: a relation of an entity to itself must not be correlated with the outer row's table.
+    related = predicate.entity.table.alias()
+    link = related.c[relation.child_field.column.name] == parent
+    inner = [build_predicate(item, names, related) for item in predicate.items]
+    # A literal column, not a bound 1: every bind of a cached statement is a parameter the plan fills.
+    return select(literal_column("1")).select_from(related).where(link, *inner).exists()
+
+
+def predicate_shape(predicate: Predicate) -> tuple[Any, ...]:
+    """What decides the SQL text of :func:`build_predicate` for ``predicate`` (values are bound)."""
+    if isinstance(predicate, Condition):
+        c = predicate
+        sized = c.operator in ("in", "nin")
+        return (c.field.name, c.operator, len(c.value) if sized else c.value if c.operator == "isNull" else 0)
+    if isinstance(predicate, Group):
+        return ("group", predicate.operator, tuple(predicate_shape(item) for item in predicate.items))
+    return ("exists", predicate.relation.name, tuple(predicate_shape(item) for item in predicate.items))
+
+
+def predicate_parameters(predicates: Sequence[Predicate], prefix: str = "p") -> dict[str, Any]:
+    """The bind values of ``predicates`` built with the names ``{prefix}0``, ``{prefix}1`` … of
+    :func:`parameter_names`, in the same (depth-first) order :func:`build_predicate` takes them."""
+    values: dict[str, Any] = {}
+    for i, condition in enumerate(_comparisons(predicates)):
+        name = f"{prefix}{i}"
+        if condition.operator in ("in", "nin"):
+            values.update({f"{name}_{j}": item for j, item in enumerate(condition.value)})
+        elif condition.operator != "isNull":
+            values[name] = condition.value
+    return values
+
+
+def parameter_names(prefix: str = "p") -> Iterator[str]:
+    return (f"{prefix}{i}" for i in itertools.count())
+
+
+def _comparisons(predicates: Sequence[Predicate]) -> Iterator[Condition]:
+    for predicate in predicates:
+        if isinstance(predicate, Condition):
+            yield predicate
+        else:
+            yield from _comparisons(predicate.items)
+
+
+def _membership(column: ColumnElement[Any], operator: str, values: list[Any]) -> ColumnElement[bool]:
+    if operator == "in":
+        return column.in_(values) if values else false()  # IN () is no valid SQL anywhere
+    # As `ne`: NULL is in no list, so it is "not in" every one (SQL's NOT IN would drop it).
+    return (column.not_in(values) | column.is_(None)) if values else true()
+
+
 def read_shape(plan: ReadPlan) -> tuple[Any, ...]:
     """Everything that decides the SQL text of :func:`build_read`, and nothing else (values are bound).
 
     Two plans with equal shapes share one statement: the cache key of the compiled-statement cache.
     """
-    conditions = tuple(
-        (c.field.name, c.operator, len(c.value) if c.operator == "in" else c.value if c.operator == "isNull" else 0)
-        for c in plan.conditions
-    )
+    conditions = tuple(predicate_shape(c) for c in plan.conditions)
     order = tuple((k.field.name, k.descending) for k in plan.order)
     return (plan.single, conditions, order, _cursor_shape(plan))
 
@@ -164,15 +246,9 @@ def _cursor_shape(plan: ReadPlan) -> tuple[bool, ...] | str | None:
     return tuple(value is None for value in plan.cursor.after)
 
 
-def condition_parameters(conditions: Sequence[Condition]) -> dict[str, Any]:
-    """The bind values of conditions built with names ``p0``, ``p1`` … by :func:`build_condition`."""
-    values: dict[str, Any] = {}
-    for i, condition in enumerate(conditions):
-        if condition.operator == "in":
-            values.update({f"p{i}_{j}": item for j, item in enumerate(condition.value)})
-        elif condition.operator != "isNull":
-            values[f"p{i}"] = condition.value
-    return values
+def condition_parameters(conditions: Sequence[Predicate]) -> dict[str, Any]:
+    """The bind values of conditions built with names ``p0``, ``p1`` … by :func:`build_predicate`."""
+    return predicate_parameters(conditions)
 
 
 def read_parameters(plan: ReadPlan) -> dict[str, Any]:
@@ -194,7 +270,8 @@ def build_read(plan: ReadPlan) -> Select[Any]:
     entity = plan.entity
     statement = select(*selected(entity))
     if plan.conditions:
-        statement = statement.where(and_(*(build_condition(c, f"p{i}") for i, c in enumerate(plan.conditions))))
+        names = parameter_names()
+        statement = statement.where(and_(*(build_predicate(c, names) for c in plan.conditions)))
     if plan.single:
         # Two rows, so a non-unique identifier cannot silently answer one of several (read_parameters).
         return statement.limit(bindparam("limit", type_=BigInteger()))
@@ -307,7 +384,8 @@ def _after(keys: Sequence[_Key], facts: Sequence[tuple[bool, bool]]) -> ColumnEl
 
 def children_shape(include: IncludePlan) -> tuple[Any, ...]:
     """What decides the SQL text of :func:`build_children` besides the child entity (whose cache holds it)."""
-    return ("children", include.relation.child_field.column.name)
+    conditions = tuple(predicate_shape(c) for c in include.conditions)
+    return ("children", include.relation.child_field.column.name, conditions)
 
 
 def build_children(
@@ -330,7 +408,15 @@ def build_children(
         where = key_column == any_(bindparam("keys", values, type_=ARRAY(key_column.type)))
     else:
         where = key_column.in_(bindparam("keys", values, type_=key_column.type, expanding=True))
-    return select(*selected(child)).where(where).order_by(key_column, child.identifier.column)
+    # `filter[include.…]`: bind names `c0`, `c1` … (children_parameters), apart from `keys`.
+    names = parameter_names("c")
+    conditions = [build_predicate(c, names) for c in include.conditions]
+    return select(*selected(child)).where(where, *conditions).order_by(key_column, child.identifier.column)
+
+
+def children_parameters(include: IncludePlan) -> dict[str, Any]:
+    """The bind values of an include's filters in :func:`build_children` (its parent keys come apart)."""
+    return predicate_parameters(include.conditions, "c")
 
 
 # --- writes -------------------------------------------------------------------------------------------------
@@ -363,7 +449,9 @@ def build_delete(entity: EntitySnapshot, keys: Sequence[Any]) -> Delete:
     return delete(entity.table).where(entity.identifier.column.in_(keys))
 
 
-def build_matching_keys(entity: EntitySnapshot, conditions: Sequence[Condition], limit: int) -> Select[Any]:
-    """Identifiers of the rows matching ``conditions`` (bind values from :func:`condition_parameters`)."""
-    where = and_(*(build_condition(c, f"p{i}") for i, c in enumerate(conditions)))
+def build_matching_keys(entity: EntitySnapshot, conditions: Sequence[Predicate], limit: int) -> Select[Any]:
+    """Identifiers of the rows matching ``conditions`` (bind values from :func:`condition_parameters`): groups
+    and relation filters as a list read has them, so a delete removes exactly the rows the same filter lists."""
+    names = parameter_names()
+    where = and_(*(build_predicate(c, names) for c in conditions))
     return select(entity.identifier.column).where(where).order_by(entity.identifier.column).limit(limit)

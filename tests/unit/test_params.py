@@ -40,13 +40,13 @@ def test_no_parameters_is_an_empty_request() -> None:
 
 def test_plain_value_is_equality_kept_as_text() -> None:
     request = parse(("filter[products.sku]", "SKU-1"))
-    assert request.filters == (FilterTerm("sku", (("eq", "SKU-1"),)),)
+    assert request.filters == (FilterTerm("sku", (("eq", "SKU-1"),), "products"),)
 
 
 @pytest.mark.parametrize("value", ["", " ", "[1,2]", "10", "null", "true", '"quoted"', ' {"in":[1]}'])
 def test_values_not_starting_with_a_brace_are_equality(value: str) -> None:
     request = parse(("filter[x.field]", value))
-    assert request.filters == (FilterTerm("field", (("eq", value),)),)
+    assert request.filters == (FilterTerm("field", (("eq", value),), "x"),)
 
 
 def test_operator_object_keeps_json_types() -> None:
@@ -106,7 +106,7 @@ def test_empty_operator_object_is_2001() -> None:
     assert codes_of(("filter[a.b]", "{}")) == ["2001"]
 
 
-@pytest.mark.parametrize("value", ['{"between": [1, 2]}', '{"in": [1], "nin": [2]}', '{"": 1}', '{"$gt": 1}'])
+@pytest.mark.parametrize("value", ['{"between": [1, 2]}', '{"in": [1], "notIn": [2]}', '{"": 1}', '{"$gt": 1}'])
 def test_unknown_operator_is_2002(value: str) -> None:
     codes = codes_of(("filter[a.b]", value))
     assert codes == ["2002"]
