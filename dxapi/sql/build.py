@@ -44,7 +44,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    literal,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -357,7 +357,7 @@ def build_count(plan: ReadPlan) -> Select[Any]:
 def build_estimate(plan: ReadPlan, dialect_name: str) -> Explain:
     """The planner's plan of the plan's matching rows, whose row estimate answers ``count=estimated``:
     ``EXPLAIN (FORMAT JSON) SELECT 1 FROM … WHERE …`` on PostgreSQL, ``EXPLAIN SELECT 1 …`` on MariaDB."""
-    return Explain(_matching(plan, literal(1)), as_json=dialect_name == "postgresql")
+    return Explain(_matching(plan, literal_column("1")), as_json=dialect_name == "postgresql")
 
 
 class Explain(Executable, ClauseElement):
