@@ -143,3 +143,18 @@ def test_an_estimate_above_the_threshold_is_the_planners(
         else:
             assert page.estimated is True, through
             assert page.total is not None and exact / 3 <= page.total <= exact * 3, (page.total, exact, through)
+
+
+def test_openapi_describes_fields_prefer_meta_and_preference_applied(api: httpx.Client) -> None:
+    document = ok(api.get("/dynamic-entity/openapi.json"))
+    listing = document["paths"]["/dynamic-entity/products"]["get"]
+    names = {p["name"]: p["in"] for p in listing["parameters"]}
+    assert names["fields[products]"] == names["fields[productStocks]"] == names["fields[productTaxRate]"] == "query"
+    assert names["Prefer"] == "header"
+    success = listing["responses"]["200"]
+    assert set(success["headers"]["Preference-Applied"]["schema"]["enum"]) == {"count=exact", "count=estimated"}
+    meta = success["content"]["application/json"]["schema"]["properties"]["meta"]
+    assert meta["required"] == ["total"] and set(meta["properties"]) == {"total", "totalEstimated"}
+    one = document["paths"]["/dynamic-entity/products/{id}"]["get"]
+    assert {p["name"] for p in one["parameters"]} >= {"fields[products]", "include"}
+    assert "Prefer" not in {p["name"] for p in one["parameters"]}
