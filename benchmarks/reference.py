@@ -12,6 +12,7 @@ Routes (all under /dynamic-entity/products):
   GET   ?page[offset]=N&page[limit]=100             rows ordered by id_product
   GET   ?filter[products.updatedAt]={"gt":"<iso>"}&sort=updatedAt&page[limit]=100
                                                     keyset page ordered by updated_at, id_product
+  GET   ?fields[products]=sku,name,price&…          any list above with only those columns (and idProduct)
   POST  {"data":[{…},…]}                            multi-row INSERT … RETURNING → 201
   PATCH /{id} {"data":{…}}                          UPDATE … RETURNING → 200
 """
@@ -127,12 +128,21 @@ REQUIRED_ON_CREATE = ("sku", "name", "fkCategory", "price")
 READ_ONLY = frozenset(name for name, _ in FIELDS) - WRITABLE.keys()
 
 
-def render_row(row: asyncpg.Record) -> dict[str, Any]:
+def render_row(row: asyncpg.Record, fields: Sequence[tuple[str, str]] = FIELDS) -> dict[str, Any]:
     """One row → the wire object; decimals as strings (orjson cannot encode Decimal; §4 wants strings)."""
-    item = {name: row[column] for name, column in FIELDS}
-    if item["price"] is not None:
+    item = {name: row[column] for name, column in fields}
+    if item.get("price") is not None:
         item["price"] = str(item["price"])
     return item
+
+
+def sparse_fields(value: str | None) -> tuple[tuple[str, str], ...] | None:
+    """`fields[products]=price,sku` → idProduct and those, in response order, as dxapi answers; None: unknown."""
+    if value is None:
+        return FIELDS
+    names = {name.strip() for name in value.split(",")} | {"idProduct"}
+    chosen = tuple((name, column) for name, column in FIELDS if name in names)
+    return chosen if len(chosen) == len(names) else None
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -223,7 +233,7 @@ async def get_product(request: Request) -> Response:
     return json_response({"data": render_row(row)})
 
 
-async def list_products(request: Request) -> Response:
+async def list_products(request: Request) -> Response:  # noqa: C901 - one naive route, read top to bottom
     """Offset pages ordered by id, or `filter[…updatedAt]` + `sort=updatedAt` keyset pages; nothing else."""
     query = request.query_params
     try:
@@ -234,6 +244,9 @@ async def list_products(request: Request) -> Response:
     if offset < 0 or not 0 < limit <= MAX_PAGE_LIMIT:
         return errors_response([error("1316", 400, "page out of range")])
 
+    fields = sparse_fields(query.get("fields[products]"))
+    if fields is None:
+        return errors_response([error("2040", 400, "fields[products] names an unknown field")])
     args: list[Any] = []
     where = ""
     for key, raw in query.items():
@@ -267,9 +280,10 @@ async def list_products(request: Request) -> Response:
         return errors_response([error("1315", 400, f"sort={sort} is not supported by the reference")])
 
     args += [limit, offset]
-    sql = f"SELECT {COLUMNS} FROM shop_product {where} {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    columns = ", ".join(column for _, column in fields)
+    sql = f"SELECT {columns} FROM shop_product {where} {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
     rows = await pool_of(request).fetch(sql, *args)
-    return json_response({"data": [render_row(row) for row in rows]})
+    return json_response({"data": [render_row(row, fields) for row in rows]})
 
 
 async def create_products(request: Request) -> Response:

@@ -94,6 +94,21 @@ def keyset_target(base: str, ctx: DataContext) -> Target:
     )
 
 
+SPARSE_FIELDS = "sku,name,price"
+
+
+def fields_target(base: str, ctx: DataContext) -> Target:
+    # The first pages by offset, as page-offset does, but only three columns (plus the identifier) per row.
+    pages = min(OFFSET_PAGES, max(1, ctx.id_max // PAGE))
+    return Target(
+        [
+            f"{base}{PRODUCTS_PATH}?"
+            + query(**{"fields[products]": SPARSE_FIELDS, "page[offset]": str(n * PAGE), "page[limit]": str(PAGE)})
+            for n in range(pages)
+        ]
+    )
+
+
 def post_target(base: str, ctx: DataContext) -> Target:
     items = [
         {
@@ -121,6 +136,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-by-id", "GET /products/{id}, random id", by_id_target, 16, goal=0.8),
     Scenario("page-offset", f"GET page of {PAGE} by page[offset], first {OFFSET_PAGES} pages", offset_target, 16),
     Scenario("page-keyset", f"GET page of {PAGE} after a random updatedAt", keyset_target, 16, goal=0.8),
+    Scenario("page-fields", f"GET page of {PAGE} with fields[products]={SPARSE_FIELDS}", fields_target, 16),
     # few connections: each request carries 1000 rows, more in flight only queue up on 2 cores
     Scenario(
         "post-batch",

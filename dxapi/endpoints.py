@@ -21,7 +21,7 @@ from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator, Principal
 from dxapi.db import DriverPool
 from dxapi.execute.delete import ChildAlias, execute_delete
-from dxapi.execute.read import execute_page, execute_read
+from dxapi.execute.read import Page, execute_page
 from dxapi.execute.write import WriteOutcome, execute_write
 from dxapi.feed.read import changes_page
 from dxapi.idempotency import Keeper, answered, keeper_for
@@ -30,7 +30,7 @@ from dxapi.plan.access import READ, WRITE, authorize
 from dxapi.plan.build import build_read_plan
 from dxapi.plan.cursor import next_cursor
 from dxapi.plan.delete import build_delete_by_filter, build_delete_by_key, deletable_entity, nameable_child
-from dxapi.plan.types import PATCH, POST, PUT, DeletePlan, WritePlan
+from dxapi.plan.types import PATCH, POST, PUT, DeletePlan, ReadPlan, WritePlan
 from dxapi.plan.write import answer_row, build_write_plan, child_aliases
 from dxapi.preconditions import Precondition, not_modified, request_precondition, row_tag
 from dxapi.registry.reload import Registry
@@ -45,6 +45,7 @@ from dxapi.request.params import (
     refuse_export_parameters,
     refuse_list_parameters,
 )
+from dxapi.request.prefer import parse_prefer_count
 from dxapi.responses import BASE_HEADERS, render_errors, render_json
 from dxapi.settings import Settings
 from dxapi.streaming import start_export
@@ -108,19 +109,33 @@ async def read_collection(request: Request) -> Response:
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     if media_type != JSON:
         refuse_export_parameters(read, media_type)
-    plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows)
-    if media_type != JSON:
+        plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows)
         return await start_export(rt.reader, plan, rt.driver_pool, media_type)
+    count = parse_prefer_count(request.headers.getlist("prefer"))
+    plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows, count=count)
     page = await execute_page(rt.reader, plan, rt.driver_pool)
-    if plan.cursor is None:
+    if plan.cursor is None and page.total is None:
         return render_json({"data": page.items})
-    # A keyset list (page[cursor]) links the page after this one, with the caller's other parameters; the last
-    # page links none.
-    links = {}
-    if page.more:
-        cursor = next_cursor(plan, page.items[-1])
-        links["next"] = link_with(request.url.path, request.query_params.multi_items(), CURSOR, cursor)
-    return render_json({"data": page.items, "links": links})
+    document: dict[str, object] = {"data": page.items}
+    if plan.cursor is not None:
+        # A keyset list (page[cursor]) links the page after this one, with the caller's other parameters; the
+        # last page links none.
+        links = {}
+        if page.more and page.last is not None:
+            cursor = next_cursor(plan, page.last)
+            links["next"] = link_with(request.url.path, request.query_params.multi_items(), CURSOR, cursor)
+        document["links"] = links
+    if page.total is None:
+        return render_json(document)
+    document["meta"] = _count_meta(plan, page)
+    return render_json(document, headers={"Preference-Applied": f"count={count}"})
+
+
+def _count_meta(plan: ReadPlan, page: Page) -> dict[str, object]:
+    """``meta`` of a counted list; ``totalEstimated`` answers ``count=estimated`` only (whether it is one)."""
+    if plan.count is not None and plan.count.estimated:
+        return {"total": page.total, "totalEstimated": page.estimated}
+    return {"total": page.total}
 
 
 async def read_item(request: Request) -> Response:
@@ -134,13 +149,14 @@ async def read_item(request: Request) -> Response:
         snapshot, entity, read, rt.settings, allows=principal.allows, identifier=request.path_params["id"]
     )
     precondition = request_precondition(request.headers)
-    items = await execute_read(rt.reader, plan, rt.driver_pool)
-    if not items:
+    page = await execute_page(rt.reader, plan, rt.driver_pool)
+    if page.last is None:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
-    tag = row_tag(entity, items[0])
+    # The whole row's tag, also under fields[...]: the one a conditional write compares with.
+    tag = row_tag(entity, page.last)
     if not_modified(precondition, tag):
         return Response(status_code=304, headers={**BASE_HEADERS, "ETag": tag})
-    return render_json({"data": items[0]}, headers={"ETag": tag})
+    return render_json({"data": page.items[0]}, headers={"ETag": tag})
 
 
 async def read_changes(request: Request) -> Response:

@@ -244,7 +244,7 @@ INCLUDE_TOO_DEEP = _spec(
 QUERY_PARAMETER_UNKNOWN = _spec(
     "2007",
     400,
-    "Unknown query parameter `{name}`. Allowed: filter[...], page[...], sort, include.",
+    "Unknown query parameter `{name}`. Allowed: filter[...], page[...], sort, include, fields[...].",
     "A query parameter dxapi does not know (a typo would otherwise silently widen the result).",
 )
 QUERY_PARAMETER_REPEATED = _spec(
@@ -296,6 +296,30 @@ QUERY_PARAMETER_NOT_ALLOWED = _spec(
     400,
     "Query parameter `{name}` is not allowed {where}.",
     "A query parameter that means nothing for this request (for example `sort` on a single row).",
+)
+FIELDS_FIELD_NOT_FOUND = _spec(
+    "2040",
+    400,
+    "`fields[{target}]`: field `{field}` for table alias `{alias}` not found.",
+    "`fields[...]` names a field that is not configured (or not enabled) for the entity it selects from.",
+)
+FIELDS_TARGET_UNKNOWN = _spec(
+    "2041",
+    400,
+    "`fields[{target}]` names neither the table alias `{alias}` nor a relation in `include`.",
+    "`fields[...]` for something that is neither the requested entity nor one of the included relations.",
+)
+FIELDS_LIST_INVALID = _spec(
+    "2042",
+    400,
+    "`fields[{target}]`: {reason}",
+    "An empty field list, a field named twice, or more names than the entity has fields.",
+)
+FIELDS_TARGET_AMBIGUOUS = _spec(
+    "2043",
+    400,
+    "`fields[{target}]` fits the included relations {paths}; name one by its path in `include`.",
+    "A bare relation name in `fields[...]` that is included at more than one place of the `include` tree.",
 )
 METHOD_NOT_ALLOWED = _spec(
     "2010",

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     max_filter_values: int = Field(
         1000, ge=1, description="Most values in one `in` filter, and most filters in one request."
     )
+    count_exact_below: int = Field(
+        10_000,
+        ge=0,
+        description="`Prefer: count=estimated` counts exactly when the planner estimates fewer matching rows.",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes.")
     max_batch_items: int = Field(10_000, ge=1, description="Most items in one write request.")
     admin_max_import_bytes: int = Field(

@@ -24,7 +24,7 @@ connection when the generator is closed: ``streaming`` closes it at once, never 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +39,7 @@ from dxapi.execute.read import (
     _DriverSession,
     _EngineSession,
     _fetch_children,
+    _form,
     _render,
     _root_statement,
     _Session,
@@ -95,7 +96,9 @@ async def _sqlite(engine: AsyncEngine, plan: ReadPlan) -> AsyncGenerator[Batch, 
 
 async def _mariadb(engine: AsyncEngine, plan: ReadPlan) -> AsyncGenerator[Batch, None]:
     dialect = engine.dialect
-    keys = [plan.entity.columns.index(key.field.column) for key in plan.order]
+    # The order keys are selected whatever `fields[...]` shows (plan.build): a batch starts after the last row.
+    names = _form(plan.entity, plan.fields, plan.hidden).names
+    keys = [names.index(key.field.name) for key in plan.order]
     # A keyset page reads one row more than its limit (execute.read): a limit one short fetches one batch.
     batch = replace(plan, limit=BATCH_ROWS - 1, cursor=CursorPlan(None, ""))
     async with engine.connect() as conn:
@@ -115,9 +118,10 @@ def _restart_interrupt_clock(conn: AsyncConnection) -> None:
         started[0] = time.monotonic()
 
 
-async def _rendered(session: _Session, dialect: Dialect, plan: ReadPlan, rows: list[Row]) -> Batch:
-    children = [await _fetch_children(session, dialect, include, plan.entity, rows) for include in plan.includes]
-    return _render(plan.entity, rows, tuple(children))
+async def _rendered(session: _Session, dialect: Dialect, plan: ReadPlan, rows: Sequence[Row]) -> Batch:
+    form = _form(plan.entity, plan.fields, plan.hidden)
+    children = [await _fetch_children(session, dialect, include, form.names, rows) for include in plan.includes]
+    return _render(form, rows, tuple(children))
 
 
 def _statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:

@@ -20,28 +20,41 @@ page exists (no COUNT), and is dropped before the includes are fetched.
 One acquire per request, one fetch for the root rows, one per include level (per 2000 parent keys). Rows stay
 as the driver returned them until the end: children are attached by the raw key values, then
 ``EntitySnapshot.render_row`` turns each row into its API object once.
+
+With ``fields[...]`` a level's rows hold only the fields its plan selects (``_Form``); the ones selected only to
+attach children or make the next cursor are dropped from the answer as each row is rendered. ``Prefer:
+count=…`` adds the count on the same connection, in one read-only snapshot with the page on PostgreSQL
+(MariaDB's implicit transaction gives the same), so ``meta.total`` and the page agree; both under the one
+statement timeout of the connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from dxapi import errors
 from dxapi.dberrors import StaleConnection, database_errors, read_errors
 from dxapi.plan.types import Condition, IncludePlan, ReadPlan
-from dxapi.registry.snapshot import EntitySnapshot
+from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 from dxapi.sql.build import (
+    Explain,
     build_children,
+    build_count,
+    build_estimate,
     build_read,
     children_parameters,
     children_shape,
+    condition_parameters,
+    conditions_shape,
     read_parameters,
     read_shape,
 )
@@ -57,9 +70,35 @@ Row = Sequence[Any]  # an asyncpg Record or a SQLAlchemy Row, columns in ``Entit
 
 @dataclass(frozen=True, slots=True)
 class CachedRead:
-    statement: Select[Any]
+    statement: Select[Any] | Explain
     sql: str | None  # compiled text for asyncpg (PostgreSQL), else None
     names: tuple[str, ...]  # bind names in the order of asyncpg's positional parameters
+
+
+@dataclass(frozen=True, slots=True)
+class _Form:
+    """How the rows of one level are laid out (``names``: their columns) and answered (``render``)."""
+
+    names: tuple[str, ...]
+    render: Callable[[Row], dict[str, Any]]
+    whole: Callable[[Row], dict[str, Any]]  # ``render`` with the fields selected but not answered
+
+
+def _form(entity: EntitySnapshot, fields: tuple[FieldSnapshot, ...] | None, hidden: tuple[str, ...]) -> _Form:
+    if fields is None and not hidden:
+        return _Form(entity.names, entity.render_row, entity.render_row)
+    names = entity.names if fields is None else tuple(f.name for f in fields)
+    selected = [(name, render) for name, render in entity.renderers if name in names]
+    answered = [(name, render) for name, render in selected if name not in hidden]
+    render_fields = entity.render_fields
+
+    def render(row: Row) -> dict[str, Any]:
+        item = render_fields(row, names, answered)
+        for name in hidden:
+            del item[name]
+        return item
+
+    return _Form(names, render, lambda row: render_fields(row, names, selected))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +106,7 @@ class _Children:
     """The rows of one include for all parents of the level above, grouped by the raw key value they share."""
 
     include: IncludePlan
+    form: _Form
     parent_at: int  # where the relation's parent field sits in a parent row
     by_key: dict[Any, list[Row]]
     nested: tuple[_Children, ...]
@@ -78,6 +118,17 @@ class Page:
 
     items: list[dict[str, Any]]
     more: bool
+    # The last item with every field selected, those not answered too (the next cursor's and a row's ETag's
+    # values); None on an empty page.
+    last: dict[str, Any] | None = None
+    total: int | None = None  # Prefer: count=… (None: not asked for)
+    estimated: bool = False  # ``total`` is the planner's estimate
+
+
+@dataclass(frozen=True, slots=True)
+class _Total:
+    value: int
+    estimated: bool
 
 
 class _Session(Protocol):
@@ -104,28 +155,71 @@ async def execute_page(engine: AsyncEngine, plan: ReadPlan, pool: Any | None = N
 
 async def _read(engine: AsyncEngine, pool: Any | None, plan: ReadPlan) -> Page:
     """One attempt: every statement of the plan on one connection, released before rendering."""
+    form = _form(plan.entity, plan.fields, plan.hidden)
     with read_errors():
         if pool is not None:
             async with pool.acquire() as connection:
-                rows, more, children = await _fetch(_DriverSession(connection), engine.dialect, plan)
+                if plan.count is None:
+                    rows, more, children, total = await _fetch(_DriverSession(connection), engine.dialect, plan, form)
+                else:
+                    # The total and the page of one snapshot: a write between them would make them disagree.
+                    async with connection.transaction(isolation="repeatable_read", readonly=True):
+                        rows, more, children, total = await _fetch(
+                            _DriverSession(connection), engine.dialect, plan, form
+                        )
         else:
             async with engine.connect() as conn:
-                rows, more, children = await _fetch(_EngineSession(conn), engine.dialect, plan)
-    return Page(_render(plan.entity, rows, children), more)
+                rows, more, children, total = await _fetch(_EngineSession(conn), engine.dialect, plan, form)
+    items = _render(form, rows, children)
+    last = None if not rows else items[-1] if not plan.hidden else form.whole(rows[-1])
+    if total is None:
+        return Page(items, more, last)
+    return Page(items, more, last, total.value, total.estimated)
 
 
 async def _fetch(
-    session: _Session, dialect: Dialect, plan: ReadPlan
-) -> tuple[Sequence[Row], bool, tuple[_Children, ...]]:
-    rows = _identified(plan, await session.fetch(_root_statement(dialect, plan), read_parameters(plan)))
+    session: _Session, dialect: Dialect, plan: ReadPlan, form: _Form
+) -> tuple[Sequence[Row], bool, tuple[_Children, ...], _Total | None]:
+    rows = _identified(plan, form, await session.fetch(_root_statement(dialect, plan), read_parameters(plan)))
     more = plan.cursor is not None and len(rows) > plan.limit
     if more:
         rows = rows[: plan.limit]  # the row to spare only said that a next page exists
-    children = [await _fetch_children(session, dialect, include, plan.entity, rows) for include in plan.includes]
-    return rows, more, tuple(children)
+    children = [await _fetch_children(session, dialect, include, form.names, rows) for include in plan.includes]
+    total = None if plan.count is None else await _count(session, dialect, plan)
+    return rows, more, tuple(children), total
 
 
-def _identified(plan: ReadPlan, rows: Sequence[Row]) -> Sequence[Row]:
+async def _count(session: _Session, dialect: Dialect, plan: ReadPlan) -> _Total:
+    """``meta.total``: the planner's estimate when asked for one and it is large enough to trust, else exact.
+
+    An estimate below ``exact_below`` is counted exactly: small totals are cheap to count and an estimate is
+    most often wrong in proportion there (a filter matching 3 rows estimated as 40).
+    """
+    assert plan.count is not None
+    params = condition_parameters(plan.conditions)
+    if plan.count.estimated and dialect.name in ("postgresql", "mysql", "mariadb"):
+        estimate = _estimated_rows(dialect.name, await session.fetch(_estimate_statement(dialect, plan), params))
+        if estimate is not None and estimate >= plan.count.exact_below:
+            return _Total(estimate, True)
+    rows = await session.fetch(_count_statement(dialect, plan), params)
+    return _Total(int(rows[0][0]), False)
+
+
+def _estimated_rows(dialect_name: str, rows: Sequence[Row]) -> int | None:
+    """The row estimate of an EXPLAIN's answer, or None when the planner gave none."""
+    if not rows:
+        return None
+    if dialect_name == "postgresql":
+        document = rows[0][0]
+        plans = orjson.loads(document) if isinstance(document, (str, bytes)) else document
+        found = plans[0]["Plan"].get("Plan Rows")
+    else:
+        # MariaDB: one row per table read, here one; `rows` is NULL when the WHERE is known to match nothing.
+        found = getattr(rows[0], "_mapping", {}).get("rows")
+    return None if found is None else int(found)
+
+
+def _identified(plan: ReadPlan, form: _Form, rows: Sequence[Row]) -> Sequence[Row]:
     """For ``single`` plans, the row the identifier names exactly; the others as they came."""
     if not plan.single:
         return rows
@@ -134,7 +228,7 @@ def _identified(plan: ReadPlan, rows: Sequence[Row]) -> Sequence[Row]:
     identifier = plan.conditions[-1]
     assert isinstance(identifier, Condition)  # plan.build appends the identifier's `eq` last
     key = identifier.value
-    at = plan.entity.columns.index(plan.entity.identifier.column)
+    at = form.names.index(plan.entity.identifier.name)
     rows = [row for row in rows if row[at] == key]
     if len(rows) > 1:
         log.error("identifier of `%s` is not unique; refusing to pick one row", plan.entity.alias)
@@ -143,12 +237,14 @@ def _identified(plan: ReadPlan, rows: Sequence[Row]) -> Sequence[Row]:
 
 
 async def _fetch_children(
-    session: _Session, dialect: Dialect, include: IncludePlan, parent: EntitySnapshot, parents: Sequence[Row]
+    session: _Session, dialect: Dialect, include: IncludePlan, parent_names: tuple[str, ...], parents: Sequence[Row]
 ) -> _Children:
-    """One include level for all ``parents`` (one query per chunk of keys), then its own includes."""
+    """One include level for all ``parents`` (their columns: ``parent_names``; one query per chunk of keys),
+    then its own includes."""
     relation = include.relation
-    parent_at = parent.names.index(relation.parent_field.name)
-    child_at = include.entity.names.index(relation.child_field.name)
+    form = _form(include.entity, include.fields, include.hidden)
+    parent_at = parent_names.index(relation.parent_field.name)
+    child_at = form.names.index(relation.child_field.name)
     keys = list(dict.fromkeys(row[parent_at] for row in parents if row[parent_at] is not None))
     cached = _children_statement(dialect, include)
     filtered = children_parameters(include)
@@ -158,13 +254,13 @@ async def _fetch_children(
     by_key: dict[Any, list[Row]] = {}
     for row in rows:
         by_key.setdefault(row[child_at], []).append(row)
-    nested = [await _fetch_children(session, dialect, deeper, include.entity, rows) for deeper in include.includes]
-    return _Children(include, parent_at, by_key, tuple(nested))
+    nested = [await _fetch_children(session, dialect, deeper, form.names, rows) for deeper in include.includes]
+    return _Children(include, form, parent_at, by_key, tuple(nested))
 
 
-def _render(entity: EntitySnapshot, rows: Sequence[Row], children: tuple[_Children, ...]) -> list[dict[str, Any]]:
+def _render(form: _Form, rows: Sequence[Row], children: tuple[_Children, ...]) -> list[dict[str, Any]]:
     """API objects, each with its children under the relation names (a key shared by parents renders once)."""
-    render = entity.render_row
+    render = form.render
     if not children:
         return [render(row) for row in rows]
     rendered: list[dict[Any, list[dict[str, Any]]]] = [{} for _ in children]
@@ -175,7 +271,7 @@ def _render(entity: EntitySnapshot, rows: Sequence[Row], children: tuple[_Childr
             key = row[level.parent_at]
             found = done.get(key)
             if found is None:
-                found = done[key] = _render(level.include.entity, level.by_key.get(key, ()), level.nested)
+                found = done[key] = _render(level.form, level.by_key.get(key, ()), level.nested)
             item[level.include.relation.name] = found
         items.append(item)
     return items
@@ -193,6 +289,24 @@ def _root_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
     return cached
 
 
+def _count_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
+    statements = plan.entity.read_statements
+    shape = ("count", conditions_shape(plan.conditions))
+    cached: CachedRead | None = statements.get(shape)
+    if cached is None:
+        cached = statements.remember(shape, _compiled(dialect, build_count(plan)))
+    return cached
+
+
+def _estimate_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
+    statements = plan.entity.read_statements
+    shape = ("estimate", conditions_shape(plan.conditions))
+    cached: CachedRead | None = statements.get(shape)
+    if cached is None:
+        cached = statements.remember(shape, _compiled(dialect, build_estimate(plan, dialect.name)))
+    return cached
+
+
 def _children_statement(dialect: Dialect, include: IncludePlan) -> CachedRead:
     statements = include.entity.read_statements
     shape = children_shape(include)
@@ -203,10 +317,11 @@ def _children_statement(dialect: Dialect, include: IncludePlan) -> CachedRead:
     return cached
 
 
-def _compiled(dialect: Dialect, statement: Select[Any]) -> CachedRead:
+def _compiled(dialect: Dialect, statement: Select[Any] | Explain) -> CachedRead:
     if dialect.name != "postgresql":
         return CachedRead(statement, None, ())
     compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)  # an Explain compiles as the statement it wraps
     return CachedRead(statement, compiled.string, tuple(compiled.positiontup or ()))
 
 

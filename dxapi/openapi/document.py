@@ -36,6 +36,12 @@ from dxapi.settings import Settings
 from dxapi.types import FieldType
 
 # The header of every batch write.
+PREFER = header_parameter(
+    "Prefer",
+    "`count=exact`: `meta.total`, the rows matching the filters; `count=estimated`: the planner's estimate on "
+    "PostgreSQL and MariaDB (exact below `DXAPI_COUNT_EXACT_BELOW`, and on SQLite), `meta.totalEstimated` says "
+    "which. Other preferences are ignored (RFC 7240).",
+)
 TRANSACTIONAL = header_parameter("X-Is-Transactional", "`false` or `0`: save each item on its own and report per item.")
 
 
@@ -204,18 +210,24 @@ def build_openapi(snapshot: Snapshot, settings: Settings, allows: Allows | None 
 def _read_operations(alias: str, parameters: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """GET on the collection (filters, page, sort, include) and on one row (include only)."""
     item = ref(alias)
-    listing = {
+    listing: dict[str, Any] = {
         "tags": [alias],
         "operationId": f"list-{alias}",
         "summary": f"List {alias}",
-        "parameters": parameters,
+        "parameters": [*parameters, PREFER],
         "responses": _with_exports(responses("200", page_of(item), "A page of rows"), item),
+    }
+    listing["responses"]["200"]["headers"] = {
+        "Preference-Applied": {
+            "description": "`count=exact` or `count=estimated`: the `Prefer` count that `meta` answers.",
+            "schema": {"type": "string", "enum": ["count=exact", "count=estimated"]},
+        }
     }
     one = {
         "tags": [alias],
         "operationId": f"get-{alias}",
         "summary": f"One of {alias}",
-        "parameters": [p for p in parameters if p["name"] == "include"],
+        "parameters": [p for p in parameters if p["name"] == "include" or p["name"].startswith("fields[")],
         "responses": responses("200", data_of(item), "The row"),
     }
     return listing, tagged_read(one)
@@ -300,6 +312,28 @@ def _read_parameters(entity: EntitySnapshot, settings: Settings, includable: lis
             + ", ".join(f.name for f in entity.fields if f.codec.comparable),
             "schema": {"type": "string"},
         },
+    ]
+    params.append(
+        {
+            "name": f"fields[{entity.alias}]",
+            "in": "query",
+            "required": False,
+            "description": "Sparse fields: only these comma-separated fields (the identifier is always answered), "
+            "of: " + ", ".join(entity.names) + ". Unknown field 2040, bad list 2042 (docs/fields.md).",
+            "schema": {"type": "string"},
+        }
+    )
+    params += [
+        {
+            "name": f"fields[{name}]",
+            "in": "query",
+            "required": False,
+            "description": f"Sparse fields of the included relation `{name}` (with `include`; a nested relation "
+            "by its bare name or its path in `include`, as `fields[a.b]`); 2041 when not included.",
+            "schema": {"type": "string"},
+        }
+        for name in includable
+        if name != entity.alias  # the alias always names the root (plan.build)
     ]
     if includable:
         params.append(

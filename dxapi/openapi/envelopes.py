@@ -70,6 +70,18 @@ def page_of(item: dict[str, Any]) -> dict[str, Any]:
             }
         },
     }
+    page["properties"]["meta"] = {
+        "type": "object",
+        "description": "Only when the request carried `Prefer: count=exact` or `count=estimated`.",
+        "required": ["total"],
+        "properties": {
+            "total": {"type": "integer", "minimum": 0, "description": "Rows matching the filters (not the page)."},
+            "totalEstimated": {
+                "type": "boolean",
+                "description": "With `count=estimated` only: true when `total` is the planner's estimate.",
+            },
+        },
+    }
     return page
 
 

@@ -3,17 +3,20 @@
 This is where names meet the configuration. An alias that is not active is 404 (007), a filter field that is
 not configured 1315, a sort field 2005, a relation 1313; values are parsed with the field's codec so a
 database never sees ``"abc"`` compared with an integer column. A ``page[cursor]`` is read against the order it
-was made for (``plan.cursor``; 2020 for one that is not).
+was made for (``plan.cursor``; 2020 for one that is not). ``fields[...]`` names the root by its alias and an
+included relation by its path in ``include`` or, where it is included once, its bare name (2040 to 2043).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dxapi import errors
 from dxapi.plan.access import READ, Allows, require
 from dxapi.plan.cursor import parse_cursor
-from dxapi.plan.types import Condition, Exists, Group, IncludePlan, OrderKey, Predicate, ReadPlan
+from dxapi.plan.types import Condition, CountPlan, Exists, Group, IncludePlan, OrderKey, Predicate, ReadPlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot, Snapshot
 from dxapi.request.params import FilterGroup, FilterTerm, IncludeFilter, ReadRequest
 from dxapi.settings import Settings
@@ -27,9 +30,11 @@ def build_read_plan(
     *,
     allows: Allows,
     identifier: str | None = None,
+    count: str | None = None,
 ) -> ReadPlan:
     """``entity`` comes from ``plan.access.authorize`` (its read scope checked); included entities and those
-    a relation filter reads are checked here, once the relations are resolved."""
+    a relation filter reads are checked here, once the relations are resolved. ``count``: the ``Prefer``
+    count of a list (``request.prefer``), None for none."""
     conditions = _all_of(snapshot, entity, request.filters, settings, allows)
     if identifier is not None:
         try:
@@ -47,6 +52,20 @@ def build_read_plan(
     require(_included_aliases(includes), allows, READ)
     if request.include_filters:
         includes = _filtered(snapshot, includes, request.include_filters, settings, allows)
+    shown = _sparse_targets(entity, includes, request.fields)
+    includes = tuple(_include_fields(i, (i.relation.name,), shown) for i in includes)
+    root = shown.get(())
+    selected: tuple[FieldSnapshot, ...] | None = None
+    hidden: tuple[str, ...] = ()
+    if root is not None and identifier is not None:
+        # A single row selects every field: its ETag is the whole row's, the one If-Match compares with.
+        answered = {f.name for f in root} | {entity.identifier.name}
+        hidden = tuple(name for name in entity.names if name not in answered)
+    elif root is not None:
+        # A next cursor (or an export's next batch, execute.export) is made of the order keys' values, and
+        # included rows attach by their parent's key.
+        needed = [*(k.field for k in order), *(i.relation.parent_field for i in includes)]
+        selected, hidden = _selection(entity, root, needed)
     return ReadPlan(
         entity=entity,
         conditions=tuple(conditions),
@@ -56,7 +75,96 @@ def build_read_plan(
         includes=includes,
         single=identifier is not None,
         cursor=cursor,
+        fields=selected,
+        hidden=hidden,
+        count=None if count is None else CountPlan(count == "estimated", settings.count_exact_below),
     )
+
+
+Path = tuple[str, ...]  # an include's relation names from the root: ("categoryProducts", "productStocks")
+
+
+def _walk(includes: tuple[IncludePlan, ...], above: Path = ()) -> Iterator[tuple[Path, IncludePlan]]:
+    for include in includes:
+        path = (*above, include.relation.name)
+        yield path, include
+        yield from _walk(include.includes, path)
+
+
+def _sparse_targets(
+    entity: EntitySnapshot, includes: tuple[IncludePlan, ...], sparse: tuple[tuple[str, tuple[str, ...]], ...]
+) -> dict[Path, tuple[FieldSnapshot, ...]]:
+    """``fields[...]`` resolved: the path of what each one selects from (``()``: the root) → its fields.
+
+    The root's alias names the root, always; a dotted target is an include path; a bare name is the relation
+    of that name, which must then be included at one place only.
+    """
+    if not sparse:
+        return {}
+    nodes = dict(_walk(includes))
+    out: dict[Path, tuple[FieldSnapshot, ...]] = {}
+    named: dict[Path, str] = {}
+    for target, names in sparse:
+        path: Path
+        if target == entity.alias:
+            path = ()
+        elif "." in target:
+            path = tuple(target.split("."))
+            if path not in nodes:
+                raise errors.FIELDS_TARGET_UNKNOWN.error(target=target, alias=entity.alias)
+        else:
+            fits = [p for p in nodes if p[-1] == target]
+            if not fits:
+                raise errors.FIELDS_TARGET_UNKNOWN.error(target=target, alias=entity.alias)
+            if len(fits) > 1:
+                listed = ", ".join(f"`{'.'.join(p)}`" for p in fits)
+                raise errors.FIELDS_TARGET_AMBIGUOUS.error(target=target, paths=listed)
+            path = fits[0]
+        if path in named:
+            raise errors.FIELDS_LIST_INVALID.error(
+                target=target, reason=f"the same fields are already chosen by `fields[{named[path]}]`"
+            )
+        named[path] = target
+        of = nodes[path].entity if path else entity
+        out[path] = _fields_of(of, target, names)
+    return out
+
+
+def _fields_of(entity: EntitySnapshot, target: str, names: tuple[str, ...]) -> tuple[FieldSnapshot, ...]:
+    if len(names) > len(entity.fields):
+        # Checked before the names: a list longer than the entity is wrong however it is spelled.
+        raise errors.FIELDS_LIST_INVALID.error(
+            target=target, reason=f"{len(names)} fields named; `{entity.alias}` has {len(entity.fields)}"
+        )
+    out = []
+    for name in names:
+        found = entity.by_name.get(name)
+        if found is None:
+            raise errors.FIELDS_FIELD_NOT_FOUND.error(target=target, field=name[:100], alias=entity.alias)
+        out.append(found)
+    return tuple(out)
+
+
+def _selection(
+    entity: EntitySnapshot, shown: tuple[FieldSnapshot, ...], needed: Iterable[FieldSnapshot]
+) -> tuple[tuple[FieldSnapshot, ...], tuple[str, ...]]:
+    """(the fields to select, in entity order; the names of those selected only because they are ``needed``)."""
+    answered = {f.name for f in shown} | {entity.identifier.name}
+    wanted = answered | {f.name for f in needed}
+    selected = tuple(f for f in entity.fields if f.name in wanted)
+    return selected, tuple(f.name for f in selected if f.name not in answered)
+
+
+def _include_fields(include: IncludePlan, path: Path, shown: dict[Path, tuple[FieldSnapshot, ...]]) -> IncludePlan:
+    """``include`` (and its nested includes) with the selection its ``fields[...]`` asks for."""
+    nested = tuple(_include_fields(i, (*path, i.relation.name), shown) for i in include.includes)
+    chosen = shown.get(path)
+    if chosen is None:
+        return dataclasses.replace(include, includes=nested) if nested != include.includes else include
+    # The relation's key attaches a row to its parent; each nested relation's key attaches its children.
+    needed = [include.relation.child_field, *(i.relation.parent_field for i in nested)]
+    selected, hidden = _selection(include.entity, chosen, needed)
+    return dataclasses.replace(include, includes=nested, fields=selected, hidden=hidden)
 
 
 def _included_aliases(includes: tuple[IncludePlan, ...]) -> list[str]:

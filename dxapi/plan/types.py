@@ -60,6 +60,10 @@ class IncludePlan:
     entity: EntitySnapshot
     includes: tuple[IncludePlan, ...]
     conditions: tuple[Predicate, ...] = ()  # `filter[include.…]`: which embedded rows are fetched
+    # ``fields[...]`` of this relation: the fields selected (entity order; None: all) and, of those, the ones
+    # selected only to attach rows (the relation's key, a nested include's), never answered.
+    fields: tuple[FieldSnapshot, ...] | None = None
+    hidden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,14 @@ class CursorPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class CountPlan:
+    """``Prefer: count=…`` of a list: the total of the rows matching its conditions (not of the page)."""
+
+    estimated: bool  # count=estimated: the planner's estimate where a backend has one
+    exact_below: int  # an estimate below this is replaced by an exact count (``DXAPI_COUNT_EXACT_BELOW``)
+
+
+@dataclass(frozen=True, slots=True)
 class ReadPlan:
     entity: EntitySnapshot
     conditions: tuple[Predicate, ...]  # AND; a by-id read's last one is the identifier's `eq`
@@ -82,6 +94,11 @@ class ReadPlan:
     includes: tuple[IncludePlan, ...]
     single: bool  # GET /{alias}/{id}: answer one object or 404
     cursor: CursorPlan | None = None  # keyset paging instead of ``offset``
+    # ``fields[{alias}]``: the fields selected (entity order; None: all) and, of those, the ones selected only
+    # for the next cursor or to attach included rows, never answered.
+    fields: tuple[FieldSnapshot, ...] | None = None
+    hidden: tuple[str, ...] = ()
+    count: CountPlan | None = None
 
 
 POST, PATCH, PUT = "POST", "PATCH", "PUT"

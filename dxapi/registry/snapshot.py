@@ -107,16 +107,33 @@ class EntitySnapshot:
                 item[name] = render(item[name])
             except Unrenderable as problem:
                 item[name] = None
-                if name not in self.unrenderable:
-                    self.unrenderable.add(name)
-                    log.warning(
-                        "`%s`.`%s` of the row `%s` cannot be answered (%s); served as null",
-                        self.alias,
-                        name,
-                        item.get(self.identifier.name),
-                        problem,
-                    )
+                self._report(name, item, problem)
         return item
+
+    def render_fields(
+        self, row: Sequence[Any], names: Sequence[str], renderers: Sequence[tuple[str, Render]]
+    ) -> dict[str, Any]:
+        """:meth:`render_row` for a row of some fields only (``fields[...]``): the columns ``names``, of which
+        those in ``renderers`` are rendered (a subset of ``self.renderers``)."""
+        item = dict(zip(names, row, strict=True))
+        for name, render in renderers:
+            try:
+                item[name] = render(item[name])
+            except Unrenderable as problem:
+                item[name] = None
+                self._report(name, item, problem)
+        return item
+
+    def _report(self, name: str, item: Mapping[str, Any], problem: Unrenderable) -> None:
+        if name not in self.unrenderable:
+            self.unrenderable.add(name)
+            log.warning(
+                "`%s`.`%s` of the row `%s` cannot be answered (%s); served as null",
+                self.alias,
+                name,
+                item.get(self.identifier.name),
+                problem,
+            )
 
 
 @dataclass(frozen=True, slots=True)

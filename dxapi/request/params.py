@@ -7,6 +7,9 @@ operator object, unknown operator, non-integer paging) and leaves names for the 
     → ReadRequest(filters=(FilterTerm("price", {"gte": "10", "lt": "20"}),), sort=(("price", True),
       ("name", False)), offset=None, limit=100, include=(("productStocks",),))
 
+    fields[products]=sku,name&fields[productStocks]=quantity
+    → ReadRequest(fields=(("products", ("sku", "name")), ("productStocks", ("quantity",))))
+
 ``page[cursor]`` is kept as the text it is (empty for the first page); what it holds is read by the plan
 stage, against the entity and sort it was made for (``plan.cursor``).
 """
@@ -93,6 +96,8 @@ class ReadRequest:
     include: tuple[tuple[str, ...], ...] = ()
     cursor: str | None = None  # page[cursor]: None without it, "" for the first page of a keyset list
     include_filters: tuple[IncludeFilter, ...] = ()
+    # fields[target]=a,b in the order given: target (root alias or include path) → the names as written.
+    fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 CURSOR = "page[cursor]"
@@ -106,6 +111,7 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
     include: tuple[tuple[str, ...], ...] = ()
     page: dict[str, int] = {}
     cursor: str | None = None
+    sparse: list[tuple[str, tuple[str, ...]]] = []
     for key, value in pairs:
         if key in seen:
             raise errors.QUERY_PARAMETER_REPEATED.error(name=key)
@@ -126,6 +132,8 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
             sort = parse_sort(value)
         elif key == "include":
             include = parse_include(value)
+        elif key.startswith("fields[") and key.endswith("]") and len(key) > 8:
+            sparse.append((key[7:-1], parse_fields(key[7:-1], value)))
         else:
             raise errors.QUERY_PARAMETER_UNKNOWN.error(name=key)
     if cursor is not None and "offset" in page:
@@ -134,7 +142,14 @@ def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> Re
         raise errors.QUERY_PARAMETER_NOT_ALLOWED.error(name="page[offset]", where=f"together with `{CURSOR}`")
     _refuse_too_many_conditions(filters, include_filters, max_filters)
     return ReadRequest(
-        tuple(filters), sort, page.get("offset"), page.get("limit"), include, cursor, tuple(include_filters)
+        tuple(filters),
+        sort,
+        page.get("offset"),
+        page.get("limit"),
+        include,
+        cursor,
+        include_filters=tuple(include_filters),
+        fields=tuple(sparse),
     )
 
 
@@ -180,6 +195,8 @@ def refuse_list_parameters(read: ReadRequest, *, filters: bool, include: bool, w
         (CURSOR, read.cursor is not None),
         ("include", include and bool(read.include)),
         ("filter[include...]", include and bool(read.include_filters)),
+        # What an answer shows goes with what it embeds: a DELETE answers no rows at all.
+        ("fields[...]", include and bool(read.fields)),
     ]
     for name, present in given:
         if present:
@@ -361,6 +378,24 @@ def parse_sort(value: str) -> tuple[tuple[str, bool], ...]:
                 count=len([p for p in value.split(",") if p.strip()]), maximum=MAX_SORT_KEYS
             )
     return tuple(keys)
+
+
+def parse_fields(target: str, value: str) -> tuple[str, ...]:
+    """``sku, name`` → ``("sku", "name")``. Names are checked against the entity by the plan stage; the
+    grammar refuses only what no entity could take: no name at all, or one name twice (``plan.build`` bounds
+    the length by the entity's field count).
+    """
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    if not names:
+        raise errors.FIELDS_LIST_INVALID.error(
+            target=target, reason="the list names no field (the identifier is always answered; name it alone)"
+        )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise errors.FIELDS_LIST_INVALID.error(target=target, reason=f"the field `{name[:100]}` is named twice")
+        seen.add(name)
+    return names
 
 
 def parse_include(value: str) -> tuple[tuple[str, ...], ...]:

@@ -12,6 +12,10 @@ keys, which compares each key in the form it is ordered by, so a deep page costs
     ReadPlan(products, order updatedAt, cursor after (t, 42), limit 50)
     → SELECT … WHERE updated_at >= :k0 AND (updated_at, id_product) > (:k0, :k1)
       ORDER BY updated_at, id_product LIMIT :limit                                  (:limit = 51, one to spare)
+
+``fields[...]`` narrows the select list to the plan's ``fields`` (``ReadPlan.fields``, ``IncludePlan.fields``);
+``Prefer: count=…`` adds ``SELECT count(*)`` of the same conditions, or on PostgreSQL and MariaDB first the
+planner's row estimate of them (:func:`build_estimate`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Delete,
+    Executable,
     Insert,
     Select,
     String,
@@ -50,7 +55,11 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.expression import FromClause
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from dxapi.fields import SqlForm
 from dxapi.plan.types import Condition, Group, IncludePlan, OrderKey, Predicate, ReadPlan
@@ -92,10 +101,11 @@ def field_value(field: FieldSnapshot) -> ColumnElement[Any]:
     return column
 
 
-def selected(entity: EntitySnapshot) -> list[ColumnElement[Any]]:
-    """The select list of an entity's rows, in ``entity.columns`` order (labelled with the column names)."""
+def selected(entity: EntitySnapshot, fields: Sequence[FieldSnapshot] | None = None) -> list[ColumnElement[Any]]:
+    """The select list of an entity's rows, in ``entity.columns`` order (labelled with the column names);
+    ``fields``: only these (``fields[...]``, already in entity order)."""
     out: list[ColumnElement[Any]] = []
-    for field in entity.fields:
+    for field in entity.fields if fields is None else fields:
         value = field_value(field)
         out.append(value if value is field.column else value.label(field.column.name))
     return out
@@ -232,9 +242,17 @@ def read_shape(plan: ReadPlan) -> tuple[Any, ...]:
 
     Two plans with equal shapes share one statement: the cache key of the compiled-statement cache.
     """
-    conditions = tuple(predicate_shape(c) for c in plan.conditions)
     order = tuple((k.field.name, k.descending) for k in plan.order)
-    return (plan.single, conditions, order, _cursor_shape(plan))
+    return (plan.single, conditions_shape(plan.conditions), order, _cursor_shape(plan), fields_shape(plan.fields))
+
+
+def conditions_shape(conditions: Sequence[Predicate]) -> tuple[Any, ...]:
+    """What decides the SQL text of the conditions (their WHERE clause): not their values, which are bound."""
+    return tuple(predicate_shape(c) for c in conditions)
+
+
+def fields_shape(fields: Sequence[FieldSnapshot] | None) -> tuple[str, ...] | None:
+    return None if fields is None else tuple(f.name for f in fields)
 
 
 def _cursor_shape(plan: ReadPlan) -> tuple[bool, ...] | str | None:
@@ -268,7 +286,7 @@ def read_parameters(plan: ReadPlan) -> dict[str, Any]:
 
 def build_read(plan: ReadPlan) -> Select[Any]:
     entity = plan.entity
-    statement = select(*selected(entity))
+    statement = select(*selected(entity, plan.fields))
     if plan.conditions:
         names = parameter_names()
         statement = statement.where(and_(*(build_predicate(c, names) for c in plan.conditions)))
@@ -384,8 +402,8 @@ def _after(keys: Sequence[_Key], facts: Sequence[tuple[bool, bool]]) -> ColumnEl
 
 def children_shape(include: IncludePlan) -> tuple[Any, ...]:
     """What decides the SQL text of :func:`build_children` besides the child entity (whose cache holds it)."""
-    conditions = tuple(predicate_shape(c) for c in include.conditions)
-    return ("children", include.relation.child_field.column.name, conditions)
+    conditions = conditions_shape(include.conditions)
+    return ("children", include.relation.child_field.column.name, conditions, fields_shape(include.fields))
 
 
 def build_children(
@@ -411,12 +429,56 @@ def build_children(
     # `filter[include.…]`: bind names `c0`, `c1` … (children_parameters), apart from `keys`.
     names = parameter_names("c")
     conditions = [build_predicate(c, names) for c in include.conditions]
-    return select(*selected(child)).where(where, *conditions).order_by(key_column, child.identifier.column)
+    statement = select(*selected(child, include.fields)).where(where, *conditions)
+    return statement.order_by(key_column, child.identifier.column)
 
 
 def children_parameters(include: IncludePlan) -> dict[str, Any]:
     """The bind values of an include's filters in :func:`build_children` (its parent keys come apart)."""
     return predicate_parameters(include.conditions, "c")
+
+
+# --- counts (Prefer: count=…) ---------------------------------------------------------------------------------
+
+
+def _matching(plan: ReadPlan, *columns: ColumnElement[Any]) -> Select[Any]:
+    statement = select(*columns).select_from(plan.entity.table)
+    if plan.conditions:
+        names = parameter_names()
+        statement = statement.where(and_(*(build_predicate(c, names) for c in plan.conditions)))
+    return statement
+
+
+def build_count(plan: ReadPlan) -> Select[Any]:
+    """``SELECT count(*) FROM … WHERE <the plan's conditions>``: every matching row, not the page (binds from
+    :func:`condition_parameters`; a keyset cursor's position is no condition, so a total holds for each page)."""
+    return _matching(plan, func.count().label("total"))
+
+
+def build_estimate(plan: ReadPlan, dialect_name: str) -> Explain:
+    """The planner's plan of the plan's matching rows, whose row estimate answers ``count=estimated``:
+    ``EXPLAIN (FORMAT JSON) SELECT 1 FROM … WHERE …`` on PostgreSQL, ``EXPLAIN SELECT 1 …`` on MariaDB."""
+    return Explain(_matching(plan, literal_column("1")), as_json=dialect_name == "postgresql")
+
+
+class Explain(Executable, ClauseElement):
+    """``EXPLAIN`` of a statement, whose bind parameters stay bound (never written into the SQL text)."""
+
+    inherit_cache = True
+    _traverse_internals = [
+        ("statement", InternalTraversal.dp_clauseelement),
+        ("as_json", InternalTraversal.dp_boolean),
+    ]
+
+    def __init__(self, statement: Select[Any], *, as_json: bool) -> None:
+        self.statement = statement
+        self.as_json = as_json
+
+
+@compiles(Explain)
+def _explain(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
+    prefix = "EXPLAIN (FORMAT JSON) " if element.as_json else "EXPLAIN "
+    return prefix + compiler.process(element.statement, **kw)
 
 
 # --- writes -------------------------------------------------------------------------------------------------
