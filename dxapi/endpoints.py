@@ -109,7 +109,7 @@ async def read_collection(request: Request) -> Response:
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     if media_type != JSON:
         refuse_export_parameters(read, media_type)
-        plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows)
+        plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows, export=True)
         return await start_export(rt.reader, plan, rt.driver_pool, media_type)
     count = parse_prefer_count(request.headers.getlist("prefer"))
     plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows, count=count)

@@ -31,10 +31,11 @@ def build_read_plan(
     allows: Allows,
     identifier: str | None = None,
     count: str | None = None,
+    export: bool = False,
 ) -> ReadPlan:
     """``entity`` comes from ``plan.access.authorize`` (its read scope checked); included entities and those
     a relation filter reads are checked here, once the relations are resolved. ``count``: the ``Prefer``
-    count of a list (``request.prefer``), None for none."""
+    count of a list (``request.prefer``), None for none; ``export``: the plan of a streamed export."""
     conditions = _all_of(snapshot, entity, request.filters, settings, allows)
     if identifier is not None:
         try:
@@ -62,9 +63,10 @@ def build_read_plan(
         answered = {f.name for f in root} | {entity.identifier.name}
         hidden = tuple(name for name in entity.names if name not in answered)
     elif root is not None:
-        # A next cursor (or an export's next batch, execute.export) is made of the order keys' values, and
-        # included rows attach by their parent's key.
-        needed = [*(k.field for k in order), *(i.relation.parent_field for i in includes)]
+        # A next cursor (and an export's next batch: keyset batches on MariaDB, execute.export) is made of the
+        # order keys' values, and included rows attach by their parent's key.
+        keyset = cursor is not None or export
+        needed = [*(k.field for k in order if keyset), *(i.relation.parent_field for i in includes)]
         selected, hidden = _selection(entity, root, needed)
     return ReadPlan(
         entity=entity,
