@@ -411,7 +411,8 @@ def _stop_during_batch(
 
 
 def test_sigterm_cuts_a_batch_that_outlasts_the_shutdown_timeout(ballasted: Database, tmp_path: Path) -> None:
-    outcome, signalled, exited = _stop_during_batch(ballasted, tmp_path, "QC", 60, SHUTDOWN_TIMEOUT)
+    # 200 slow child rows: far past the timeout on any machine (60 once finished inside it, answered 201).
+    outcome, signalled, exited = _stop_during_batch(ballasted, tmp_path, "QC", 200, SHUTDOWN_TIMEOUT)
     response = outcome.response
     assert response is not None, outcome.error
     assert response.status_code == 503, response.text
