@@ -35,7 +35,6 @@ from dxapi.db import DriverPool
 from dxapi.execute.read import (
     CachedRead,
     Row,
-    _compiled,
     _DriverSession,
     _EngineSession,
     _fetch_children,
@@ -43,6 +42,7 @@ from dxapi.execute.read import (
     _render,
     _root_statement,
     _Session,
+    cached_read,
 )
 from dxapi.plan.types import CursorPlan, ReadPlan
 from dxapi.sql.build import build_export, export_shape, read_parameters
@@ -125,9 +125,4 @@ async def _rendered(session: _Session, dialect: Dialect, plan: ReadPlan, rows: S
 
 
 def _statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
-    statements = plan.entity.read_statements
-    shape = export_shape(plan)
-    cached: CachedRead | None = statements.get(shape)
-    if cached is None:
-        cached = statements.remember(shape, _compiled(dialect, build_export(plan)))
-    return cached
+    return cached_read(dialect, plan.entity, export_shape(plan), lambda: build_export(plan))

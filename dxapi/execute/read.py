@@ -281,39 +281,33 @@ def _render(form: _Form, rows: Sequence[Row], children: tuple[_Children, ...]) -
 
 
 def _root_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
-    statements = plan.entity.read_statements
-    shape = read_shape(plan)
-    cached: CachedRead | None = statements.get(shape)
-    if cached is None:
-        cached = statements.remember(shape, _compiled(dialect, build_read(plan)))
-    return cached
+    return cached_read(dialect, plan.entity, read_shape(plan), lambda: build_read(plan))
 
 
 def _count_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
-    statements = plan.entity.read_statements
     shape = ("count", conditions_shape(plan.conditions))
-    cached: CachedRead | None = statements.get(shape)
-    if cached is None:
-        cached = statements.remember(shape, _compiled(dialect, build_count(plan)))
-    return cached
+    return cached_read(dialect, plan.entity, shape, lambda: build_count(plan))
 
 
 def _estimate_statement(dialect: Dialect, plan: ReadPlan) -> CachedRead:
-    statements = plan.entity.read_statements
     shape = ("estimate", conditions_shape(plan.conditions))
-    cached: CachedRead | None = statements.get(shape)
-    if cached is None:
-        cached = statements.remember(shape, _compiled(dialect, build_estimate(plan, dialect.name)))
-    return cached
+    return cached_read(dialect, plan.entity, shape, lambda: build_estimate(plan, dialect.name))
 
 
 def _children_statement(dialect: Dialect, include: IncludePlan) -> CachedRead:
-    statements = include.entity.read_statements
+    key_array = dialect.name == "postgresql"
     shape = children_shape(include)
+    return cached_read(dialect, include.entity, shape, lambda: build_children(include, key_array=key_array))
+
+
+def cached_read(
+    dialect: Dialect, entity: EntitySnapshot, shape: tuple[Any, ...], build: Callable[[], Select[Any] | Explain]
+) -> CachedRead:
+    """The entity's compiled statement of this shape, built and compiled on first use."""
+    statements = entity.read_statements
     cached: CachedRead | None = statements.get(shape)
     if cached is None:
-        key_array = dialect.name == "postgresql"
-        cached = statements.remember(shape, _compiled(dialect, build_children(include, key_array=key_array)))
+        cached = statements.remember(shape, _compiled(dialect, build()))
     return cached
 
 
