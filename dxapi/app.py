@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
 
 from dxapi import endpoints, errors, health
 from dxapi.admin.routes import routes as admin_routes
@@ -138,8 +139,36 @@ def _middleware(settings: Settings) -> list[Middleware]:
             )
         )
     if settings.gzip_min_bytes:
-        layers.append(Middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=GZIP_LEVEL))
+        layers.append(Middleware(Compression, minimum_size=settings.gzip_min_bytes, compresslevel=GZIP_LEVEL))
     return layers
+
+
+class Compression(GZipMiddleware):
+    """Starlette's gzip for clients that accept it; the others' answers pass untouched but for ``Vary``.
+
+    Starlette wraps those in a responder of its own too, only to add ``Vary: Accept-Encoding`` to large
+    answers: on a read by id that cost about as much as planning it. Every answer of dxapi may come
+    compressed to a client that asks, so every one varies by the header, whatever its size.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _accepts_gzip(scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+
+        async def varied(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), VARY]
+            await send(message)
+
+        await self.app(scope, receive, varied)
+
+
+VARY = (b"vary", b"Accept-Encoding")
+
+
+def _accepts_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"accept-encoding" and b"gzip" in value for name, value in headers)
 
 
 def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
@@ -206,8 +235,17 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
     return lifespan
 
 
-def _route(path: str, endpoint: Endpoint, method: str) -> Route:
-    return Route(path, _guarded(endpoint), methods=[method])
+def _route(path: str, endpoints_by_method: dict[str, Endpoint]) -> Route:
+    """One route per path, its endpoint chosen by method: Starlette tries routes in order, and a route of the
+    right path but another method is a partial match it still has to build a scope for."""
+    guarded = {method: _guarded(endpoint) for method, endpoint in endpoints_by_method.items()}
+    if "GET" in guarded:
+        guarded["HEAD"] = guarded["GET"]
+
+    async def by_method(request: Request) -> Response:
+        return await guarded[request.method](request)
+
+    return Route(path, by_method, methods=list(endpoints_by_method))
 
 
 async def _docs_page(request: Request) -> Response:
@@ -215,24 +253,33 @@ async def _docs_page(request: Request) -> Response:
 
 
 def _api_routes(prefix: str) -> list[Route | Mount]:
-    """The API under its prefix. The hot data reads first: Starlette tries routes in order. Only the three
-    fixed names under the prefix (which aliases may not take, see registry.model.RESERVED_ALIASES) must come
-    before `{alias}`."""
+    """The API under its prefix. Only the three fixed names under the prefix (which aliases may not take, see
+    registry.model.RESERVED_ALIASES) must come before `{alias}`."""
     return [
-        _route(prefix + "/openapi.json", endpoints.openapi_document, "GET"),
+        _route(prefix + "/openapi.json", {"GET": endpoints.openapi_document}),
         Route(prefix + "/docs", _docs_page, methods=["GET"]),
         Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
-        _route(prefix + "/{alias}", endpoints.read_collection, "GET"),
+        _route(
+            prefix + "/{alias}",
+            {
+                "GET": endpoints.read_collection,
+                "POST": endpoints.create,
+                "PATCH": endpoints.update,
+                "PUT": endpoints.upsert,
+                "DELETE": endpoints.delete_collection,
+            },
+        ),
         # Before `/{alias}/{id}`: an identifier `_changes` is shadowed (documented with the feed).
-        _route(prefix + "/{alias}/_changes", endpoints.read_changes, "GET"),
-        _route(prefix + "/{alias}/{id}", endpoints.read_item, "GET"),
-        _route(prefix + "/{alias}", endpoints.create, "POST"),
-        _route(prefix + "/{alias}", endpoints.update, "PATCH"),
-        _route(prefix + "/{alias}", endpoints.upsert, "PUT"),
-        _route(prefix + "/{alias}", endpoints.delete_collection, "DELETE"),
-        _route(prefix + "/{alias}/{id}", endpoints.update, "PATCH"),
-        _route(prefix + "/{alias}/{id}", endpoints.upsert, "PUT"),
-        _route(prefix + "/{alias}/{id}", endpoints.delete_item, "DELETE"),
+        _route(prefix + "/{alias}/_changes", {"GET": endpoints.read_changes}),
+        _route(
+            prefix + "/{alias}/{id}",
+            {
+                "GET": endpoints.read_item,
+                "PATCH": endpoints.update,
+                "PUT": endpoints.upsert,
+                "DELETE": endpoints.delete_item,
+            },
+        ),
     ]
 
 

@@ -164,7 +164,8 @@ async def create_driver_pool(
     url: str | URL, *, size: int, timeout: float, timeouts: Timeouts = UNBOUNDED
 ) -> DriverPool | None:
     """PostgreSQL only: a plain asyncpg pool for every read (``execute.read``: a request's root rows and its
-    includes, on one connection); None elsewhere.
+    includes, on one connection) and for writes that are one statement (``execute.one_statement``); None
+    elsewhere.
 
     SQLAlchemy's pool checkout costs about as much as the query itself at a few thousand requests per
     second; asyncpg's own pool is the one a hand-written server would use.
@@ -206,7 +207,8 @@ class DriverPool:
 
 
 async def _keep_session(connection: Any) -> None:
-    """The read pool only ever runs SELECTs in autocommit: no session state to undo, so the default reset
+    """The driver pool only ever runs statements in autocommit (the counts' read-only transactions end with
+    their block): no session state to undo, so the default reset
     (``RESET ALL; UNLISTEN *; …``, one more round trip per request) is skipped."""
 
 

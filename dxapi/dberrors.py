@@ -100,12 +100,12 @@ def classify(exc: sa_exc.DBAPIError) -> DbProblem:
         return _classify_mysql(args[0], str(args[1]) if len(args) > 1 else "")
     cause = getattr(orig, "__cause__", None)
     if sqlstate and cause is not None and hasattr(cause, "sqlstate"):  # PostgreSQL via asyncpg
-        return _classify_postgresql(str(sqlstate), cause)
+        return classify_postgresql(str(sqlstate), cause)
     message = str(args[0]) if args else str(orig)
     return _classify_sqlite(message, exc)
 
 
-def _classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
+def classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
     kind = _PG_KINDS.get(sqlstate, UNAVAILABLE if sqlstate.startswith(("08", "57P")) else UNKNOWN)
     detail = str(getattr(cause, "detail", "") or "")
     constraint = getattr(cause, "constraint_name", None)
@@ -303,7 +303,7 @@ def _from_asyncpg(exc: BaseException) -> Exception:
         return errors.INTERNAL_ERROR.error()
     if isinstance(exc, driver.InterfaceError):  # "connection is closed" and the like
         return StaleConnection(str(exc))
-    problem = _classify_postgresql(str(getattr(exc, "sqlstate", "")), exc)
+    problem = classify_postgresql(str(getattr(exc, "sqlstate", "")), exc)
     if problem.kind == UNAVAILABLE:  # class 08 (connection), 57P (shutdown): the connection is gone
         return StaleConnection(str(exc))
     return request_error(problem, exc)

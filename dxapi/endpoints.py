@@ -221,8 +221,7 @@ async def _write(request: Request, method: str) -> Response:
             return render_errors(errors.ApiError(list(outcome.errors)))
         return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
 
-    autocommit = rt.reader if rt.reader is not rt.engine else None
-    return await answered(rt.engine, keeper, lambda: execute_write(rt.engine, plan, autocommit, keeper), answer)
+    return await answered(rt.engine, keeper, lambda: execute_write(rt.engine, plan, rt.driver_pool, keeper), answer)
 
 
 def _precondition(request: Request, url_key: str | None) -> Precondition | None:

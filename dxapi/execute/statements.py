@@ -192,19 +192,19 @@ async def _update_group(
         {"key": actions[p].key, **{f"v{i}": actions[p].values[c] for i, c in enumerate(columns)}} for p in positions
     ]
     if precise and len(positions) > 1:
-        statement = _update_statement(entity, columns, returning=False)
+        statement = update_statement(entity, columns, returning=False)
         refused: Refused = ()
         for position, one in zip(positions, params, strict=True):
             refused += (await _run_alone(conn, statement, one, entity, items[position]))[1]
         return refused
     if len(positions) == 1 and conn.dialect.update_returning:
         # The common single-row PATCH: one round trip instead of UPDATE + SELECT.
-        statement = _update_statement(entity, columns, returning=True)
+        statement = update_statement(entity, columns, returning=True)
         result, refused = await _run(conn, statement, params, entity, [items[positions[0]]])
         if not refused:
             returned[positions[0]] = result.first()
         return refused
-    statement = _update_statement(entity, columns, returning=False)
+    statement = update_statement(entity, columns, returning=False)
     return (await _run(conn, statement, params, entity, [items[p] for p in positions]))[1]
 
 
@@ -275,7 +275,7 @@ def _insert_statement(entity: EntitySnapshot, *, ordered: bool) -> Any:
     return _remember(entity, ("insert", ordered), build)
 
 
-def _update_statement(entity: EntitySnapshot, columns: tuple[str, ...], *, returning: bool) -> Any:
+def update_statement(entity: EntitySnapshot, columns: tuple[str, ...], *, returning: bool) -> Any:
     def build() -> Any:
         built = build_update(entity, columns)
         if entity.update_stamps:  # `updatedAt` fields, also when ``columns`` is empty

@@ -27,13 +27,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
+from dxapi.db import DriverPool
 from dxapi.dberrors import CONFLICT, REQUEST_KINDS, classify, database_errors, item_error
 from dxapi.errors import ErrorItem
+from dxapi.execute.one_statement import Conflict, write_one
 from dxapi.execute.statements import Refused, check_preconditions, execute_inserts, execute_updates, load_existing
 from dxapi.execute.transaction import transaction
 from dxapi.idempotency import Keeper
 from dxapi.plan.decide import decide_level
-from dxapi.plan.types import PATCH, POST, PUT, Action, Decision, ItemPlan, WritePlan
+from dxapi.plan.types import INSERT, PATCH, POST, PUT, Action, Decision, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 
 log = logging.getLogger("dxapi.execute")
@@ -61,30 +63,41 @@ class _Retry(Exception):
 
 
 async def execute_write(
-    engine: AsyncEngine, plan: WritePlan, autocommit: AsyncEngine | None = None, keeper: Keeper | None = None
+    engine: AsyncEngine, plan: WritePlan, pool: DriverPool | None = None, keeper: Keeper | None = None
 ) -> WriteOutcome:
-    """``autocommit`` (the same pool without BEGIN/COMMIT, PostgreSQL) serves writes that are one statement
-    — a single item without children, POST or PATCH — which are atomic on their own. ``keeper``
+    """``pool`` (the asyncpg pool, PostgreSQL) serves writes that are one statement — a single item without
+    children, POST or PATCH — which are atomic on their own (``execute.one_statement``). ``keeper``
     (``Idempotency-Key``): every transaction checks the key first and records the answer with its writes."""
-    one_statement = (
-        plan.method in (POST, PATCH)
-        and len(plan.items) == 1
-        and not plan.items[0].children
-        and plan.items[0].precondition is None  # checked under a row lock: a transaction
-        and keeper is None
-    )
-    target = autocommit if one_statement and autocommit is not None else engine
+    one_statement = pool is not None and _one_statement(plan) and keeper is None
     async with database_errors():
         for attempt in (1, 2):
             try:
+                if one_statement:
+                    assert pool is not None
+                    written = await write_one(pool, engine.dialect, plan)
+                    saved = () if written.row is None else (written.row,)
+                    return WriteOutcome(saved, written.refused)
                 if plan.transactional:
-                    return await _transactional(target, plan, keeper)
+                    return await _transactional(engine, plan, keeper)
                 return await _per_item(engine, plan, keeper)
-            except _Retry:
+            except (_Retry, Conflict):
                 if attempt == 2:
                     raise errors.WRITE_CONFLICT.error() from None
                 log.info("write conflict on `%s`; retrying once", plan.entity.alias)
     raise AssertionError("unreachable")
+
+
+def _one_statement(plan: WritePlan) -> bool:
+    if plan.method not in (POST, PATCH) or not plan.transactional or len(plan.items) != 1 or plan.has_problems:
+        return False  # with problems, the other path adds what the database knows to them
+    item, action = plan.items[0], plan.decisions[0].action
+    return (
+        not item.children
+        and item.precondition is None  # checked under a row lock: a transaction
+        # A statement to run: some values, or the `updatedAt` stamps every update moves (else a read).
+        and action is not None
+        and bool(action.values or (action.kind != INSERT and plan.entity.update_stamps))
+    )
 
 
 async def _transactional(engine: AsyncEngine, plan: WritePlan, keeper: Keeper | None) -> WriteOutcome:

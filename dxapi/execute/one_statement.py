@@ -1,0 +1,155 @@
+"""A write that is one statement, on PostgreSQL: compiled once per shape and sent straight to the asyncpg pool.
+
+Fed by ``execute.write`` for a single POST or PATCH item without children, precondition or ``Idempotency-Key``:
+one ``INSERT … RETURNING`` or ``UPDATE … RETURNING``, atomic on its own in autocommit. Reads take the same
+path (``execute.read``). Through SQLAlchemy a lone PATCH cost twice the CPU of the reference server's, most
+of it in the checkout and per-execution machinery around one round trip.
+
+The statement is the one ``execute.statements`` runs for the row (same build, same ``autoValue`` stamps),
+compiled for the asyncpg dialect with its parameters' bind processors, so every value reaches the driver as
+SQLAlchemy would hand it over (JSON as text, …). The row returned is a driver record in ``entity.columns``
+order, rendered like a read's.
+
+What the database says maps as on the other path: a refusal of the row is the item's error (1309, 3002 …), a
+request-wide problem its catalogued error. A statement that got no answer — the socket broke, nothing within
+the command timeout — may have committed: 503 ``5006``, and the connection is closed, never reused.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from dxapi.db import DriverPool
+from dxapi.dberrors import (
+    CONFLICT,
+    REQUEST_KINDS,
+    OutcomeUnknown,
+    classify_postgresql,
+    item_error,
+    read_errors,
+    request_error,
+)
+from dxapi.errors import ErrorItem
+from dxapi.execute.statements import update_statement
+from dxapi.plan.decide import missing_row
+from dxapi.plan.types import INSERT, Action, ItemPlan, WritePlan
+from dxapi.registry.snapshot import EntitySnapshot
+from dxapi.sql.build import build_insert
+from dxapi.sql.clock import stamp_values
+
+
+class Conflict(Exception):
+    """A deadlock or serialization failure: nothing was written, the caller may try once more."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    sql: str
+    names: tuple[str, ...]  # bind names in the order of asyncpg's positional parameters
+    processors: tuple[Callable[[Any], Any] | None, ...]  # each parameter's bind processor, as SQLAlchemy's
+
+    def arguments(self, params: dict[str, Any]) -> list[Any]:
+        return [
+            value if process is None or value is None else process(value)
+            for value, process in zip((params[name] for name in self.names), self.processors, strict=True)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """The saved row rendered, or the item's refusal."""
+
+    row: dict[str, Any] | None
+    refused: tuple[ErrorItem, ...] = ()
+
+
+async def write_one(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> Written:
+    """The plan's one item written in one statement (the plan has no problems; see ``execute.write``)."""
+    entity, item = plan.entity, plan.items[0]
+    decision = plan.decisions[0]
+    if decision.errors:
+        return Written(None, decision.errors)
+    assert decision.action is not None, "a root POST or PATCH item is decided without the database"
+    statement, params = _statement(dialect, entity, decision.action)
+    arguments = statement.arguments(params)
+    with read_errors():  # what acquiring meets (pool exhausted, database unreachable): nothing was sent
+        async with pool.acquire() as connection:
+            try:
+                record = await connection.fetchrow(statement.sql, *arguments)
+            except BaseException as exc:
+                if _unanswered(exc):
+                    connection.terminate()  # it may still be busy with the statement: never reused
+                return Written(None, _refusal(exc, entity, item))
+    if record is None:  # UPDATE matched nothing: a PATCH of a missing row
+        return Written(None, (missing_row(entity, item),))
+    return Written(entity.render_row(record))
+
+
+def _statement(dialect: Dialect, entity: EntitySnapshot, action: Action) -> tuple[DriverStatement, dict[str, Any]]:
+    columns = tuple(action.values)
+    params = {f"v{i}": action.values[name] for i, name in enumerate(columns)}
+    if action.kind == INSERT:
+        shape: tuple[Any, ...] = ("driver-insert", columns)
+        cached = entity.write_statements.get(shape)
+        if cached is None:
+            cached = entity.write_statements.remember(shape, _compiled(dialect, _insert_one(entity, columns)))
+    else:
+        params["key"] = action.key
+        shape = ("driver-update", columns)
+        cached = entity.write_statements.get(shape)
+        if cached is None:
+            statement = update_statement(entity, columns, returning=True)
+            cached = entity.write_statements.remember(shape, _compiled(dialect, statement))
+    assert isinstance(cached, DriverStatement)
+    return cached, params
+
+
+def _insert_one(entity: EntitySnapshot, columns: tuple[str, ...]) -> Any:
+    """One row's INSERT with positional bind names (column names may hold spaces or quotes), stamps included."""
+    table = entity.table
+    values: dict[Any, Any] = {table.c[name]: bindparam(f"v{i}") for i, name in enumerate(columns)}
+    if entity.insert_stamps:
+        values.update(stamp_values(entity.insert_stamps))
+    return build_insert(entity).values(values)
+
+
+def _compiled(dialect: Dialect, statement: Any) -> DriverStatement:
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    names = tuple(compiled.positiontup or ())
+    processors = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    return DriverStatement(compiled.string, names, processors)
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """No answer to the statement: the socket broke, the command timeout ran out (TimeoutError is an OSError),
+    the connection is closed, or the request was cancelled while waiting."""
+    driver = sys.modules["asyncpg"]
+    return isinstance(exc, (OSError, driver.InterfaceError, driver.PostgresConnectionError)) or not isinstance(
+        exc, Exception
+    )
+
+
+def _refusal(exc: BaseException, entity: EntitySnapshot, item: ItemPlan) -> tuple[ErrorItem, ...]:
+    """The item's error for a refusal of its row; raises for what concerns the whole request."""
+    if _unanswered(exc):
+        if not isinstance(exc, Exception):  # cancelled: the request is gone (its connection closed above)
+            raise exc
+        raise OutcomeUnknown(str(exc) or type(exc).__name__) from exc
+    if not isinstance(exc, sys.modules["asyncpg"].PostgresError):
+        raise exc
+    # As ``execute.statements`` does for a lone row; a value the driver could not encode (22000) is unknown,
+    # answered 5001 and logged.
+    problem = classify_postgresql(str(exc.sqlstate), exc)
+    if problem.kind == CONFLICT:
+        raise Conflict() from None
+    if problem.kind in REQUEST_KINDS:
+        raise request_error(problem, exc) from None
+    return (item_error(problem, entity, item.path),)
