@@ -189,6 +189,7 @@ class TokenService:
         self.settings = settings
         self.by_identity = Throttle(settings.token_attempts_per_minute)
         self.by_address = Throttle(settings.token_attempts_per_address)
+        self.proven: dict[str, str] = {}  # client secrets verified before (accounts.check_client)
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -223,7 +224,7 @@ class TokenService:
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
         client_id, secret = credentials
         self._throttle(self.by_identity, f"client:{client_id}")
-        allowed = await check_client(self.engine, client_id, secret)
+        allowed = await check_client(self.engine, client_id, secret, self.proven)
         if allowed is None:
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
         scopes = granted_scopes(allowed, form.get("scope"))

@@ -164,3 +164,17 @@ def test_new_client_secret_works(backend: Backend) -> None:
     assert fresh is not None and fresh != secret
     token = access_token(client_token(backend.base_url, client_id, fresh))
     assert httpx.get(f"{backend.base_url}{PROBE}", headers=bearer(token), timeout=30).status_code == 200
+
+
+def test_a_remembered_client_secret_still_meets_rotation_and_disabling(backend: Backend) -> None:
+    """A worker remembers secrets it verified (no argon2 for the next token); the stored row still decides."""
+    client_id, secret = new_client(backend, "countries:read")
+    for _ in range(2):  # the second one is answered from the worker's memory of the first
+        assert client_token(backend.base_url, client_id, secret).status_code == 200
+    fresh = store(backend, lambda e: principals.rotate_client_secret(e, client_id))
+    assert fresh is not None
+    assert_oauth_error(client_token(backend.base_url, client_id, secret), "invalid_client", 401)
+    for _ in range(2):
+        assert client_token(backend.base_url, client_id, fresh).status_code == 200
+    store(backend, lambda e: principals.set_client(e, client_id, is_active=False))
+    assert_oauth_error(client_token(backend.base_url, client_id, fresh), "invalid_client", 401)
