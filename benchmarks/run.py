@@ -15,6 +15,7 @@ process group), also on Ctrl-C, SIGTERM or an error; the run's client is disable
 
     python -m benchmarks.run [--workers N] [--duration S] [--only SCENARIO] [--skip-load] [--self-test]
                              [--key-rounds N] [--capture-rounds N] [--feed-pulls N] [--feed-limit N]
+                             [--dxapi-server uvicorn|granian]
 
 A scenario dxapi does not serve yet (404/405/501 on its sample request) is reported as "n/a".
 """
@@ -25,6 +26,8 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import importlib.util
+import math
 import os
 import secrets
 import shutil
@@ -78,6 +81,8 @@ from benchmarks.report import (
 )
 from benchmarks.scenarios import IDEMPOTENCY_KEY, SCENARIOS, Scenario, Target, first_difference, keyed, materialise
 from benchmarks.servers import ROOT, Server, cpu_seconds, fetch, free_port, named, peak_rss, process_tree
+from dxapi.server import APP, EXIT_SLACK
+from dxapi.settings import Settings
 
 CONFIG_FILE = ROOT / "examples" / "shop-config.json"
 SETTLE_S = 0.5  # shortest pause after a load run, see settle()
@@ -90,6 +95,7 @@ CAPTURE_GOALS: dict[str, float | None] = {"post-batch": 30.0, "patch-one": None}
 KEY_GOALS: dict[str, float | None] = {"post-batch": 15.0, "patch-one": 15.0}
 FEED_PULL = "feed-pull"  # --only name of the feed pull: not a Scenario (dxapi only, no reference to compare)
 KEY_COST = "key-cost"  # --only name of the key cost of every KEY_GOALS scenario, without their main table rows
+DXAPI_SERVERS = ("uvicorn", "granian")
 PULL_TOKEN_S = 600.0  # a bearer token for one pull must stay valid this long
 NO_BACKENDS = "PostgreSQL's backends are not processes of this machine: the CPU figures count dxapi alone"
 
@@ -102,6 +108,7 @@ class Round:
     rss_mb: float
     worker_rss_mb: float
     processes: int
+    cpu_s: float = 0.0  # CPU seconds of the server's process tree while the load ran (all its threads)
     rows_created: int = 0  # POST: benchmark rows found afterwards (in-flight requests finished included)
     key_records: int = 0  # keyed requests: idempotency records found afterwards (one per executed request)
 
@@ -163,6 +170,7 @@ def load_once(slot: str, server: Server, scenario: Scenario, target: Target, opt
     connections = options.connections or scenario.connections
     # before sampling: may call /token
     headers = {**options.headers_for(slot, options.slice_s + SETTLE_S), **dict(target.headers)}
+    before = cpu_seconds(process_tree(server.process.pid))
     with peak_rss(server.process.pid) as peak:
         result = run_load(
             target.urls,
@@ -173,9 +181,11 @@ def load_once(slot: str, server: Server, scenario: Scenario, target: Target, opt
             headers=headers,
             id_max=options.id_max,
         )
+    cpu_s = spent(before, cpu_seconds(process_tree(server.process.pid)))
     settle(result)
     created, records = clean_after(target, url)
-    return Round(result, peak["bytes"] / 2**20, peak["largest"] / 2**20, peak["processes"], created, records)
+    mb = 2**20
+    return Round(result, peak["bytes"] / mb, peak["largest"] / mb, peak["processes"], cpu_s, created, records)
 
 
 def combine(rounds: Sequence[Round], batch: int) -> Measurement:
@@ -280,11 +290,15 @@ def measure_rounds(
     return rounds
 
 
-def log_measurement(label: str, m: Measurement) -> None:
+def log_measurement(label: str, m: Measurement, rounds: Sequence[Round]) -> None:
+    # CPU per answer: a server that runs its HTTP I/O on threads of its own takes more of the shared cores,
+    # which a throughput ratio alone rewards
+    done = sum(r.result.requests - r.result.non_2xx for r in rounds)
+    cpu = sum(r.cpu_s for r in rounds) / done * 1e6 if done else 0.0
     log(
         f"  {label}: {m.requests_per_s:,.1f} req/s "
         f"(rounds {' '.join(f'{r:,.0f}' for r in m.rounds_per_s)}), p50 {m.p50_ms:.1f} ms, "
-        f"p99 {m.p99_ms:.1f} ms, {m.rss_mb:.0f} MB"
+        f"p99 {m.p99_ms:.1f} ms, {m.rss_mb:.0f} MB, CPU {cpu:,.0f} us/req"
         + (f", {m.non_2xx} non-2xx" if m.non_2xx else "")
         + (f", {m.errors} socket errors" if m.errors else "")
     )
@@ -328,7 +342,7 @@ def run_scenario(
 
     measured = {slot: problems[slot] or combine(rounds[slot], scenario.batch) for slot in servers}
     for slot in active:
-        log_measurement(servers[slot].label, measured[slot])
+        log_measurement(servers[slot].label, measured[slot], rounds[slot])
     result = ScenarioResult(
         scenario.name,
         scenario.description,
@@ -414,7 +428,7 @@ def measure_phase(alone: Alone, scenario: Scenario, target: Target, variant: str
     done = result.requests - result.non_2xx
     units = measured.rows_created if scenario.batch > 1 else done
     phase = Phase(variant, result, spent(before[0], after[0]), spent(before[1], after[1]), units)
-    log_measurement(f"{scenario.name} dxapi, {label}", result)
+    log_measurement(f"{scenario.name} dxapi, {label}", result, [measured])
     records = f", {measured.key_records:,} idempotency records" if is_keyed(target) else ""
     log(
         f"  CPU {fmt(phase.cpu_us)} us per {'row' if scenario.batch > 1 else 'request'} "
@@ -650,6 +664,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="page[limit] of the feed pulls (repeatable; default 1000 and dxapi's maximum, 10000)",
     )
     parser.add_argument(
+        "--dxapi-server",
+        choices=DXAPI_SERVERS,
+        default="uvicorn",
+        help="HTTP server in front of dxapi's application: uvicorn as `dxapi serve` runs it (default), or granian "
+        "(ASGI, GRANIAN_* environment variables apply); the reference stays on uvicorn",
+    )
+    parser.add_argument(
         "--self-test",
         action="store_true",
         help="measure a second reference server instead of dxapi (harness check: ratio ~1)",
@@ -695,7 +716,7 @@ def prepare_servers(
         dxapi = reference_server("ref-2", url, args, env)
     else:
         own_credentials = any(name.lower() in AUTH_HEADERS for name in headers)
-        dxapi, client = prepare_dxapi(url, args, env, create_client=not own_credentials)
+        dxapi, client = prepare_dxapi(url, args, env, not own_credentials, args.dxapi_server)
     return reference, dxapi, client
 
 
@@ -723,6 +744,7 @@ def run_meta(
         "self_test": args.self_test,
         "dxapi_problem": dxapi.problem,
         "dxapi_auth": auth_mode(args.self_test, client, headers),
+        "dxapi_server": args.dxapi_server,
     }
 
 
@@ -818,7 +840,7 @@ def auth_mode(self_test: bool, client: tuple[str, str] | None, headers: dict[str
 
 
 def prepare_dxapi(
-    url: str, args: argparse.Namespace, env: dict[str, str], create_client: bool
+    url: str, args: argparse.Namespace, env: dict[str, str], create_client: bool, http_server: str = "uvicorn"
 ) -> tuple[Server, tuple[str, str] | None]:
     """`dxapi init`, `config import`, `client add` and the serve command → (server, (client_id, secret)).
 
@@ -827,20 +849,15 @@ def prepare_dxapi(
     """
     executable = dxapi_command()
     port = free_port()
-    command = [
-        executable or "dxapi",
-        "--database-url",
-        url,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers),
-    ]
+    if http_server == "granian":
+        command = granian_command(port, args.workers)
+    else:
+        command = [executable or "dxapi", "--database-url", url, "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", str(args.workers)]
     dx_env = {
         **env,
+        # what `dxapi serve` hands its workers; granian's load dxapi's app factory straight from the environment
+        "DXAPI_DATABASE_URL": url,
         # same pool and log verbosity as the reference, so neither pays for something the other skips
         "DXAPI_POOL_SIZE": str(args.pool_size),
         "DXAPI_LOG_LEVEL": env.get("DXAPI_LOG_LEVEL", "warning"),
@@ -854,6 +871,8 @@ def prepare_dxapi(
     client = None
     if executable is None:
         server.problem = "no dxapi executable found"
+    elif http_server == "granian" and importlib.util.find_spec("granian") is None:
+        server.problem = "granian is not installed (pip install granian)"
     else:
         steps = [["init"], ["config", "import", str(CONFIG_FILE)]]
         if create_client:
@@ -871,6 +890,36 @@ def prepare_dxapi(
     if server.problem:
         log(f"dxapi will not be measured: {server.problem}")
     return server, client
+
+
+def granian_command(port: int, workers: int) -> list[str]:
+    """granian serving the same application factory as `dxapi serve`, with dxapi's server settings where granian
+    has an equivalent: the header timeout, requests per worker, the kill deadline after the shutdown timeout."""
+    settings = Settings()
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--factory",
+        APP,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-ws",
+        "--log-level",
+        os.environ.get("DXAPI_LOG_LEVEL", "warning"),
+        "--http1-header-read-timeout",
+        str(round(settings.header_timeout * 1000)),
+        "--backpressure",
+        str(settings.max_connections),
+        "--workers-kill-timeout",
+        str(math.ceil(settings.shutdown_timeout + EXIT_SLACK) + 1),
+    ]
 
 
 def disable_client(url: str, client_id: str) -> None:
