@@ -67,7 +67,7 @@ def load_average() -> list[float]:
 
 def scenario_entry(result: ScenarioResult) -> dict[str, Any]:
     """What the history keeps of one scenario: the ratio and both servers' throughput, p99 and RSS."""
-    entry: dict[str, Any] = {"ratio": result.ratio}
+    entry: dict[str, Any] = {"ratio": None if result.ratio is None else round(result.ratio, 4)}
     for slot in ("reference", "dxapi"):
         m = getattr(result, slot)
         ok = m.status == "ok"
@@ -161,7 +161,7 @@ def render_changes(changes: Sequence[Change], earlier: Mapping[str, Any], thresh
         f"against the previous comparable run: {earlier.get('time')}, commit {earlier.get('commit')}, "
         f"load average {load[0]} at its start"
     )
-    return title + "\n" + columns(rows).rstrip()
+    return "\n".join([title, *(line.rstrip() for line in columns(rows).splitlines())])
 
 
 def read_history(path: Path = HISTORY_FILE) -> list[dict[str, Any]]:
