@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
 
-.PHONY: help demo test test-faults lint format bench soak serve docs chromium clean
+.PHONY: help demo test test-faults lint format bench bench-scaling soak serve docs chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -40,6 +40,9 @@ format: $(STAMP)  ## apply ruff's formatter
 
 bench: $(STAMP)  ## PostgreSQL benchmark: dxapi against the thin reference server
 	$(BIN)/python -m benchmarks.run
+
+bench-scaling: $(STAMP)  ## PostgreSQL: how dxapi's cost grows (page size, batch size, include depth, table size, entities)
+	$(BIN)/python -m benchmarks.scaling
 
 soak: $(STAMP)  ## PostgreSQL soak: one dxapi worker at 100 req/s for 5 minutes (RSS growth, latency, no 5xx)
 	$(BIN)/python -m benchmarks.soak

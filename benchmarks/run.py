@@ -63,6 +63,7 @@ from benchmarks.data import (
 )
 from benchmarks.export import EXPORT_NDJSON, ExportSection, export_section, report_export
 from benchmarks.feed import PullError, pull_feed, pull_list, set_feed, switch_feed
+from benchmarks.history import REGRESSION_PCT, git_commit, load_average, make_entry, record
 from benchmarks.load import Result, find_wrk, run_load
 from benchmarks.report import (
     KEY_LABELS,
@@ -671,6 +672,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(ASGI, GRANIAN_* environment variables apply); the reference stays on uvicorn",
     )
     parser.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit with status 1 when a ratio fell by more than --regression-pct against the previous "
+        "comparable run in results/history.jsonl (default: only flag it)",
+    )
+    parser.add_argument(
+        "--regression-pct",
+        type=float,
+        default=REGRESSION_PCT,
+        metavar="P",
+        help=f"how far, in %%, a ratio may fall before it is flagged as a REGRESSION (default {REGRESSION_PCT:.0f})",
+    )
+    parser.add_argument(
         "--self-test",
         action="store_true",
         help="measure a second reference server instead of dxapi (harness check: ratio ~1)",
@@ -739,6 +753,7 @@ def run_meta(
         "duration_s": args.duration,
         "rounds": args.rounds,
         "warmup_s": args.warmup,
+        "connections": args.connections,
         "load_tool": load_tool,
         "cpus": os.cpu_count(),
         "self_test": args.self_test,
@@ -791,6 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     headers = parse_headers(args.header)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
+    load_before = load_average()
 
     ctx = prepare_data(url, args)
     reference, dxapi, client = prepare_servers(url, args, headers)
@@ -820,6 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report(results, meta, args.self_test, feed, keys)
     if export is not None:
         report_export(export)
+    entry = make_entry(meta, results, load_before, load_average(), git_commit())
+    if record(entry, args.regression_pct) and args.fail_on_regression:
+        log(f"a ratio fell by more than {args.regression_pct:.0f} % against the previous comparable run")
+        return 1
     return 0
 
 

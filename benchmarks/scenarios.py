@@ -109,7 +109,8 @@ def fields_target(base: str, ctx: DataContext) -> Target:
     )
 
 
-def post_target(base: str, ctx: DataContext) -> Target:
+def post_target(base: str, ctx: DataContext, rows: int = BATCH_ROWS) -> Target:
+    """A POST of `rows` new products (the scenario's 1000; `scaling` varies it)."""
     items = [
         {
             "sku": f"{BENCH_SKU_PREFIX}{{uniq}}-{i:04d}",  # {uniq}: unique per request, see load.py
@@ -122,7 +123,7 @@ def post_target(base: str, ctx: DataContext) -> Target:
             "attributes": '{"color":"blue"}',
             "availableFrom": "2026-03-01",
         }
-        for i in range(BATCH_ROWS)
+        for i in range(rows)
     ]
     return Target([f"{base}{PRODUCTS_PATH}"], "POST", orjson.dumps({"data": items}).decode())
 
