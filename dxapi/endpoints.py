@@ -21,8 +21,9 @@ from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator, Principal
 from dxapi.db import DriverPool
 from dxapi.execute.delete import ChildAlias, execute_delete
+from dxapi.execute.outcome import WriteOutcome
 from dxapi.execute.read import Page, execute_page
-from dxapi.execute.write import WriteOutcome, execute_write
+from dxapi.execute.write import execute_write
 from dxapi.feed.read import changes_page
 from dxapi.idempotency import Keeper, answered, keeper_for
 from dxapi.openapi import build_openapi

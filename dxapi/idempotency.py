@@ -96,9 +96,17 @@ class Keeper:
     async def enter(self, conn: AsyncConnection) -> None:
         """First statement of a write transaction: lock the key, replay or refuse what is recorded."""
         backend = conn.dialect.name
-        row = (await conn.execute(_CHECKS[backend], {"scope": self.scope, "lock": self._lock(backend)})).first()
+        row = (await conn.execute(_CHECKS[backend], self.check_parameters(backend))).first()
         locked, found = (True, row) if backend == "sqlite" else (bool(row and row[0]), row and row[1:])
         self._held = backend == "mysql" and locked
+        self.checked(locked, found)
+
+    def check_parameters(self, backend: str) -> dict[str, Any]:
+        return {"scope": self.scope, "lock": self.lock(backend)}
+
+    def checked(self, locked: bool, found: Any) -> None:
+        """What the check found: the key's lock taken or not, and its record (fingerprint, status, headers,
+        body) or None. Replays (``Replayed``) or refuses (6102, 6103) the request, or lets it write."""
         self.executed = False  # until this transaction may write
         if found and found[0] is not None:
             fingerprint, status, headers, body = found
@@ -124,28 +132,29 @@ class Keeper:
             if conn.invalidated:  # dropped (transaction.drop_connection): the lock went with it
                 return
             try:
-                await conn.execute(select(func.release_lock(literal(self._lock("mysql")))))
+                await conn.execute(select(func.release_lock(literal(self.lock("mysql")))))
             except sa_exc.DBAPIError:  # the connection is gone, and the lock with it
                 log.info("could not release the lock of an idempotency key; its connection is gone")
 
     async def _record(self, conn: AsyncConnection, response: Response) -> None:
-        headers = {name: response.headers[name] for name in RECORDED_HEADERS if name in response.headers}
         try:
-            await conn.execute(
-                _RECORD,
-                {
-                    "scope": self.scope,
-                    "fingerprint": self.fingerprint,
-                    "status": response.status_code,
-                    "headers": orjson.dumps(headers).decode(),
-                    "body": bytes(response.body),
-                    "created_at": int(time.time() * 1000),
-                },
-            )
+            await conn.execute(_RECORD, self.record_of(response))
         except sa_exc.IntegrityError:
             raise KeyTaken() from None
 
-    def _lock(self, backend: str) -> Any:
+    def record_of(self, response: Response) -> dict[str, Any]:
+        """The row of ``dx_idempotency`` that records ``response`` for this key."""
+        headers = {name: response.headers[name] for name in RECORDED_HEADERS if name in response.headers}
+        return {
+            "scope": self.scope,
+            "fingerprint": self.fingerprint,
+            "status": response.status_code,
+            "headers": orjson.dumps(headers).decode(),
+            "body": bytes(response.body),
+            "created_at": int(time.time() * 1000),
+        }
+
+    def lock(self, backend: str) -> Any:
         if backend == "postgresql":
             return int.from_bytes(bytes.fromhex(self.scope[:16]), "big", signed=True)
         return f"dxapi-idempotency-{self.scope[:40]}"
@@ -246,5 +255,6 @@ def _checks() -> dict[str, Any]:
 
 
 _CHECKS = _checks()
+CHECK_POSTGRESQL = _CHECKS["postgresql"]  # also run on the asyncpg pool (execute.one_statement)
 # One statement object for every record: building it per request cost more than running it.
 _RECORD = insert(dx_idempotency)

@@ -37,7 +37,9 @@ from dxapi.dberrors import (
     request_error,
 )
 from dxapi.errors import ErrorItem
+from dxapi.execute.outcome import WriteOutcome
 from dxapi.execute.statements import update_statement
+from dxapi.idempotency import CHECK_POSTGRESQL, Keeper, KeyTaken, recordable
 from dxapi.plan.decide import missing_row
 from dxapi.plan.types import INSERT, Action, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot
@@ -73,12 +75,7 @@ class Written:
 async def write_one(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> Written:
     """The plan's one item written in one statement (the plan has no problems; see ``execute.write``)."""
     entity, item = plan.entity, plan.items[0]
-    decision = plan.decisions[0]
-    if decision.errors:
-        return Written(None, decision.errors)
-    assert decision.action is not None, "a root POST or PATCH item is decided without the database"
-    statement, params = _statement(dialect, entity, decision.action)
-    arguments = statement.arguments(params)
+    statement, arguments = _prepared(dialect, plan)
     with read_errors():  # what acquiring meets (pool exhausted, database unreachable): nothing was sent
         async with pool.acquire() as connection:
             try:
@@ -90,6 +87,102 @@ async def write_one(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> Writ
     if record is None:  # UPDATE matched nothing: a PATCH of a missing row
         return Written(None, (missing_row(entity, item),))
     return Written(entity.render_row(record))
+
+
+async def write_one_keyed(pool: DriverPool, dialect: Dialect, plan: WritePlan, keeper: Keeper) -> Written:
+    """:func:`write_one` under an ``Idempotency-Key``: the key's check, the statement and the answer's record
+    in one transaction (``idempotency`` has the rules), in four round trips — the record and the COMMIT go
+    together. Raises what ``Keeper.checked`` raises (a replay, 6102, 6103) and ``KeyTaken``."""
+    entity, item = plan.entity, plan.items[0]
+    statement, arguments = _prepared(dialect, plan)
+    check = _check_statement(dialect)
+    with read_errors():  # what acquiring meets (pool exhausted, database unreachable): nothing was sent
+        async with pool.acquire() as connection:
+            try:
+                await connection.execute("BEGIN")
+                found = await connection.fetchrow(check.sql, *check.arguments(keeper.check_parameters("postgresql")))
+                keeper.checked(bool(found[0]), found[1:])
+                try:
+                    record = await connection.fetchrow(statement.sql, *arguments)
+                except BaseException as exc:
+                    if not _unanswered(exc):
+                        await connection.execute("ROLLBACK")
+                    raise _Refused(_refusal(exc, entity, item)) from exc
+                if record is None:
+                    await connection.execute("ROLLBACK")
+                    return Written(None, (missing_row(entity, item),))
+                written = Written(entity.render_row(record))
+                await _commit(connection, keeper, written)
+                return written
+            except _Refused as refused:
+                return Written(None, refused.items)
+            except BaseException as exc:
+                await _end(connection, exc)
+                raise
+
+
+class _Refused(Exception):
+    def __init__(self, items: tuple[ErrorItem, ...]) -> None:
+        super().__init__("refused")
+        self.items = items
+
+
+async def _commit(connection: Any, keeper: Keeper, written: Written) -> None:
+    """The answer recorded and the transaction committed, in one round trip (a simple query of two
+    statements: the INSERT's values are inlined as hexadecimal digits and integers only)."""
+    assert keeper.answer is not None, "the endpoint sets the answer before executing"
+    response = keeper.answer(WriteOutcome((written.row,), ()) if written.row is not None else WriteOutcome((), ()))
+    commit = "COMMIT"
+    if recordable(response.status_code):
+        commit = f"{_record_sql(keeper.record_of(response))}; COMMIT"
+    try:
+        await connection.execute(commit)
+    except sys.modules["asyncpg"].UniqueViolationError:
+        await connection.execute("ROLLBACK")
+        raise KeyTaken() from None
+    except BaseException as exc:
+        if _unanswered(exc) and isinstance(exc, Exception):
+            raise OutcomeUnknown(str(exc) or type(exc).__name__) from exc
+        raise
+    keeper.response = response
+
+
+async def _end(connection: Any, exc: BaseException) -> None:
+    """After a failure inside the transaction: roll it back, or close a connection that did not answer."""
+    if _unanswered(exc) or isinstance(exc, OutcomeUnknown):
+        connection.terminate()
+    elif connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
+def _record_sql(values: dict[str, Any]) -> str:
+    scope, fingerprint = str(values["scope"]), str(values["fingerprint"])
+    if not all(c in "0123456789abcdef" for c in scope + fingerprint):
+        raise ValueError("the digests of an idempotency key are hexadecimal")
+    headers = str(values["headers"]).encode().hex()
+    body = bytes(values["body"]).hex()
+    # Only hexadecimal digits and integers are inlined: nothing a client sent can end the literals.
+    return (
+        "INSERT INTO dx_idempotency (scope, fingerprint, status, headers, body, created_at) VALUES "  # noqa: S608
+        f"('{scope}', '{fingerprint}', {int(values['status'])}, convert_from(decode('{headers}', 'hex'), 'UTF8'), "
+        f"decode('{body}', 'hex'), {int(values['created_at'])})"
+    )
+
+
+_CHECK: list[DriverStatement] = []
+
+
+def _check_statement(dialect: Dialect) -> DriverStatement:
+    if not _CHECK:
+        _CHECK.append(_compiled(dialect, CHECK_POSTGRESQL))
+    return _CHECK[0]
+
+
+def _prepared(dialect: Dialect, plan: WritePlan) -> tuple[DriverStatement, list[Any]]:
+    decision = plan.decisions[0]
+    assert decision.action is not None, "a root POST or PATCH item without problems is decided already"
+    statement, params = _statement(dialect, plan.entity, decision.action)
+    return statement, statement.arguments(params)
 
 
 def _statement(dialect: Dialect, entity: EntitySnapshot, action: Action) -> tuple[DriverStatement, dict[str, Any]]:

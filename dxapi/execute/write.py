@@ -30,7 +30,8 @@ from dxapi import errors
 from dxapi.db import DriverPool
 from dxapi.dberrors import CONFLICT, REQUEST_KINDS, classify, database_errors, item_error
 from dxapi.errors import ErrorItem
-from dxapi.execute.one_statement import Conflict, write_one
+from dxapi.execute.one_statement import Conflict, write_one, write_one_keyed
+from dxapi.execute.outcome import WriteOutcome
 from dxapi.execute.statements import Refused, check_preconditions, execute_inserts, execute_updates, load_existing
 from dxapi.execute.transaction import transaction
 from dxapi.idempotency import Keeper
@@ -39,15 +40,6 @@ from dxapi.plan.types import INSERT, PATCH, POST, PUT, Action, Decision, ItemPla
 from dxapi.registry.snapshot import EntitySnapshot, FieldSnapshot
 
 log = logging.getLogger("dxapi.execute")
-
-
-@dataclass(frozen=True, slots=True)
-class WriteOutcome:
-    """What a write did: the saved rows (root item order) and the errors of the refused items (root item
-    order; transactional: any error means nothing was saved)."""
-
-    saved: tuple[dict[str, Any], ...]
-    errors: tuple[ErrorItem, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +60,16 @@ async def execute_write(
     """``pool`` (the asyncpg pool, PostgreSQL) serves writes that are one statement — a single item without
     children, POST or PATCH — which are atomic on their own (``execute.one_statement``). ``keeper``
     (``Idempotency-Key``): every transaction checks the key first and records the answer with its writes."""
-    one_statement = pool is not None and _one_statement(plan) and keeper is None
+    one_statement = pool is not None and _one_statement(plan)
     async with database_errors():
         for attempt in (1, 2):
             try:
                 if one_statement:
                     assert pool is not None
-                    written = await write_one(pool, engine.dialect, plan)
+                    if keeper is None:
+                        written = await write_one(pool, engine.dialect, plan)
+                    else:
+                        written = await write_one_keyed(pool, engine.dialect, plan, keeper)
                     saved = () if written.row is None else (written.row,)
                     return WriteOutcome(saved, written.refused)
                 if plan.transactional:

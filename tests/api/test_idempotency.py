@@ -292,3 +292,23 @@ def test_records_older_than_the_ttl_are_pruned(items: Backend, api: httpx.Client
     again = api.post(PATH, json=rows("pruned", 1), headers=keyed(key))
     assert "idempotency-replayed" not in again.headers  # executed again: the name is taken now
     assert again.status_code == 400 and again.json()[0]["code"] == "1309"
+
+
+@pytest.mark.parametrize("name", ['it\'s \\ "quoted"', "zero\x00byte? no: tab\tand ünïcödé ✓", "'); DROP TABLE x; --"])
+def test_a_lone_keyed_write_replays_any_text_byte_for_byte(items: Backend, api: httpx.Client, name: str) -> None:
+    """A single keyed POST or PATCH records its answer in the statement that commits it (PostgreSQL inlines
+    the record as hexadecimal): whatever the answer holds comes back unchanged."""
+    name = name.replace("\x00", "")  # NUL is no text on PostgreSQL
+    key = new_key()
+    created = api.post(PATH, json={"data": [{"name": name[:40], "qty": 1}]}, headers=keyed(key))
+    assert created.status_code == 201, created.text
+    assert_replay(created, api.post(PATH, json={"data": [{"name": name[:40], "qty": 1}]}, headers=keyed(key)))
+    row_id = created.json()["data"][0]["id"]
+    key = new_key()
+    patched = api.patch(f"{PATH}/{row_id}", json={"data": {"name": name[::-1][:40]}}, headers=keyed(key))
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["data"]["name"] == name[::-1][:40]
+    again = api.patch(f"{PATH}/{row_id}", json={"data": {"name": name[::-1][:40]}}, headers=keyed(key))
+    assert_replay(patched, again)
+    assert again.headers["etag"] == patched.headers["etag"]
+    assert items.sql(sa.select(ITEMS.c.name).where(ITEMS.c.id == row_id))[0][0] == name[::-1][:40]
