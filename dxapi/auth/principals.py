@@ -85,6 +85,9 @@ class Authenticator:
         # Tokens whose signature and claims were verified, until they expire: verifying costs about as much
         # as the query of a read by id. Revocation is still checked on every request (status cache).
         self._verified: dict[str, Claims] = {}
+        # The principal each verified token was last admitted as, with the status that admitted it: while that
+        # status is the cached one (same object, so neither expired nor re-read), the answer is the same.
+        self._admitted: dict[str, tuple[SubjectStatus, Principal]] = {}
 
     async def authenticate(self, authorization: str | None, api_key: str | None, address: str = "unknown") -> Principal:
         if authorization is not None:
@@ -100,27 +103,41 @@ class Authenticator:
                 if len(self._verified) > 10_000:
                     self._verified.clear()
                 self._verified[token] = claims
+            admitted = self._admitted.get(token)
+            if admitted is not None and self._fresh(claims.subject) is admitted[0]:
+                return admitted[1]
             async with database_errors():  # a database that is down answers 503, as everywhere else
                 status = await self._status_of(claims.subject)
                 ended = claims.family is not None and await self._family_revoked(claims.family)
             if not status.active or claims.issued_ms < status.revoked_before_ms or ended:
                 raise invalid_token()
             # Scopes taken away since the token was issued are gone now, not at its expiry.
-            return Principal(claims.subject, narrow(claims.scopes, status.allowed))
+            principal = Principal(claims.subject, narrow(claims.scopes, status.allowed))
+            if claims.family is None:  # a login's token also depends on its family: checked every time
+                if len(self._admitted) > 10_000:
+                    self._admitted.clear()
+                self._admitted[token] = (status, principal)
+            return principal
         if api_key is not None:
             async with database_errors():
                 return await self._api_key(api_key, address)
         raise errors.ApiError([errors.AUTHENTICATION_REQUIRED()], {"WWW-Authenticate": 'Bearer realm="dxapi"'})
 
-    async def _status_of(self, subject: str) -> SubjectStatus:
-        now = time.monotonic()
+    def _fresh(self, subject: str) -> SubjectStatus | None:
+        """The subject's cached status while it is fresh, else None."""
         cached = self._status.get(subject)
-        if cached is not None and now - cached[0] < self._settings.principal_cache_seconds:
+        if cached is not None and time.monotonic() - cached[0] < self._settings.principal_cache_seconds:
             return cached[1]
+        return None
+
+    async def _status_of(self, subject: str) -> SubjectStatus:
+        fresh = self._fresh(subject)
+        if fresh is not None:
+            return fresh
         status = await subject_status(self._engine, subject)
         if len(self._status) > 10_000:
             self._status.clear()
-        self._status[subject] = (now, status)
+        self._status[subject] = (time.monotonic(), status)
         return status
 
     async def _family_revoked(self, family: str) -> bool:
