@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DXAPI_TEST_BACKENDS ?= sqlite,postgresql,mysql
 export DXAPI_TEST_BACKENDS
+# pytest-xdist workers for `make test`: each worker builds its own throw-away databases and servers (tests/conftest.py);
+# `--dist load` hands out tests in collection order, which keeps each worker on one backend at a time.
+TEST_WORKERS ?= 2
 
 .PHONY: help demo test test-faults lint format bench bench-scaling soak serve docs chromium clean
 
@@ -25,7 +28,7 @@ chromium:  ## Debian's Chromium and ChromeDriver for the admin browser tests (in
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 test: $(STAMP) chromium  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist load
 
 test-faults: $(STAMP)  ## fault tests (kill, hang, locks, slow clients, SIGTERM) on a PostgreSQL cluster of their own
 	$(BIN)/pytest -q tests/reliability
