@@ -111,9 +111,9 @@ async def write_one_keyed(pool: DriverPool, dialect: Dialect, plan: WritePlan, k
                 if record is None:
                     await connection.execute("ROLLBACK")
                     return Written(None, (missing_row(entity, item),))
-                written = Written(entity.render_row(record))
-                await _commit(connection, keeper, written)
-                return written
+                row = entity.render_row(record)
+                await _commit(connection, keeper, row)
+                return Written(row)
             except _Refused as refused:
                 return Written(None, refused.items)
             except BaseException as exc:
@@ -127,11 +127,12 @@ class _Refused(Exception):
         self.items = items
 
 
-async def _commit(connection: Any, keeper: Keeper, written: Written) -> None:
+async def _commit(connection: Any, keeper: Keeper, row: dict[str, Any]) -> None:
     """The answer recorded and the transaction committed, in one round trip (a simple query of two
-    statements: the INSERT's values are inlined as hexadecimal digits and integers only)."""
+    statements: the INSERT's values are inlined as hexadecimal digits and integers only). A database error
+    other than the key's is translated by the caller's ``read_errors``, as for any statement here."""
     assert keeper.answer is not None, "the endpoint sets the answer before executing"
-    response = keeper.answer(WriteOutcome((written.row,), ()) if written.row is not None else WriteOutcome((), ()))
+    response = keeper.answer(WriteOutcome((row,), ()))
     commit = "COMMIT"
     if recordable(response.status_code):
         commit = f"{_record_sql(keeper.record_of(response))}; COMMIT"
