@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import asyncpg
@@ -56,7 +56,7 @@ from benchmarks.history import git_commit, load_average
 from benchmarks.load import Result, run_load
 from benchmarks.report import RESULTS_DIR, log
 from benchmarks.run import CONFIG_FILE, disable_client, exit_on_sigterm, prepare_dxapi, settle
-from benchmarks.scenarios import PRODUCTS_PATH, Target, post_target, query
+from benchmarks.scenarios import PRODUCTS_PATH, Target, keyset_target, post_target, query
 from benchmarks.servers import Server, fetch, peak_rss, tree_rss
 
 URL_ENV = "DXAPI_BENCH_SCALING_URL"
@@ -207,24 +207,6 @@ def by_id_pages(base: str, id_max: int, limit: int, include: str = "") -> Target
     return Target(urls)
 
 
-def keyset_pages(base: str, ctx: DataContext) -> Target:
-    """A page of 100 after a random `updatedAt` of the whole table, sorted by it (the harness's page-keyset)."""
-    return Target(
-        [
-            f"{base}{PRODUCTS_PATH}?"
-            + query(
-                **{
-                    "filter[products.updatedAt]": orjson.dumps({"gt": cursor}).decode(),
-                    "sort": "updatedAt",
-                    "page[offset]": "0",
-                    "page[limit]": str(PAGE),
-                }
-            )
-            for cursor in ctx.cursors[:STARTS]
-        ]
-    )
-
-
 def offset_pages(base: str, id_max: int) -> Target:
     """A page of 100 at a random depth by `page[offset]`: PostgreSQL walks past every row before it."""
     step = max(1, (id_max - PAGE) // STARTS)
@@ -272,7 +254,11 @@ def keyset_rows(dx: Dxapi, ctx: DataContext, settings: Settings) -> list[Row]:
     """The keyset page, the offset page and get-by-id on one database (its size in the case names)."""
     size = f"{ctx.id_max:,} products"
     cases = (
-        ("keyset page (updatedAt gt, sort)", keyset_pages(dx.server.base, ctx), PAGE),
+        (
+            "keyset page (updatedAt gt, sort)",
+            keyset_target(dx.server.base, replace(ctx, cursors=ctx.cursors[:STARTS])),
+            PAGE,
+        ),
         ("offset page (random page[offset])", offset_pages(dx.server.base, ctx.id_max), PAGE),
         ("get-by-id", by_id(dx.server.base), 1),
     )
