@@ -9,7 +9,7 @@ export DXAPI_TEST_BACKENDS
 # `--dist load` hands out tests in collection order, which keeps each worker on one backend at a time.
 TEST_WORKERS ?= 2
 
-.PHONY: help demo test test-faults lint format bench bench-scaling soak serve docs chromium clean
+.PHONY: help demo test test-faults lint format bench bench-scaling soak serve docs chromium pgbouncer clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,10 +27,14 @@ chromium:  ## Debian's Chromium and ChromeDriver for the admin browser tests (in
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
+pgbouncer:  ## Debian's PgBouncer for the pooler tests (installed when missing; needs root). Never started as a service.
+	@test -x /usr/sbin/pgbouncer || (apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer && \
+		(systemctl disable --now pgbouncer 2>/dev/null; service pgbouncer stop 2>/dev/null; true))
+
 test: $(STAMP) chromium  ## run the whole suite on $(DXAPI_TEST_BACKENDS)
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist load
 
-test-faults: $(STAMP)  ## fault tests (kill, hang, locks, slow clients, SIGTERM) on a PostgreSQL cluster of their own
+test-faults: $(STAMP) pgbouncer  ## fault tests (kill, hang, locks, slow clients, SIGTERM) on a PostgreSQL cluster of their own
 	$(BIN)/pytest -q tests/reliability
 
 lint: $(STAMP)  ## ruff (lint, complexity <= 12, format) and mypy
