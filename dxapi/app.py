@@ -35,6 +35,7 @@ from dxapi.feed.retention import prune_forever
 from dxapi.logs import flush_summaries
 from dxapi.registry.reload import CLOSE_WITHIN_SECONDS, Registry
 from dxapi.responses import render_errors, render_json
+from dxapi.routing import DataRouter
 from dxapi.settings import Settings
 
 log = logging.getLogger("dxapi")
@@ -91,9 +92,17 @@ def _guarded(endpoint: Endpoint) -> Endpoint:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     keys = load_keys(settings)  # a bad key configuration stops the start, before any request
-    app = Starlette(
-        routes=[*_api_routes(settings.api_prefix.rstrip("/")), *_service_routes(keys), *admin_routes()],
+    prefix = settings.api_prefix.rstrip("/")
+    collection, changes, item = (_by_method(table) for table in _data_endpoints())
+    router = DataRouter(
+        [*_api_routes(prefix, collection, changes, item), *_service_routes(keys), *admin_routes()],
+        prefix=prefix,
+        collection=collection,
+        changes=changes,
+        item=item,
         lifespan=_lifespan(settings, keys),
+    )
+    app = Starlette(
         middleware=_middleware(settings),
         exception_handlers={
             errors.ApiError: _api_error,
@@ -101,8 +110,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _unexpected,
         },
     )
-    # `/dynamic-entity/products/` is not an API path: answer 404 JSON, not a redirect built from Host.
-    app.router.redirect_slashes = False
+    # DataRouter finds the data endpoints without walking the routes; `/dynamic-entity/products/` is not an
+    # API path: it answers 404 JSON, not a redirect built from Host.
+    app.router = router
     return app
 
 
@@ -235,51 +245,59 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
     return lifespan
 
 
-def _route(path: str, endpoints_by_method: dict[str, Endpoint]) -> Route:
-    """One route per path, its endpoint chosen by method: Starlette tries routes in order, and a route of the
-    right path but another method is a partial match it still has to build a scope for."""
+def _data_endpoints() -> tuple[dict[str, Endpoint], dict[str, Endpoint], dict[str, Endpoint]]:
+    """The data paths' endpoints by method: `{alias}`, `{alias}/_changes`, `{alias}/{id}`."""
+    collection: dict[str, Endpoint] = {
+        "GET": endpoints.read_collection,
+        "POST": endpoints.create,
+        "PATCH": endpoints.update,
+        "PUT": endpoints.upsert,
+        "DELETE": endpoints.delete_collection,
+    }
+    item: dict[str, Endpoint] = {
+        "GET": endpoints.read_item,
+        "PATCH": endpoints.update,
+        "PUT": endpoints.upsert,
+        "DELETE": endpoints.delete_item,
+    }
+    return collection, {"GET": endpoints.read_changes}, item
+
+
+def _by_method(endpoints_by_method: dict[str, Endpoint]) -> dict[str, Endpoint]:
     guarded = {method: _guarded(endpoint) for method, endpoint in endpoints_by_method.items()}
     if "GET" in guarded:
         guarded["HEAD"] = guarded["GET"]
+    return guarded
+
+
+def _route(path: str, guarded: dict[str, Endpoint]) -> Route:
+    """One route per path, its endpoint chosen by method: Starlette tries routes in order, and a route of the
+    right path but another method is a partial match it still has to build a scope for."""
 
     async def by_method(request: Request) -> Response:
         return await guarded[request.method](request)
 
-    return Route(path, by_method, methods=list(endpoints_by_method))
+    return Route(path, by_method, methods=[method for method in guarded if method != "HEAD"])
 
 
 async def _docs_page(request: Request) -> Response:
     return FileResponse(STATIC / "docs.html", headers=PAGE_HEADERS)
 
 
-def _api_routes(prefix: str) -> list[Route | Mount]:
-    """The API under its prefix. Only the three fixed names under the prefix (which aliases may not take, see
-    registry.model.RESERVED_ALIASES) must come before `{alias}`."""
+def _api_routes(
+    prefix: str, collection: dict[str, Endpoint], changes: dict[str, Endpoint], item: dict[str, Endpoint]
+) -> list[Route | Mount]:
+    """The API under its prefix. DataRouter answers the data paths before these routes are tried; they still
+    answer what it passes on (a method a path does not take → 405). Only the three fixed names under the
+    prefix (which aliases may not take, see registry.model.RESERVED_ALIASES) must come before `{alias}`."""
     return [
-        _route(prefix + "/openapi.json", {"GET": endpoints.openapi_document}),
+        _route(prefix + "/openapi.json", _by_method({"GET": endpoints.openapi_document})),
         Route(prefix + "/docs", _docs_page, methods=["GET"]),
         Mount(prefix + "/static", StaticFiles(directory=STATIC), name="static"),
-        _route(
-            prefix + "/{alias}",
-            {
-                "GET": endpoints.read_collection,
-                "POST": endpoints.create,
-                "PATCH": endpoints.update,
-                "PUT": endpoints.upsert,
-                "DELETE": endpoints.delete_collection,
-            },
-        ),
+        _route(prefix + "/{alias}", collection),
         # Before `/{alias}/{id}`: an identifier `_changes` is shadowed (documented with the feed).
-        _route(prefix + "/{alias}/_changes", {"GET": endpoints.read_changes}),
-        _route(
-            prefix + "/{alias}/{id}",
-            {
-                "GET": endpoints.read_item,
-                "PATCH": endpoints.update,
-                "PUT": endpoints.upsert,
-                "DELETE": endpoints.delete_item,
-            },
-        ),
+        _route(prefix + "/{alias}/_changes", changes),
+        _route(prefix + "/{alias}/{id}", item),
     ]
 
 

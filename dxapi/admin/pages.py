@@ -14,11 +14,11 @@ Fed by ``sessions`` (who is asking) and ``bodies`` (the capped form); feeds ever
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -35,8 +35,10 @@ from dxapi.admin.sessions import (
 from dxapi.registry.model import EntityConfig
 from dxapi.registry.store import load_entities, save_entities
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 HERE = Path(__file__).resolve().parent
-TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -53,6 +55,14 @@ Handler = Callable[[Request, AdminUser], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+@functools.cache
+def _templates() -> Environment:
+    """Loaded at the first page, not at start-up: a worker that only serves the API never pays for jinja2."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
+
+
 def runtime(request: Request) -> Any:
     return request.app.state.runtime
 
@@ -63,7 +73,7 @@ def engine(request: Request) -> AsyncEngine:
 
 
 def render(request: Request, template: str, user: AdminUser | None, status: int = 200, **context: Any) -> Response:
-    html = TEMPLATES.get_template(template).render(user=user, nav=template.split(".")[0], **context)
+    html = _templates().get_template(template).render(user=user, nav=template.split(".")[0], **context)
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 

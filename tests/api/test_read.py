@@ -1206,7 +1206,17 @@ def test_repeated_query_parameter_is_2008(api: httpx.Client, params: list[tuple[
 
 @pytest.mark.parametrize(
     "path",
-    ["/nope", "/dynamic-entity", "/dynamic-entity/", "/dynamic-entity/products/1/x", "/health", "/health/live/x"],
+    [
+        "/nope",
+        "/dynamic-entity",
+        "/dynamic-entity/",
+        "/dynamic-entity/products/1/x",
+        "/dynamic-entity//1",
+        "/dynamic-entity/products/_changes/x",
+        "/dynamic-entityproducts",
+        "/health",
+        "/health/live/x",
+    ],
 )
 def test_unknown_path_is_007(api: httpx.Client, path: str) -> None:
     response = get(api, path, prefix="")
@@ -1228,13 +1238,30 @@ def test_trailing_slash_is_007_or_a_redirect_to_the_path_without_it(api: httpx.C
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("DELETE", "/health/live"), ("POST", "/health/ready"), ("PUT", "/health/live")]
+    ("method", "path"),
+    [
+        ("DELETE", "/health/live"),
+        ("POST", "/health/ready"),
+        ("PUT", "/health/live"),
+        # the data paths are matched by dxapi.routing before Starlette's routes; a method they don't take still
+        # falls through to the same 405
+        ("POST", "/dynamic-entity/products/1"),
+        ("OPTIONS", "/dynamic-entity/products"),
+    ],
 )
 def test_method_not_allowed_is_2010(api: httpx.Client, method: str, path: str) -> None:
     response = api.request(method, path)
     assert_error(response, 405, "2010", mentions=[method])
     for word in FORBIDDEN_IN_BODY:
         assert word not in response.text
+
+
+def test_head_answers_as_get_without_a_body(api: httpx.Client) -> None:
+    for path in ["/products", "/products/1"]:
+        got, head = get(api, path), api.head("/dynamic-entity" + path)
+        ok(got)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == got.headers["content-length"]
 
 
 def test_success_headers(api: httpx.Client) -> None:
