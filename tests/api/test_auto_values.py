@@ -308,6 +308,28 @@ def test_post_batch_with_nested_children_is_stamped_from_the_database_clock(av: 
     assert stored[0][0] == 0
 
 
+def test_a_plain_post_batch_into_a_filled_table_writes_each_row_once_with_one_stamp(av: Backend) -> None:
+    """Plain rows (no children): on PostgreSQL one `INSERT … SELECT unnest(…)` with the clock in its select
+    list. The rows already in the table must not multiply the batch."""
+    success(send(av.client, "POST", f"/{PARENTS}", [{"code": f"OLD{i}"} for i in range(5)]), 201)
+    count = sa.select(sa.func.count()).select_from(PARENT)
+    (before_count,) = av.sql(count)[0]
+    before = db_now(av)
+    saved = success(
+        send(av.client, "POST", f"/{PARENTS}", [{"code": f"NEW{i}", "name": f"n{i}"} for i in range(50)]), 201
+    )
+    after = db_now(av)
+    assert [p["code"] for p in saved] == [f"NEW{i}" for i in range(50)]
+    assert [p["id"] for p in saved] == sorted(p["id"] for p in saved)
+    assert av.sql(count)[0][0] == before_count + 50
+    for parent in saved:
+        assert parent["createdAt"] == parent["updatedAt"], parent
+        assert_between(parent["createdAt"], before, after)
+    if av.name == "postgresql":
+        assert len({p["createdAt"] for p in saved}) == 1
+    assert [get_one(av.client, PARENTS, p["id"]) for p in saved[::10]] == [strip_children(p) for p in saved[::10]]
+
+
 def test_post_of_one_item_without_a_body_value_fills_not_null_columns(av: Backend) -> None:
     """``created_at``/``updated_at`` are NOT NULL without a default: dxapi's values are what let it pass."""
     before = db_now(av)

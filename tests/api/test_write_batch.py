@@ -93,6 +93,21 @@ def test_transactional_batch_reports_every_error_of_every_item(seeded: WriteEnv)
     assert seeded.dump() == before
 
 
+def test_a_valid_batch_is_saved_once_in_request_order(seeded: WriteEnv) -> None:
+    """A plain batch (on PostgreSQL one array INSERT): every item once, the answer in request order with
+    growing keys, and the answer is what the table holds."""
+    batch = items()
+    batch[7]["price"] = None  # a null among the values of a column
+    data = success(seeded.post(PARENTS, batch), 201)
+    assert [d["code"] for d in data] == [b["code"] for b in batch]
+    ids = [d["id"] for d in data]
+    assert ids == sorted(ids) and len(set(ids)) == BATCH
+    assert seeded.count(PARENT) == SEEDED + BATCH
+    rows = {r["code"]: r for r in seeded.rows(PARENT, PARENT.c.code.like("B%"))}
+    assert data == [render(PARENTS, rows[d["code"]]) for d in data]
+    assert data[7]["price"] is None and data[8]["price"] == "8.50"
+
+
 @pytest.mark.parametrize("header", ["false", "0"])
 def test_per_item_batch_saves_every_good_item(seeded: WriteEnv, header: str) -> None:
     batch = items()
