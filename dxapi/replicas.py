@@ -101,8 +101,8 @@ class Replicas:
         """After a write of ``subject`` was answered: its reads wait for the primary's position now."""
         position = await self._position()
         written = self._written
-        written.pop(subject, None)
-        written[subject] = position
+        # Writes of one principal run concurrently: a later answer may carry an earlier position.
+        written[subject] = max(position, written.pop(subject, 0))
         if len(written) > PRINCIPALS_KEPT:
             del written[next(iter(written))]
 
@@ -120,8 +120,10 @@ class Replicas:
 
     async def _choose(self, subject: str) -> Replica | None:
         need = self._written.get(subject, 0)
-        if need == UNKNOWN:
-            need = self._written[subject] = await self._position()
+        if need == UNKNOWN:  # any position taken now is past every write answered before this read
+            position = await self._position()
+            current = self._written.get(subject, 0)
+            need = self._written[subject] = position if current == UNKNOWN else max(position, current)
         found = self._pick(need)
         if found is not None or need == 0 or need == UNKNOWN:
             return found
@@ -135,7 +137,7 @@ class Replicas:
                 async with asyncio.timeout(left):
                     await self._polled.wait()
             found = self._pick(need)
-        if found is not None and all(r.replayed >= need for r in self.replicas):
+        if found is not None and all(r.replayed >= self._written.get(subject, 0) for r in self.replicas):
             self._written.pop(subject, None)  # every replica is past it: it constrains nothing any more
         return found
 
