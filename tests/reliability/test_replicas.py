@@ -11,7 +11,6 @@ the new one once replay resumes. The primary answers every read that must not wa
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import threading
 import time
@@ -25,11 +24,9 @@ import httpx
 import orjson
 import pytest
 
-from dxapi.auth.principals import add_client
-from dxapi.db import create_engine
-from dxapi.registry.store import parse_import, save_entities
-from tests.conftest import ALL_SCOPES, _prepare, fetch_token, shop_config
+from tests.conftest import fetch_token
 from tests.reliability.cluster import Cluster, Session
+from tests.reliability.shopdb import shop_database
 from tests.reliability.standby import Standby
 from tests.reliability.traffic import Answer, call, log_lines, wait_until
 from tests.reload.processes import API, ServerProcess
@@ -63,41 +60,19 @@ class Replicated:
         assert wait_until(lambda: self.replica_state() == "in", timeout), self.replica_state()
 
 
-def _prepare_database(url: str) -> tuple[tuple[str, str], tuple[str, str]]:
-    """The demo shop with the products' change feed on; the writer's and the reader's client credentials."""
-
-    async def prepare() -> tuple[tuple[str, str], tuple[str, str]]:
-        writer = await _prepare(url)
-        engine = create_engine(url)
-        try:
-            products = next(e for e in shop_config() if e["tableAlias"] == "products")
-            products["definition"]["changeFeed"] = True
-            await save_entities(engine, parse_import([products]), actor="test", action="import")
-            reader = await add_client(engine, "reader", ALL_SCOPES)
-        finally:
-            await engine.dispose()
-        return writer, reader
-
-    return asyncio.run(prepare())
-
-
 @pytest.fixture(scope="module")
 def replicated(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]:
-    database = f"dxrep_{secrets.token_hex(3)}"
-    with Session(cluster.url("postgres")) as admin:
-        admin.execute(f"CREATE DATABASE {database}")
-    try:
-        writer_client, reader_client = _prepare_database(cluster.url(database))
+    with shop_database(cluster, "dxrep") as shop:
         standby = Standby.of(cluster)
         try:
             env = {
-                "DXAPI_READ_REPLICA_URLS": standby.url(database),
+                "DXAPI_READ_REPLICA_URLS": standby.url(shop.name),
                 "DXAPI_REPLICA_MAX_LAG": str(MAX_LAG),
                 "DXAPI_POOL_SIZE": "4",
             }
             directory: Path = tmp_path_factory.mktemp("replicas")
             secret = secrets.token_urlsafe(48)
-            server = ServerProcess("replicas", cluster.url(database), secret, directory, env=env, forked=True)
+            server = ServerProcess("replicas", shop.url, secret, directory, env=env, forked=True)
             try:
                 server.wait_ready()
                 clients = [
@@ -106,19 +81,16 @@ def replicated(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
                         headers={"Authorization": f"Bearer {fetch_token(server.base_url, *credentials)}"},
                         timeout=30,
                     )
-                    for credentials in (writer_client, reader_client)
+                    for credentials in (shop.writer, shop.reader)
                 ]
-                with Session(cluster.url(database)) as primary:
-                    yield Replicated(primary, standby, database, server, *clients)
+                with Session(shop.url) as primary:
+                    yield Replicated(primary, standby, shop.name, server, *clients)
                 for http in clients:
                     http.close()
             finally:
                 server.stop()
         finally:
             standby.drop()
-    finally:
-        with Session(cluster.url("postgres")) as admin:
-            admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
 
 
 @pytest.fixture
