@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -340,6 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # the settings: every problem, named by its variable
+        for problem in exc.errors():
+            where = "".join(f"DXAPI_{str(part).upper()}: " for part in problem["loc"][:1])
+            print(f"error: {where}{problem['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 1
     except (CommandError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
