@@ -343,9 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 1
     except ValidationError as exc:  # the settings: every problem, named by its variable
-        for problem in exc.errors():
-            where = "".join(f"DXAPI_{str(part).upper()}: " for part in problem["loc"][:1])
-            print(f"error: {where}{problem['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        for refused in exc.errors():
+            where = "".join(f"DXAPI_{str(part).upper()}: " for part in refused["loc"][:1])
+            print(f"error: {where}{refused['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 1
     except (CommandError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -10,7 +10,7 @@ configuration loads, principal checks and LISTEN.
   its replay position (one cheap query each, never one per read). A replica is in while it answers, is a
   standby and lags at most ``DXAPI_REPLICA_MAX_LAG``: the lag is how long ago the primary was first seen past
   the position the replica has replayed (0 when it has replayed all the primary had), so an idle primary
-  shows no lag. A replica that fails a poll, or a read, is out until a poll finds it well again.
+  shows no lag. A replica that fails a poll is out until a poll finds it well again.
 * **Read-your-writes.** After a principal's write the primary's WAL insert position is taken (a query after the
   commit: one read inside the write would precede the commit record, which a replica may still be holding
   back) and kept per principal, per worker (at most ``PRINCIPALS_KEPT``, the oldest forgotten first). That
@@ -18,7 +18,7 @@ configuration loads, principal checks and LISTEN.
   ``DXAPI_REPLICA_WAIT``, then the primary answers. Other principals read from any replica in.
 * **Failover.** A read that finds its replica unreachable (after the read path's own retry on a fresh
   connection) is answered by the primary; so is one a replica refused for a conflict with its recovery (40001)
-  or for want of a free connection. A read is always safe to repeat.
+  or for want of a free connection. A read is always safe to repeat. Only the poll takes a replica out.
 """
 
 from __future__ import annotations
@@ -92,8 +92,8 @@ class Replicas:
             code = exc.items[0].code if exc.items else None
             if code not in RETRIED_CODES:
                 raise
-            if code == errors.DATABASE_UNAVAILABLE.code:
-                self._take_out(replica, "a read could not reach it")
+            # Not taken out here: a pooled connection that died with a restart fails a read too, and the poll
+            # tells a dead replica from that within a round.
             log.info("replica %s could not answer a read (%s); the primary answers it", replica.name, code)
             return await run(self.primary_reader, self.primary_pool)
 
