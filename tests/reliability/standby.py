@@ -67,6 +67,20 @@ class Standby(Cluster):
             session.execute(f"ALTER SYSTEM SET {setting} = '{value}'")
             session.execute("SELECT pg_reload_conf()")
 
+    @property
+    def log_path(self) -> Path:
+        return Path(f"/var/log/postgresql/postgresql-{self.version}-{self.name}.log")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def logged_statements(self, since: int, containing: str) -> int:
+        """Statements the standby logged (``log_statement = 'all'``) after byte ``since`` of its log."""
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        return sum(1 for line in lines if "execute" in line and containing in line)
+
     def kill(self) -> None:
         """SIGKILL to the postmaster by its PID, then until it and its children are gone (a start before that
         would find their shared memory attached, or the socket's lock file naming a live PID)."""
