@@ -137,8 +137,6 @@ class Replicas:
                 async with asyncio.timeout(left):
                     await self._polled.wait()
             found = self._pick(need)
-        if found is not None and all(r.replayed >= self._written.get(subject, 0) for r in self.replicas):
-            self._written.pop(subject, None)  # every replica is past it: it constrains nothing any more
         return found
 
     def _pick(self, need: int) -> Replica | None:
