@@ -10,7 +10,8 @@ configuration loads, principal checks and LISTEN.
   its replay position (one cheap query each, never one per read). A replica is in while it answers, is a
   standby and lags at most ``DXAPI_REPLICA_MAX_LAG``: the lag is how long ago the primary was first seen past
   the position the replica has replayed (0 when it has replayed all the primary had), so an idle primary
-  shows no lag. A replica that fails a poll is out until a poll finds it well again.
+  shows no lag; a replica behind the oldest position the worker saw is out (at start-up: until it gets
+  there). A replica that fails a poll is out until a poll finds it well again.
 * **Read-your-writes.** After a principal's write the primary's WAL insert position is taken (a query after the
   commit: one read inside the write would precede the commit record, which a replica may still be holding
   back) and kept per principal, per worker (at most ``PRINCIPALS_KEPT``, the oldest forgotten first). That
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -215,7 +217,8 @@ class Replicas:
         replica.replayed = int(replayed)
         lag = self._lag(replica.replayed)
         if lag > self.max_lag:
-            self._take_out(replica, f"{lag:.1f} s behind the primary")
+            behind = "behind the primary" if lag == math.inf else f"{lag:.1f} s behind the primary"
+            self._take_out(replica, behind)
             return
         if not replica.healthy:
             log.info("replica %s in: answering reads", replica.name)
@@ -223,10 +226,11 @@ class Replicas:
         replica.problem = ""
 
     def _lag(self, replayed: int) -> float:
-        """Seconds since the primary was first seen past ``replayed`` (0: nothing seen beyond it)."""
-        for seen, position in self._samples:
+        """Seconds since the primary was first seen past ``replayed`` (0: nothing seen beyond it); infinite
+        when even the oldest position seen is beyond it, as for a replica far behind when the worker starts."""
+        for at, (seen, position) in enumerate(self._samples):
             if position > replayed:
-                return asyncio.get_running_loop().time() - seen
+                return math.inf if at == 0 else asyncio.get_running_loop().time() - seen
         return 0.0
 
 
