@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,19 +45,20 @@ class Replicated:
     server: ServerProcess
     writer: httpx.Client
     reader: httpx.Client
+    start: Callable[[str], ServerProcess]  # another server of the same shop, replica and signing secret
 
     def standby_session(self) -> Session:
         return self.standby.session(self.database)
 
-    def replica_state(self) -> str:
+    def replica_state(self, http: httpx.Client | None = None) -> str:
         """What readiness tells an operator about the replica: ``in``, or why it is out."""
-        document = self.writer.get("/health/ready").json()
+        document = (http or self.writer).get("/health/ready").json()
         states = list(document["replicas"].values())
         assert len(states) == 1, document
         return str(states[0])
 
-    def wait_replica_in(self, timeout: float = 30) -> None:
-        assert wait_until(lambda: self.replica_state() == "in", timeout), self.replica_state()
+    def wait_replica_in(self, timeout: float = 30, http: httpx.Client | None = None) -> None:
+        assert wait_until(lambda: self.replica_state(http) == "in", timeout), self.replica_state(http)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,11 @@ def replicated(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
             }
             directory: Path = tmp_path_factory.mktemp("replicas")
             secret = secrets.token_urlsafe(48)
-            server = ServerProcess("replicas", shop.url, secret, directory, env=env, forked=True)
+
+            def start(name: str) -> ServerProcess:
+                return ServerProcess(name, shop.url, secret, directory, env=env, forked=True)
+
+            server = start("replicas")
             try:
                 server.wait_ready()
                 clients = [
@@ -84,7 +89,7 @@ def replicated(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> It
                     for credentials in (shop.writer, shop.reader)
                 ]
                 with Session(shop.url) as primary:
-                    yield Replicated(primary, standby, shop.name, server, *clients)
+                    yield Replicated(primary, standby, shop.name, server, *clients, start)
                 for http in clients:
                     http.close()
             finally:
@@ -182,6 +187,35 @@ def test_a_replica_lagging_beyond_the_bound_is_taken_out_until_it_catches_up(env
             standby.execute("SELECT pg_wal_replay_resume()")
     env.wait_replica_in(10)
     replica_answers(env)
+
+
+def test_a_worker_starting_beside_a_lagging_replica_reads_the_primary_until_it_catches_up(env: Replicated) -> None:
+    marker = f"late {secrets.token_hex(4)}"
+    with env.standby_session() as standby:
+        standby.execute("SELECT pg_wal_replay_pause()")
+        resumed = False
+        try:
+            env.primary.execute("UPDATE shop_product SET name = $1 WHERE id_product = $2", marker, PROOF_ID)
+            late = env.start("late")
+            try:
+                late.wait_ready()
+                as_writer = {"Authorization": env.writer.headers["Authorization"]}
+                as_reader = {"Authorization": env.reader.headers["Authorization"]}
+                with (
+                    httpx.Client(base_url=late.base_url, headers=as_writer, timeout=30) as writer,
+                    httpx.Client(base_url=late.base_url, headers=as_reader, timeout=30) as reader,
+                ):
+                    # Behind every position the new worker has seen (by how much is unknown): out.
+                    assert env.replica_state(writer) == "behind the primary"
+                    assert name_of(reader, PROOF_ID) == marker
+                    standby.execute("SELECT pg_wal_replay_resume()")
+                    resumed = True
+                    env.wait_replica_in(10, writer)
+            finally:
+                late.stop()
+        finally:
+            if not resumed:
+                standby.execute("SELECT pg_wal_replay_resume()")
 
 
 class Readers:
