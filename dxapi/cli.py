@@ -58,7 +58,7 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         await ensure_schema(engine)
         async with engine.begin() as conn:
@@ -86,7 +86,7 @@ async def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         return await work(engine)
     finally:
@@ -149,7 +149,7 @@ async def cmd_config_import(settings: Settings, args: argparse.Namespace) -> int
     except orjson.JSONDecodeError as exc:
         raise CommandError(f"{path} is not valid JSON: {exc}") from None
     configs, problems = parse_import_leniently(document)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         if problems:  # report the database problems of the other entries too, then stop untouched
             await check_change(engine, configs, settings.deny_tables, problems)
@@ -162,7 +162,7 @@ async def cmd_config_import(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_config_export(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         document = await export_entities(engine)
     finally:
@@ -176,7 +176,7 @@ async def cmd_config_export(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         async with engine.connect() as conn:
             configs, broken = await load_entities(conn)

@@ -10,7 +10,10 @@ reload within a second.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -167,3 +170,22 @@ def test_the_lock_timeout_holds_on_whichever_server_connection(pooled: Pooled) -
     # client's own bound, past the statement timeout of 10 s.
     assert response.status_code == 409 and error_code(response) == "3005", response.text
     assert took < 4, took
+
+
+def test_the_command_line_works_through_pgbouncer(pooled: Pooled, tmp_path: Path) -> None:
+    """``config export``, ``import`` and ``check`` with ``DXAPI_PGBOUNCER``: several transactions on whichever
+    server connections, the same statements again and again."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DXAPI_")}
+    environment["DXAPI_PGBOUNCER"] = "true"
+    exported = tmp_path / "configuration.json"
+
+    def dxapi(*arguments: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dxapi.cli", "--database-url", pooled.bouncer.url(), *arguments]
+        done = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120, check=False)
+        assert done.returncode == 0, f"{arguments}: {done.stdout}{done.stderr}"
+        return done
+
+    dxapi("config", "export", "--output", str(exported))
+    assert "products" in exported.read_text()
+    assert "imported" in dxapi("config", "import", str(exported)).stdout
+    assert "no problems" in dxapi("config", "check").stdout
