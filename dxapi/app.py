@@ -34,6 +34,7 @@ from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
 from dxapi.logs import flush_summaries
 from dxapi.registry.reload import CLOSE_WITHIN_SECONDS, Registry
+from dxapi.replicas import open_replicas
 from dxapi.responses import render_errors, render_json
 from dxapi.routing import DataRouter
 from dxapi.settings import Settings
@@ -188,8 +189,13 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         timeouts = Timeouts.of(settings)
+        pgbouncer = settings.pgbouncer
         engine = create_engine(
-            settings.database_url, pool_size=settings.pool_size, pool_timeout=settings.pool_timeout, timeouts=timeouts
+            settings.database_url,
+            pool_size=settings.pool_size,
+            pool_timeout=settings.pool_timeout,
+            timeouts=timeouts,
+            pgbouncer=pgbouncer,
         )
         # Readiness, configuration reloads and principal checks have connections of their own: a request pool
         # busy with slow requests (or waiting on a lock) must not make the worker look dead or stale.
@@ -198,21 +204,39 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             pool_size=settings.control_pool_size,
             pool_timeout=settings.pool_timeout,
             timeouts=timeouts,
+            pgbouncer=pgbouncer,
         )
-        registry = Registry(reader(control), interval=settings.reload_interval, deny=settings.deny_tables)
+        registry = Registry(
+            reader(control, pgbouncer=pgbouncer),
+            interval=settings.reload_interval,
+            deny=settings.deny_tables,
+            listen_url=settings.listen_url or (None if pgbouncer else settings.database_url),
+        )
         await registry.load_first()
-        driver_pool = await create_driver_pool(
-            settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout, timeouts=timeouts
+        # Behind PgBouncer every statement goes through SQLAlchemy's pool, in a transaction carrying the bounds.
+        driver_pool = None
+        if not pgbouncer:
+            driver_pool = await create_driver_pool(
+                settings.database_url, size=settings.pool_size, timeout=settings.pool_timeout, timeouts=timeouts
+            )
+        replicas = await open_replicas(
+            settings,
+            timeouts,
+            primary_reader=reader(engine, pgbouncer=pgbouncer),
+            primary_pool=driver_pool,
+            control=reader(control, pgbouncer=pgbouncer),
+            writer=writer(engine),
         )
         app.state.runtime = endpoints.Runtime(
             settings,
             writer(engine),
-            reader(engine),
+            reader(engine, pgbouncer=pgbouncer),
             registry,
             driver_pool,
-            Authenticator(reader(control), keys, settings),
+            Authenticator(reader(control, pgbouncer=pgbouncer), keys, settings),
             TokenService(writer(engine), keys, settings),
-            reader(control),
+            reader(control, pgbouncer=pgbouncer),
+            replicas,
         )
         registry.start()
         stop_pruning = asyncio.Event()
@@ -236,6 +260,8 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(pruning, timeout=CLOSE_WITHIN_SECONDS)
             await registry.close()
+            if replicas is not None:
+                await replicas.close()
             if driver_pool is not None:
                 await driver_pool.close()
             await engine.dispose()

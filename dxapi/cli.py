@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -57,7 +58,7 @@ def _run(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         await ensure_schema(engine)
         async with engine.begin() as conn:
@@ -85,7 +86,7 @@ async def cmd_openapi(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[Any]]) -> Any:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         return await work(engine)
     finally:
@@ -148,7 +149,7 @@ async def cmd_config_import(settings: Settings, args: argparse.Namespace) -> int
     except orjson.JSONDecodeError as exc:
         raise CommandError(f"{path} is not valid JSON: {exc}") from None
     configs, problems = parse_import_leniently(document)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         if problems:  # report the database problems of the other entries too, then stop untouched
             await check_change(engine, configs, settings.deny_tables, problems)
@@ -161,7 +162,7 @@ async def cmd_config_import(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_config_export(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         document = await export_entities(engine)
     finally:
@@ -175,7 +176,7 @@ async def cmd_config_export(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pgbouncer=settings.pgbouncer)
     try:
         async with engine.connect() as conn:
             configs, broken = await load_entities(conn)
@@ -340,6 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # the settings: every problem, named by its variable
+        for refused in exc.errors():
+            where = "".join(f"DXAPI_{str(part).upper()}: " for part in refused["loc"][:1])
+            print(f"error: {where}{refused['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 1
     except (CommandError, ValueError) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)

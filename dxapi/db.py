@@ -70,11 +70,19 @@ UNBOUNDED = Timeouts(statement=None, lock=None)
 
 
 def create_engine(
-    url: str | URL, *, pool_size: int = 10, pool_timeout: float = 3.0, timeouts: Timeouts = UNBOUNDED
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    pool_timeout: float = 3.0,
+    timeouts: Timeouts = UNBOUNDED,
+    pgbouncer: bool = False,
 ) -> AsyncEngine:
+    """``pgbouncer``: ``url`` names a PgBouncer in transaction mode (PostgreSQL; see ``_pgbouncer_args``)."""
     target = async_url(url)
     backend = target.get_backend_name()
-    options: dict[str, Any] = {"connect_args": _connect_args(backend, timeouts)}
+    pooled = pgbouncer and backend == "postgresql"
+    connect_args = _pgbouncer_args(timeouts) if pooled else _connect_args(backend, timeouts)
+    options: dict[str, Any] = {"connect_args": connect_args}
     if backend == "sqlite":
         # A file database is cheap to open and aiosqlite runs one thread per connection; NullPool avoids
         # holding idle threads and keeps writers from starving each other on the file lock.
@@ -91,6 +99,8 @@ def create_engine(
     # it could not tell from JSON text: "[1, 2]" stored as a string would be answered as a list.
     engine = create_async_engine(target, json_deserializer=_json_text, **options)
     _install_session_settings(engine, backend, timeouts)
+    if pooled:
+        _limit_each_transaction(engine, timeouts)
     return engine
 
 
@@ -116,6 +126,34 @@ def _pg_limits(timeouts: Timeouts) -> dict[str, Any]:
     if timeouts.statement is not None:
         found["command_timeout"] = timeouts.statement + CLIENT_MARGIN
     return found
+
+
+def _pgbouncer_args(timeouts: Timeouts) -> dict[str, Any]:
+    """asyncpg behind PgBouncer in transaction mode, where consecutive transactions of one client connection
+    may run on different server connections (Debian's PgBouncer 1.18 tracks no prepared statements).
+
+    No statement is kept prepared, neither by asyncpg nor by SQLAlchemy's dialect: asyncpg then parses every
+    statement as the unnamed one, sent again with its execution, so nothing is left behind on a server
+    connection that another client would meet. No ``server_settings``: PgBouncer refuses unknown startup
+    parameters, and would not carry them to the server connections it hands out anyway; the bounds are set
+    per transaction instead (``_limit_each_transaction``). The client's own bound stays."""
+    found: dict[str, Any] = {"timeout": timeouts.connect, "statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    if timeouts.statement is not None:
+        found["command_timeout"] = timeouts.statement + CLIENT_MARGIN
+    return found
+
+
+def _limit_each_transaction(engine: AsyncEngine, timeouts: Timeouts) -> None:
+    """Behind PgBouncer: the statement and lock bounds as ``SET LOCAL`` at the start of every transaction (one
+    statement for both), so they hold on whichever server connection the transaction runs."""
+    settings = _pg_limits(timeouts).get("server_settings", {})
+    if not settings:
+        return
+    statement = "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings.items())
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _set_local(conn: Any) -> None:
+        conn.exec_driver_sql(statement)
 
 
 async def drop_connection(conn: AsyncConnection) -> None:
@@ -212,14 +250,15 @@ async def _keep_session(connection: Any) -> None:
     (``RESET ALL; UNLISTEN *; …``, one more round trip per request) is skipped."""
 
 
-def reader(engine: AsyncEngine) -> AsyncEngine:
+def reader(engine: AsyncEngine, *, pgbouncer: bool = False) -> AsyncEngine:
     """The same pool for reads without BEGIN/ROLLBACK round trips around every SELECT.
 
     At READ COMMITTED (the default of PostgreSQL) each statement sees its own snapshot inside a transaction
     too, so autocommit changes nothing a reader could notice. MariaDB keeps transactions: switching
-    autocommit there costs a round trip of its own, and SQLite sends its own BEGIN (see below).
+    autocommit there costs a round trip of its own, and SQLite sends its own BEGIN (see below). Behind
+    PgBouncer reads keep their transactions too: the timeouts are set at their start (``_limit_each_transaction``).
     """
-    if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql" and not pgbouncer:
         return engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
 

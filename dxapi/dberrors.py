@@ -293,7 +293,7 @@ def _asyncpg_errors() -> tuple[type[Exception], ...]:
     # Looked up only when an exception passes; a process that never loaded asyncpg (SQLite, MariaDB) cannot
     # have met one, and need not import it.
     driver = sys.modules.get("asyncpg")
-    return () if driver is None else (driver.PostgresError, driver.InterfaceError)
+    return () if driver is None else (driver.PostgresError, driver.InterfaceError, driver.InternalClientError)
 
 
 def _from_asyncpg(exc: BaseException) -> Exception:
@@ -301,7 +301,8 @@ def _from_asyncpg(exc: BaseException) -> Exception:
     if isinstance(exc, driver.DataError):  # a value the driver cannot encode: a planning bug, never the client's
         log.error("read parameters rejected by the driver: %s", exc, exc_info=True)
         return errors.INTERNAL_ERROR.error()
-    if isinstance(exc, driver.InterfaceError):  # "connection is closed" and the like
+    # "connection is closed" and the like; a reply cut off mid-message when the server died under the read
+    if isinstance(exc, (driver.InterfaceError, driver.InternalClientError)):
         return StaleConnection(str(exc))
     problem = classify_postgresql(str(getattr(exc, "sqlstate", "")), exc)
     if problem.kind == UNAVAILABLE:  # class 08 (connection), 57P (shutdown): the connection is gone

@@ -9,6 +9,7 @@ No business logic lives here; every stage raises a catalogued ``ApiError`` that 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import orjson
@@ -36,6 +37,7 @@ from dxapi.plan.write import answer_row, build_write_plan, child_aliases
 from dxapi.preconditions import Precondition, not_modified, request_precondition, row_tag
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import Snapshot
+from dxapi.replicas import Read, Replicas, T
 from dxapi.request.accept import JSON, parse_accept
 from dxapi.request.body import is_transactional, parse_write_request, read_body
 from dxapi.request.changes import parse_changes_request
@@ -64,6 +66,7 @@ class Runtime:
     auth: Authenticator
     tokens: TokenService
     control: AsyncEngine  # a small pool of its own: readiness, configuration reloads, principal checks
+    replicas: Replicas | None = None  # DXAPI_READ_REPLICA_URLS: where reads may go instead (replicas.py)
     # Rendered OpenAPI documents by scope set, each with the snapshot it shows (see openapi_document).
     openapi: dict[frozenset[str], tuple[Snapshot, bytes]] = field(default_factory=dict)
 
@@ -71,6 +74,14 @@ class Runtime:
 def runtime(request: Request) -> Runtime:
     found: Runtime = request.app.state.runtime
     return found
+
+
+def _read(rt: Runtime, principal: Principal, run: Read[T]) -> Awaitable[T]:
+    """A read on the primary's reader and driver pool, or on a replica's (``replicas.Replicas.read``). Not a
+    coroutine itself: without replicas the read costs no frame more."""
+    if rt.replicas is None:
+        return run(rt.reader, rt.driver_pool)
+    return rt.replicas.read(principal.subject, run)
 
 
 async def authenticate(request: Request, rt: Runtime) -> Principal:
@@ -111,10 +122,10 @@ async def read_collection(request: Request) -> Response:
     if media_type != JSON:
         refuse_export_parameters(read, media_type)
         plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows, export=True)
-        return await start_export(rt.reader, plan, rt.driver_pool, media_type)
+        return await _read(rt, principal, lambda reader, pool: start_export(reader, plan, pool, media_type))
     count = parse_prefer_count(request.headers.getlist("prefer"))
     plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows, count=count)
-    page = await execute_page(rt.reader, plan, rt.driver_pool)
+    page = await _read(rt, principal, lambda reader, pool: execute_page(reader, plan, pool))
     if plan.cursor is None and page.total is None:
         return render_json({"data": page.items})
     document: dict[str, object] = {"data": page.items}
@@ -150,7 +161,7 @@ async def read_item(request: Request) -> Response:
         snapshot, entity, read, rt.settings, allows=principal.allows, identifier=request.path_params["id"]
     )
     precondition = request_precondition(request.headers)
-    page = await execute_page(rt.reader, plan, rt.driver_pool)
+    page = await _read(rt, principal, lambda reader, pool: execute_page(reader, plan, pool))
     if page.last is None:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
     # The whole row's tag, also under fields[...]: the one a conditional write compares with.
@@ -171,7 +182,7 @@ async def read_changes(request: Request) -> Response:
     since, limit = parse_changes_request(
         request.query_params.multi_items(), rt.settings.default_page_limit, rt.settings.max_page_limit
     )
-    page = await changes_page(rt.reader, entity, since, limit)
+    page = await _read(rt, principal, lambda reader, _pool: changes_page(reader, entity, since, limit))
     # Nothing handed out yet more is committed: held back behind a running transaction (or, on MariaDB, the
     # newest second). Asking again at once would only spin.
     wait = {"Retry-After": "1"} if page.has_more and not page.data else None
@@ -222,7 +233,10 @@ async def _write(request: Request, method: str) -> Response:
             return render_errors(errors.ApiError(list(outcome.errors)))
         return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
 
-    return await answered(rt.engine, keeper, lambda: execute_write(rt.engine, plan, rt.driver_pool, keeper), answer)
+    response = await answered(rt.engine, keeper, lambda: execute_write(rt.engine, plan, rt.driver_pool, keeper), answer)
+    if rt.replicas is not None and response.status_code < 400:  # its principal's reads now wait for it
+        await rt.replicas.wrote(principal.subject)
+    return response
 
 
 def _precondition(request: Request, url_key: str | None) -> Precondition | None:
@@ -262,7 +276,7 @@ async def delete_item(request: Request) -> Response:
     precondition = request_precondition(request.headers)
     keeper = keeper_for(request, principal.subject, b"")
     plan = build_delete_by_key(entity, request.path_params["id"], rt.settings, precondition)
-    return await _delete(rt, plan, nameable_child(snapshot, entity, principal.allows), keeper)
+    return await _delete(rt, principal, plan, nameable_child(snapshot, entity, principal.allows), keeper)
 
 
 async def delete_collection(request: Request) -> Response:
@@ -275,13 +289,18 @@ async def delete_collection(request: Request) -> Response:
     _precondition(request, None)
     keeper = keeper_for(request, principal.subject, b"")
     plan = build_delete_by_filter(snapshot, entity, read, rt.settings, principal.allows)
-    return await _delete(rt, plan, nameable_child(snapshot, entity, principal.allows), keeper)
+    return await _delete(rt, principal, plan, nameable_child(snapshot, entity, principal.allows), keeper)
 
 
-async def _delete(rt: Runtime, plan: DeletePlan, child_alias: ChildAlias, keeper: Keeper | None) -> Response:
-    return await answered(
+async def _delete(
+    rt: Runtime, principal: Principal, plan: DeletePlan, child_alias: ChildAlias, keeper: Keeper | None
+) -> Response:
+    response = await answered(
         rt.engine,
         keeper,
         lambda: execute_delete(rt.engine, plan, child_alias, keeper),
         lambda _: Response(status_code=204, headers=BASE_HEADERS),
     )
+    if rt.replicas is not None and response.status_code < 400:
+        await rt.replicas.wrote(principal.subject)
+    return response

@@ -68,6 +68,8 @@ async def ready(request: Request) -> Response:
     }
     if operator is not None:
         document["listening"] = rt.registry.listening
+        if rt.replicas is not None:  # out is no problem of readiness: the primary answers their reads
+            document["replicas"] = {r.name: r.problem or "in" for r in rt.replicas.replicas}
         document["problems"] = problems
         document["unavailableEntities"] = {
             alias: list(found)

@@ -179,13 +179,49 @@ class Settings(BaseSettings):
         description="Answers of at least this many bytes are sent gzip-compressed to a client that accepts it "
         "(`Accept-Encoding: gzip`), streamed exports always; smaller ones as they are. 0: never compress.",
     )
+    read_replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="PostgreSQL only: comma-separated URLs of streaming replicas that answer reads (pages, rows, "
+        "includes, exports, the change feed), in turn among the healthy ones; writes and everything inside them "
+        "stay on `DXAPI_DATABASE_URL`. Empty: every read goes to the primary.",
+    )
+    replica_wait: float = Field(
+        0.5,
+        ge=0,
+        description="Seconds a read waits for a replica to replay its principal's last write (read-your-writes, "
+        "tracked per worker) before the primary answers it instead.",
+    )
+    replica_max_lag: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a replica may fall behind the primary (since the primary's WAL was first seen past "
+        "what the replica has replayed, both polled every 0.1 s) before it is taken out; it returns when it "
+        "catches up.",
+    )
+    pgbouncer: bool = Field(
+        False,
+        description="PostgreSQL only: the database URLs name a PgBouncer in transaction mode. Statements are not "
+        "kept prepared, the timeouts are set per transaction (`SET LOCAL`), and the configuration listener needs "
+        "`DXAPI_LISTEN_URL` (else changes arrive by polling).",
+    )
+    listen_url: str | None = Field(
+        None,
+        description="PostgreSQL only: a direct URL of the primary used for nothing but `LISTEN` (configuration "
+        "changes wake workers at once). Unset: `DXAPI_DATABASE_URL`, or polling only with `DXAPI_PGBOUNCER`.",
+    )
     host: str = Field("127.0.0.1", description="Address `dxapi serve` binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port `dxapi serve` listens on.")
     workers: int = Field(1, ge=1, description="Worker processes started by `dxapi serve`.")
     log_level: str = Field("info", description="Log level of the server (`debug`, `info`, `warning`, …).")
 
     @field_validator(
-        "deny_tables", "jwt_previous_secrets", "jwt_public_key_files", "trusted_proxies", "cors_origins", mode="before"
+        "deny_tables",
+        "jwt_previous_secrets",
+        "jwt_public_key_files",
+        "trusted_proxies",
+        "cors_origins",
+        "read_replica_urls",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -197,4 +233,28 @@ class Settings(BaseSettings):
     def _check_limits(self) -> Settings:
         if self.default_page_limit > self.max_page_limit:
             raise ValueError("DXAPI_DEFAULT_PAGE_LIMIT must not exceed DXAPI_MAX_PAGE_LIMIT")
+        self._check_postgresql_only()
         return self
+
+    def _check_postgresql_only(self) -> None:
+        """Replicas, PgBouncer and the listener are PostgreSQL's: refused at start-up on the other backends."""
+        on_postgresql = _is_postgresql(self.database_url)
+        wanted = [
+            name
+            for name, value in (
+                ("DXAPI_READ_REPLICA_URLS", self.read_replica_urls),
+                ("DXAPI_PGBOUNCER", self.pgbouncer),
+                ("DXAPI_LISTEN_URL", self.listen_url),
+            )
+            if value
+        ]
+        if wanted and not on_postgresql:
+            raise ValueError(f"{', '.join(wanted)}: PostgreSQL only, and DXAPI_DATABASE_URL is not a PostgreSQL URL")
+        for url in [*self.read_replica_urls, *([self.listen_url] if self.listen_url else [])]:
+            if not _is_postgresql(url):
+                raise ValueError("DXAPI_READ_REPLICA_URLS and DXAPI_LISTEN_URL take PostgreSQL URLs only")
+
+
+def _is_postgresql(url: str) -> bool:
+    """``postgresql://…`` or ``postgresql+driver://…``, read without parsing the rest."""
+    return url.split(":", 1)[0].split("+", 1)[0] == "postgresql"

@@ -161,8 +161,9 @@ class ChangePage:
 def read_changes(conn: Connection, entity: EntitySnapshot, since: str | None, limit: int) -> ChangePage:
     """One page of ``entity``'s feed after ``since`` (None: from the beginning; ``now``: the head, no data).
 
-    ``conn`` must be in autocommit mode: each statement sees what was committed when it began, so MariaDB's
-    horizon is taken before the page's snapshot (a writer that committed in between is seen, not skipped).
+    ``conn`` must be in autocommit mode (on PostgreSQL, READ COMMITTED does as well): each statement sees what
+    was committed when it began, so MariaDB's horizon is taken before the page's snapshot (a writer that
+    committed in between is seen, not skipped).
     """
     state = capture_state(conn, entity.table.name)
     if state is None or state.capture_version != CAPTURE_VERSION or state.key_column != entity.identifier.column.name:
@@ -273,7 +274,11 @@ def _head(conn: Connection, changes: Table, entity: EntitySnapshot, horizon: Any
 
 
 async def changes_page(engine: AsyncEngine, entity: EntitySnapshot, since: str | None, limit: int) -> ChangePage:
-    """:func:`read_changes` on its own autocommit connection, database failures catalogued (503 …)."""
+    """:func:`read_changes` on its own autocommit connection, database failures catalogued (503 …).
+
+    PostgreSQL keeps the engine's own mode: autocommit already (``db.reader``), or behind PgBouncer a READ
+    COMMITTED transaction, whose statements each see what was committed when they began all the same."""
     async with database_errors(), engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if conn.dialect.name != "postgresql":
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         return await conn.run_sync(lambda sync: read_changes(sync, entity, since, limit))

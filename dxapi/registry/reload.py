@@ -6,7 +6,8 @@ read (and one context-variable set, see below), nothing else on the hot path. In
 * checks ``dx_config_version`` every ``interval`` seconds (one cheap query; never two checks at a time), and
 * on PostgreSQL also LISTENs on ``dxapi_config``: ``store.save_entities`` sends a NOTIFY in the transaction
   that bumps the version, so workers wake at once. The listener reconnects with backoff and re-checks after
-  each reconnect, because notifications sent while it was away are lost.
+  each reconnect, because notifications sent while it was away are lost. It connects to ``DXAPI_LISTEN_URL``
+  (or the database URL): behind PgBouncer in transaction mode a LISTEN needs a direct connection.
 
 A wake-up waits a few milliseconds so that a burst of changes becomes one rebuild. Only when the version
 moved is the snapshot rebuilt (off the request path) and swapped in with a single assignment. A failed check
@@ -30,6 +31,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -56,8 +58,13 @@ RELOAD_FAILURES: tuple[type[Exception], ...] = (SQLAlchemyError, OSError, Config
 
 
 class Registry:
-    def __init__(self, engine: AsyncEngine, *, interval: float, deny: Iterable[str] = ()) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, interval: float, deny: Iterable[str] = (), listen_url: str | None = None
+    ) -> None:
+        """``listen_url``: the PostgreSQL server to LISTEN on, directly (never through PgBouncer in transaction
+        mode, which would hand the LISTEN to a server connection other clients share); None: polling only."""
         self._engine = engine
+        self._listen_url = listen_url
         self._interval = interval
         self._deny = tuple(deny)
         self._snapshot: Snapshot = EMPTY
@@ -124,7 +131,7 @@ class Registry:
 
     def start(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._poll()))
-        if self._engine.dialect.name == "postgresql":
+        if self._engine.dialect.name == "postgresql" and self._listen_url is not None:
             listener = asyncio.get_running_loop().create_task(self._listen())
             listener.add_done_callback(_listener_done)
             self._tasks.append(listener)
@@ -220,7 +227,8 @@ class Registry:
         # reply cut off mid-message (InternalClientError). Anything else is a bug and ends the listener (logged
         # by ``_listener_done``); polling goes on.
         lost = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-        url = self._engine.url
+        assert self._listen_url is not None
+        url = make_url(self._listen_url)
         delay = 0.5
         while True:
             connection = None
