@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import _free_port
+from tests.reload.processes import end_process
 
 BINARY = Path("/usr/sbin/pgbouncer")
 
@@ -97,11 +98,5 @@ class PgBouncer:
         return [line.split("|") for line in done.stdout.splitlines() if line]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        end_process(self.process)
         shutil.rmtree(self.directory, ignore_errors=True)

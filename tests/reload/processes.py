@@ -73,6 +73,17 @@ async def _prepare_bare(url: str) -> tuple[str, str]:
         await engine.dispose()
 
 
+def end_process(process: Any) -> None:
+    """SIGTERM to a process this test started, SIGKILL if it has not exited within 10 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
 class ServerProcess:
     """One ``dxapi serve --workers 1`` subprocess; its output goes to ``log_path``.
 
@@ -162,13 +173,7 @@ class ServerProcess:
 
         Fails the test if the server logged an error, unless the test is already failing for its own reason.
         """
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        end_process(self.process)
         errors = self.logged_errors()
         if errors and sys.exc_info()[0] is None:
             raise AssertionError(
