@@ -103,18 +103,14 @@ async def write_many(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> tup
     """The plan's inserts (see ``many_rows``) in one statement → the saved rows in item order; None when the
     database refused a row (nothing was written) or the columns' types have no array form."""
     entity = plan.entity
-    actions = [decision.action for decision in plan.decisions]
-    columns = tuple(actions[0].values) if actions[0] is not None else ()
+    rows = [decision.action.values for decision in plan.decisions if decision.action is not None]
+    columns = tuple(rows[0])
     statement = _many_statement(dialect, entity, columns)
     if statement is None:
         return None
-    arguments = [
-        [value if process is None or value is None else process(value) for value in values]
-        for values, process in zip(
-            ([action.values[name] for action in actions if action is not None] for name in columns),
-            statement.processors,
-            strict=True,
-        )
+    arguments = [  # one array per column
+        [row[name] if process is None or row[name] is None else process(row[name]) for row in rows]
+        for name, process in zip(columns, statement.processors, strict=True)
     ]
     with read_errors():
         async with pool.acquire() as connection:
