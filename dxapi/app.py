@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -33,11 +34,15 @@ from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
 from dxapi.logs import flush_summaries
+from dxapi.observe import Exchange, Observed, log_access
 from dxapi.registry.reload import CLOSE_WITHIN_SECONDS, Registry
 from dxapi.replicas import open_replicas
 from dxapi.responses import render_errors, render_json
 from dxapi.routing import DataRouter
 from dxapi.settings import Settings
+
+if TYPE_CHECKING:
+    from dxapi.metrics import Metrics
 
 log = logging.getLogger("dxapi")
 
@@ -95,16 +100,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
     keys = load_keys(settings)  # a bad key configuration stops the start, before any request
     prefix = settings.api_prefix.rstrip("/")
     collection, changes, item = (_by_method(table) for table in _data_endpoints())
+    metrics = _metrics(settings)
     router = DataRouter(
-        [*_api_routes(prefix, collection, changes, item), *_service_routes(keys), *admin_routes()],
+        [
+            *_api_routes(prefix, collection, changes, item),
+            *_service_routes(keys, settings, metrics),
+            *admin_routes(),
+        ],
         prefix=prefix,
         collection=collection,
         changes=changes,
         item=item,
-        lifespan=_lifespan(settings, keys),
+        lifespan=_lifespan(settings, keys, metrics),
     )
     app = Starlette(
-        middleware=_middleware(settings),
+        middleware=_middleware(settings, metrics),
         exception_handlers={
             errors.ApiError: _api_error,
             HTTPException: _http_error,
@@ -129,16 +139,48 @@ CORS_HEADERS = (
     "X-Is-Transactional",
     "Prefer",
     "X-Api-Key",
+    "X-Request-Id",
 )
-CORS_EXPOSED = ("ETag", "Idempotency-Replayed", "Preference-Applied", "Retry-After", "X-Dxapi-Error-Code", "Link")
+CORS_EXPOSED = (
+    "ETag",
+    "Idempotency-Replayed",
+    "Preference-Applied",
+    "Retry-After",
+    "X-Dxapi-Error-Code",
+    "Link",
+    "X-Request-Id",
+    "Server-Timing",
+)
 # zlib's default level: level 9 costs about twice the CPU for a body a percent or two smaller.
 GZIP_LEVEL = 6
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
-    """CORS outermost, so a preflight is answered before anything else runs and errors carry its headers too;
-    then compression of large answers (and of every streamed export) for clients that accept gzip."""
-    layers = []
+def _metrics(settings: Settings) -> Metrics | None:
+    if not settings.metrics:
+        return None
+    from dxapi.metrics import Metrics  # prometheus-client only where metrics are wanted
+
+    return Metrics()
+
+
+def _finished(settings: Settings, metrics: Metrics | None) -> Callable[[Exchange], None] | None:
+    """What ``Observed`` does with a finished request: the access log line, the metrics, both or neither."""
+    steps = [step for step in (settings.log_format == "json" and log_access, metrics and metrics.finished) if step]
+    if len(steps) < 2:
+        return steps[0] if steps else None
+
+    def both(exchange: Exchange) -> None:
+        for step in steps:
+            step(exchange)
+
+    return both
+
+
+def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]:
+    """Observation outermost (the request id and timings cover everything, a preflight included); then CORS,
+    so a preflight is answered before anything else runs and errors carry its headers too; then compression
+    of large answers (and of every streamed export) for clients that accept gzip."""
+    layers = [Middleware(Observed, finished=_finished(settings, metrics))]
     if settings.cors_origins:
         layers.append(
             Middleware(
@@ -182,7 +224,9 @@ def _accepts_gzip(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"accept-encoding" and b"gzip" in value for name, value in headers)
 
 
-def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, keys: SigningKeys, metrics: Metrics | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Start-up and shut-down: the engine, the registry (first load, background checks), the driver pool and
     the services every request reaches through ``endpoints.runtime``."""
 
@@ -250,11 +294,16 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
                 stop_pruning,
             )
         )
+        sampling = None
+        if metrics is not None:
+            sampling = asyncio.create_task(metrics.sample_forever(app.state.runtime, engine, control))
         # Everything built so far lives as long as the process; keep the collector from rescanning it.
         gc.freeze()
         try:
             yield
         finally:
+            if sampling is not None:
+                sampling.cancel()
             # A round in progress is let finish for a while (see Registry.close for why not cancel at once).
             stop_pruning.set()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -327,8 +376,9 @@ def _api_routes(
     ]
 
 
-def _service_routes(keys: SigningKeys) -> list[Route]:
-    """Outside the prefix: the token endpoint, the public keys, health."""
+def _service_routes(keys: SigningKeys, settings: Settings, metrics: Metrics | None) -> list[Route]:
+    """Outside the prefix: the token endpoint, the public keys, health, and the metrics unless they have a
+    port of their own."""
 
     async def token(request: Request) -> Response:
         return await endpoints.runtime(request).tokens.handle(request)
@@ -336,9 +386,13 @@ def _service_routes(keys: SigningKeys) -> list[Route]:
     async def jwks(request: Request) -> Response:
         return render_json({"keys": list(keys.public_jwks)})
 
-    return [
+    routes = [
         Route("/token", token, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
     ]
+    if metrics is not None and settings.metrics_port is None:
+        secret = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        routes.append(Route("/metrics", metrics.endpoint(secret), methods=["GET"]))
+    return routes

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dxapi import errors
+from dxapi import errors, observe
 from dxapi.auth.oauth import TokenService
 from dxapi.auth.principals import Authenticator, Principal
 from dxapi.db import DriverPool
@@ -86,7 +86,11 @@ def _read(rt: Runtime, principal: Principal, run: Read[T]) -> Awaitable[T]:
 
 async def authenticate(request: Request, rt: Runtime) -> Principal:
     address = request.client.host if request.client else "unknown"
-    return await rt.auth.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"), address)
+    principal = await rt.auth.authenticate(
+        request.headers.get("authorization"), request.headers.get("x-api-key"), address
+    )
+    observe.authenticated(principal.subject)
+    return principal
 
 
 OPENAPI_DOCUMENTS = 64  # distinct scope sets whose rendered document a worker keeps
@@ -117,6 +121,7 @@ async def read_collection(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
+    observe.entity(entity.alias)
     media_type = parse_accept(request.headers.get("accept"))
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     if media_type != JSON:
@@ -125,7 +130,9 @@ async def read_collection(request: Request) -> Response:
         return await _read(rt, principal, lambda reader, pool: start_export(reader, plan, pool, media_type))
     count = parse_prefer_count(request.headers.getlist("prefer"))
     plan = build_read_plan(snapshot, entity, read, rt.settings, allows=principal.allows, count=count)
+    observe.lap("plan")
     page = await _read(rt, principal, lambda reader, pool: execute_page(reader, plan, pool))
+    observe.read(len(page.items))
     if plan.cursor is None and page.total is None:
         return render_json({"data": page.items})
     document: dict[str, object] = {"data": page.items}
@@ -155,13 +162,16 @@ async def read_item(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
+    observe.entity(entity.alias)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     refuse_list_parameters(read, filters=True, include=False, where="on a single row")
     plan = build_read_plan(
         snapshot, entity, read, rt.settings, allows=principal.allows, identifier=request.path_params["id"]
     )
     precondition = request_precondition(request.headers)
+    observe.lap("plan")
     page = await _read(rt, principal, lambda reader, pool: execute_page(reader, plan, pool))
+    observe.read(len(page.items))
     if page.last is None:
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias)
     # The whole row's tag, also under fields[...]: the one a conditional write compares with.
@@ -177,12 +187,16 @@ async def read_changes(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
+    observe.entity(entity.alias)
     if not entity.config.change_feed:
         raise errors.CHANGES_NOT_ENABLED.error(alias=entity.alias)
     since, limit = parse_changes_request(
         request.query_params.multi_items(), rt.settings.default_page_limit, rt.settings.max_page_limit
     )
+    observe.lap("plan")
     page = await _read(rt, principal, lambda reader, _pool: changes_page(reader, entity, since, limit))
+    observe.read(len(page.data))
+    observe.feed_lag(page.lag)
     # Nothing handed out yet more is committed: held back behind a running transaction (or, on MariaDB, the
     # newest second). Asking again at once would only spin.
     wait = {"Retry-After": "1"} if page.has_more and not page.data else None
@@ -206,6 +220,7 @@ async def _write(request: Request, method: str) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, WRITE)
+    observe.entity(entity.alias)
     url_key: str | None = request.path_params.get("id")
     precondition = _precondition(request, url_key)
     body = await read_body(request, rt.settings.max_body_bytes)  # after the alias: an unknown one is 404 anyway
@@ -227,8 +242,10 @@ async def _write(request: Request, method: str) -> Response:
         allows=principal.allows,
         precondition=precondition,
     )
+    observe.lap("plan")
 
     def answer(outcome: WriteOutcome) -> Response:
+        observe.wrote(len(outcome.saved), len(write.items))
         if plan.transactional and outcome.errors:
             return render_errors(errors.ApiError(list(outcome.errors)))
         return _write_answer(snapshot, plan, outcome, principal, 201 if method == POST else 200)
@@ -273,6 +290,7 @@ async def delete_item(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = deletable_entity(snapshot, request.path_params["alias"], principal.allows)
+    observe.entity(entity.alias)
     precondition = request_precondition(request.headers)
     keeper = keeper_for(request, principal.subject, b"")
     plan = build_delete_by_key(entity, request.path_params["id"], rt.settings, precondition)
@@ -284,6 +302,7 @@ async def delete_collection(request: Request) -> Response:
     principal = await authenticate(request, rt)
     snapshot = rt.registry.current()
     entity = deletable_entity(snapshot, request.path_params["alias"], principal.allows)
+    observe.entity(entity.alias)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     refuse_list_parameters(read, filters=False, include=True, where="on DELETE")
     _precondition(request, None)
@@ -299,8 +318,13 @@ async def _delete(
         rt.engine,
         keeper,
         lambda: execute_delete(rt.engine, plan, child_alias, keeper),
-        lambda _: Response(status_code=204, headers=BASE_HEADERS),
+        _deleted,
     )
     if rt.replicas is not None and response.status_code < 400:
         await rt.replicas.wrote(principal.subject)
     return response
+
+
+def _deleted(_: None) -> Response:
+    observe.lap("db")
+    return Response(status_code=204, headers=BASE_HEADERS)

@@ -492,6 +492,12 @@ AUTHENTICATION_REQUIRED = _spec(
     "Authentication required: send `Authorization: Bearer <token>` or `X-Api-Key`.",
     "No credentials on a protected path.",
 )
+METRICS_TOKEN_REQUIRED = _spec(
+    "4011",
+    401,
+    "Metrics require `Authorization: Bearer <DXAPI_METRICS_TOKEN>`.",
+    "`GET /metrics` without the token `DXAPI_METRICS_TOKEN` names, or with another one.",
+)
 INSUFFICIENT_SCOPE = _spec(
     "4003",
     403,

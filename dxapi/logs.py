@@ -22,6 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import orjson
+
+from dxapi.observe import request_id
+
 WINDOW_SECONDS = 20.0
 MAX_KINDS = 512
 # Kinds are keyed and remembered by bounded text: a huge pre-formatted message must not make memory grow.
@@ -30,6 +34,7 @@ MAX_TEXT_CHARS = 2000
 # A loop timer may fire a hair before the window ends by our clock; never re-arm it for less than this.
 MIN_TIMER_SECONDS = 0.05
 SUMMARY_ATTR = "dxapi_summary"
+ACCESS_LOGGER = "dxapi.access"  # one record per request, each wanted: never collapsed
 SUMMARY_FORMAT = "%s (… %d more like this in the last %d s)"
 
 # `trace` is uvicorn's level below DEBUG; DXAPI_LOG_LEVEL is also handed to uvicorn, so accept its names.
@@ -58,8 +63,9 @@ def throttled(record: logging.LogRecord) -> bool:
 
     Never an ERROR or worse, nor anything carrying a traceback or stack: each may be a different bug, and the
     traceback is the part that tells them apart. Never DEBUG either: whoever turns it on asked for every line.
+    Never the access log: a line per request is what it is for.
     """
-    if record.levelno >= logging.ERROR or record.levelno <= logging.DEBUG:
+    if record.levelno >= logging.ERROR or record.levelno <= logging.DEBUG or record.name == ACCESS_LOGGER:
         return False
     return not (record.exc_info or record.exc_text or record.stack_info)
 
@@ -219,18 +225,59 @@ class Throttle(logging.Filter):
             self._emit(record)
 
 
+def _utc(record: logging.LogRecord) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
 class UtcFormatter(logging.Formatter):
-    """``LEVEL 2025-01-31T12:00:00.123Z logger: message``: the level first, UTC time, the logger's name."""
+    """``LEVEL 2025-01-31T12:00:00.123Z logger: message [request id]``: the level first, UTC time, the logger's
+    name; the id of the request the record was written for, if any."""
 
     def __init__(self) -> None:
         super().__init__("%(levelname)s %(asctime)s %(name)s: %(message)s")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        return _utc(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        found = getattr(record, "request_id", None)
+        return f"{line} [{found}]" if found else line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``DXAPI_LOG_FORMAT=json``): time, level, logger, message, request id, the
+    traceback if any, and an access record's fields (``observe.log_access``) at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _utc(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _text(record),
+        }
+        found = getattr(record, "request_id", None)
+        if found:
+            line["requestId"] = found
+        line.update(getattr(record, "access", None) or {})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return orjson.dumps(line, default=str).decode()
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the id of the request it was written for (``observe.request_id``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id()
+        return True
 
 
 class StderrHandler(logging.StreamHandler[TextIO]):
-    """dxapi's handler: UTC lines, a ``Throttle``, and ``sys.stderr`` looked up at each write.
+    """dxapi's handler: UTC lines (or JSON ones), a ``Throttle``, and ``sys.stderr`` looked up at each write.
 
     Looking the stream up late (as Python's last-resort handler does) keeps the handler writing to whatever
     ``sys.stderr`` is now — pytest swaps it per test — instead of a stream closed since.
@@ -242,11 +289,13 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         *,
         window: float = WINDOW_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        json: bool = False,
     ) -> None:
         super().__init__()
         self._fixed_stream = stream
-        self.setFormatter(UtcFormatter())
+        self.setFormatter(JsonFormatter() if json else UtcFormatter())
         self.throttle = Throttle(self.handle, window=window, clock=clock)
+        self.addFilter(RequestIdFilter())
         self.addFilter(self.throttle)
 
     @property
@@ -263,7 +312,7 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         super().close()
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     """Give the ``dxapi`` logger tree its stderr handler and ``level``; the root logger is left alone.
 
     Idempotent: a second call only changes the level. Records keep propagating to the root, so a handler
@@ -274,7 +323,7 @@ def configure_logging(level: str) -> None:
     logger.setLevel(parse_level(level))
     logger.propagate = True
     if not any(isinstance(handler, StderrHandler) for handler in logger.handlers):
-        logger.addHandler(StderrHandler())
+        logger.addHandler(StderrHandler(json=log_format == "json"))
 
 
 def flush_summaries() -> None:
@@ -289,19 +338,21 @@ def flush_summaries() -> None:
                 handler.throttle.drain()  # a handler shared by both loggers has nothing left the second time
 
 
-def uvicorn_log_config(level: str) -> dict[str, Any]:
+def uvicorn_log_config(level: str, log_format: str = "text") -> dict[str, Any]:
     """uvicorn's ``log_config`` for ``dxapi serve``: dxapi's and uvicorn's records share one ``StderrHandler``.
 
     uvicorn applies it with ``dictConfig`` in its own process and again in every worker it spawns, before it
     imports the app — the same as ``configure_logging`` plus uvicorn's loggers, whose per-connection warnings
-    ("Invalid HTTP request received.") are throttled and formatted like dxapi's lines. Access logs stay off.
+    ("Invalid HTTP request received.") are throttled and formatted like dxapi's lines. uvicorn's access log
+    stays off: dxapi writes its own (``dxapi.access``, with ``DXAPI_LOG_FORMAT=json``), which knows the
+    principal, the entity and the rows.
     Applying it again replaces the handlers of these loggers, so it never adds a second one.
     """
     number = parse_level(level)
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "handlers": {"stderr": {"()": "dxapi.logs.StderrHandler"}},
+        "handlers": {"stderr": {"()": "dxapi.logs.StderrHandler", "json": log_format == "json"}},
         "loggers": {
             "dxapi": {"handlers": ["stderr"], "level": number, "propagate": True},
             "uvicorn": {"handlers": ["stderr"], "level": number, "propagate": False},

@@ -1,6 +1,7 @@
 """Rendering: API values → bytes, with the headers every dxapi response carries.
 
-Success bodies are ``{"data": …}``; error bodies are the catalogue's JSON array (see ``errors``). The first
+Success bodies are ``{"data": …}``; error bodies are the catalogue's JSON array (see ``errors``), each item
+with the request's id. The first
 error code also goes into ``X-Dxapi-Error-Code`` so access logs show it without the body.
 """
 
@@ -14,6 +15,7 @@ import orjson
 from starlette.responses import Response
 
 from dxapi.errors import ApiError
+from dxapi.observe import request_id
 
 JSON = "application/json"
 # API answers are per caller and often carry data the next caller must not see from a shared cache.
@@ -39,5 +41,12 @@ def render_json(document: Any, status: int = 200, headers: Mapping[str, str] | N
 
 
 def render_errors(error: ApiError) -> Response:
+    """The error array; each item names the request (``requestId``) when one is being served, so a client's
+    bug report leads to the server's log lines."""
     headers = {**error.headers, "X-Dxapi-Error-Code": error.items[0].code}
-    return render_json([item.as_dict() for item in error.items], error.status, headers)
+    items = [item.as_dict() for item in error.items]
+    found = request_id()
+    if found is not None:
+        for item in items:
+            item["requestId"] = found
+    return render_json(items, error.status, headers)

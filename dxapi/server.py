@@ -27,8 +27,10 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 from asyncio import TimerHandle
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +53,49 @@ if TYPE_CHECKING:
 log = logging.getLogger("dxapi.server")
 
 APP = "dxapi.server:create_app"
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"  # dxapi.metrics' too; that module is imported only when needed
 EXIT_SLACK = 1.0  # seconds after the shutdown timeout for the cut requests to unwind before the worker ends
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def serve(settings: Settings, workers: int) -> None:
     """Run the server until it is stopped, the way ``uvicorn.run`` would, with dxapi's configuration."""
+    with _metrics_directory(settings), _metrics_port(settings):
+        _serve(settings, workers)
+
+
+@contextlib.contextmanager
+def _metrics_directory(settings: Settings) -> Iterator[None]:
+    """A fresh directory for the workers' metrics files (prometheus-client's multiprocess mode), made before
+    the workers start so that they inherit it, removed when the server ends. One the operator set is kept
+    (it is theirs to empty between runs)."""
+    if not settings.metrics or os.environ.get(MULTIPROC_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="dxapi-metrics-") as directory:
+        os.environ[MULTIPROC_DIR] = directory
+        try:
+            yield
+        finally:
+            os.environ.pop(MULTIPROC_DIR, None)
+
+
+@contextlib.contextmanager
+def _metrics_port(settings: Settings) -> Iterator[None]:
+    if not (settings.metrics and settings.metrics_port):
+        yield
+        return
+    from dxapi.metrics import serve_port  # after the directory is set: prometheus-client reads it at import
+
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    stop = serve_port(settings.host, settings.metrics_port, token)
+    try:
+        yield
+    finally:
+        stop()
+
+
+def _serve(settings: Settings, workers: int) -> None:
     config = ServerConfig(settings, workers)
     if workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
@@ -90,7 +129,7 @@ class ServerConfig(uvicorn.Config):
             log_level=settings.log_level,
             # dxapi's records and uvicorn's on one handler (dxapi.logs): levels, times, repeats summarised;
             # applied in every worker process before it imports the app.
-            log_config=uvicorn_log_config(settings.log_level),
+            log_config=uvicorn_log_config(settings.log_level, settings.log_format),
             access_log=False,
             proxy_headers=False,
             http=Protocol,

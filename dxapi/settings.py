@@ -6,7 +6,7 @@ every field; ``tests/unit/test_docs.py`` checks that nothing is missing there.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -213,6 +213,27 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="Port `dxapi serve` listens on.")
     workers: int = Field(1, ge=1, description="Worker processes started by `dxapi serve`.")
     log_level: str = Field("info", description="Log level of the server (`debug`, `info`, `warning`, …).")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text`: one `LEVEL time logger: message` line per record. `json`: one JSON object per line, "
+        "and an access log line per request on the logger `dxapi.access` (time, request id, principal, entity, "
+        "method, path, status, duration, rows).",
+    )
+    metrics: bool = Field(
+        False,
+        description="Serve Prometheus metrics at `GET /metrics` (requests, latency, rows, batch sizes, pools, "
+        "configuration reloads, change-feed lag, rate-limit rejections), summed over every worker.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="When set, `/metrics` requires `Authorization: Bearer <this token>` (else 401 `4011`)."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve `/metrics` on this port of `DXAPI_HOST` instead of the API's port (`dxapi serve` "
+        "only; the API's port then answers 404 there).",
+    )
 
     @field_validator(
         "deny_tables",

@@ -20,6 +20,7 @@ transaction still running — so ``hasMore: false`` means caught up with every c
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,7 @@ class ChangePage:
     data: list[dict[str, Any]]
     cursor: str
     has_more: bool
+    lag: float = 0.0  # seconds: the age of the last change handed out while more are pending (metrics)
 
 
 def read_changes(conn: Connection, entity: EntitySnapshot, since: str | None, limit: int) -> ChangePage:
@@ -182,15 +184,29 @@ def read_changes(conn: Connection, entity: EntitySnapshot, since: str | None, li
     at = 3 + entity.columns.index(entity.identifier.column)  # the live row's identifier: None when it is gone
     for row in rows:
         last = Position(row.xid if dialect == "postgresql" else 0, row.seq)
-        values = row[3:]
+        values = row[3:-1]
         if row[at] is None:
             data.append({"op": "delete", "id": _render_key(entity, row.k)})
         else:
             item = entity.render_row(values)
             data.append({"op": "upsert", "id": item[identifier], "data": item})
     after = Cursor(last, cursor.load_until)
-    more = conn.execute(select(exists().where(*_pending(changes, dialect, after)))).scalar()
-    return ChangePage(data, encode_cursor(state.generation, after), bool(more))
+    more = bool(conn.execute(select(exists().where(*_pending(changes, dialect, after)))).scalar())
+    lag = _age(rows[-1][-1], dialect) if more and rows else 0.0
+    return ChangePage(data, encode_cursor(state.generation, after), more, lag)
+
+
+UNIX_EPOCH_JULIAN_DAY = 2440587.5
+
+
+def _age(changed_at: Any, dialect: str) -> float:
+    """Seconds since a change was captured, from the capture table's clock value (a timestamp on PostgreSQL,
+    Unix seconds on MariaDB, a Julian day on SQLite)."""
+    if dialect == "postgresql":
+        return time.time() - float(changed_at.timestamp())
+    if dialect == "mysql":
+        return time.time() - float(changed_at)
+    return time.time() - (float(changed_at) - UNIX_EPOCH_JULIAN_DAY) * 86400
 
 
 def _render_key(entity: EntitySnapshot, raw: Any) -> Any:
@@ -216,7 +232,7 @@ def _page(changes: Table, entity: EntitySnapshot, dialect: str, horizon: Any, cu
     else:
         xid = literal(0).label("xid")
     statement = (
-        select(changes.c.k, xid, changes.c.seq, *selected(entity))
+        select(changes.c.k, xid, changes.c.seq, *selected(entity), changes.c.changed_at)
         .select_from(changes.outerjoin(entity.table, key == changes.c.k))
         .where(*_pending(changes, dialect, cursor), _final(changes, dialect, horizon))
         .order_by(*order)

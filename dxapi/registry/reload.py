@@ -81,6 +81,8 @@ class Registry:
         self.last_error: str | None = None
         self.listening = False
         self.checked_at = 0.0  # time.monotonic() of the last check that reached the database (0: none yet)
+        self.reloads = 0  # versions loaded after the first (the metrics' dxapi_config_reloads_total)
+        self.reload_failures = 0  # checks that could not load, the first load's included
 
     @property
     def stale(self) -> bool:
@@ -112,6 +114,7 @@ class Registry:
             await self.refresh()
         except RELOAD_FAILURES as exc:
             self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
+            self.reload_failures += 1
             log.warning("initial configuration load failed: %s", exc)
 
     async def settle(self) -> None:
@@ -168,6 +171,7 @@ class Registry:
                 # because this loop is what brings every later configuration change and schema repair to the
                 # running worker; a dead loop would leave it serving a stale snapshot until restarted.
                 self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
+                self.reload_failures += 1
                 log.error("configuration reload failed unexpectedly", exc_info=exc)
 
     async def _check(self) -> None:
@@ -192,12 +196,14 @@ class Registry:
                 await self.refresh()
                 self._track_drift(before, asked=asked and not moved, forced=not moved)
                 if moved:
+                    self.reloads += 1
                     log.info("configuration version %s loaded", self._snapshot.version)
             else:
                 self.last_error = None
                 self.checked_at = time.monotonic()
         except RELOAD_FAILURES as exc:  # keep serving the previous snapshot; readiness reports the failure
             self.last_error = f"{type(exc).__name__}: configuration could not be loaded"
+            self.reload_failures += 1
             log.warning("configuration reload failed: %s", exc)
 
     def _track_drift(self, before: Snapshot, *, asked: bool, forced: bool) -> None:
