@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "reload"  # git-ignored: measured delays and schemathesis reports
 API = "/dynamic-entity"
 START_TIMEOUT = 30.0
+JSON_ERROR = '"level":"ERROR"'  # an ERROR line of DXAPI_LOG_FORMAT=json
 
 
 @dataclass
@@ -85,7 +86,7 @@ def end_process(process: Any) -> None:
 
 
 class ServerProcess:
-    """One ``dxapi serve --workers 1`` subprocess; its output goes to ``log_path``.
+    """One ``dxapi serve`` subprocess (one worker unless told otherwise); its output goes to ``log_path``.
 
     ``forked``: the same command line run by ``dxapi.cli.main`` in a process forked from a fork server that has
     imported dxapi already — for a test that needs many fresh processes: it saves the ~1.5 CPU-seconds of
@@ -101,6 +102,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         *,
         forked: bool = False,
+        workers: int = 1,
     ) -> None:
         self.name = name
         self.port = _free_port()
@@ -118,7 +120,7 @@ class ServerProcess:
             "--port",
             str(self.port),
             "--workers",
-            "1",
+            str(workers),
         ]
         self.process: subprocess.Popen[bytes] | _Forked
         if forked:
@@ -161,7 +163,7 @@ class ServerProcess:
             lines = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return []
-        return [line for line in lines if line.startswith(("ERROR", "Traceback"))]
+        return [line for line in lines if line.startswith(("ERROR", "Traceback")) or JSON_ERROR in line]
 
     def kill(self) -> None:
         """SIGKILL by this process's own PID, as a crash: no shutdown, no rollback or cleanup of its own."""
