@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy.pool import QueuePool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -41,6 +43,7 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 SAMPLE_SECONDS = 1.0  # pools, snapshot version and reload counts are sampled, not counted as they move
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10_000)
+log = logging.getLogger("dxapi.metrics")
 TOKEN_CHALLENGE = 'Bearer realm="metrics"'
 METHODS = frozenset({"GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"})
 
@@ -173,12 +176,16 @@ class Metrics:
     async def sample_forever(self, rt: Runtime, engine: AsyncEngine, control: AsyncEngine) -> None:
         """Sample the pools and the registry every ``SAMPLE_SECONDS`` until cancelled (the lifespan's end)."""
         while True:
-            pools = [sqlalchemy_pool("requests", engine.pool), sqlalchemy_pool("control", control.pool)]
-            if rt.driver_pool is not None:
-                pools.append(driver_pool("driver", rt.driver_pool.pool))
-            registry = rt.registry
-            version = registry.current().version if registry.loaded else 0
-            self.sample(pools, version, registry.reloads, registry.reload_failures)
+            try:
+                found = [sqlalchemy_pool("requests", engine.pool), sqlalchemy_pool("control", control.pool)]
+                pools = [pool for pool in found if pool is not None]
+                if rt.driver_pool is not None:
+                    pools.append(driver_pool("driver", rt.driver_pool.pool))
+                registry = rt.registry
+                version = registry.current().version if registry.loaded else 0
+                self.sample(pools, version, registry.reloads, registry.reload_failures)
+            except Exception as exc:  # a bug here must not end the sampling (nor the worker): logged, tried again
+                log.error("metrics sample failed", exc_info=exc)
             await asyncio.sleep(SAMPLE_SECONDS)
 
 
@@ -200,7 +207,10 @@ def authorized(header: str | None, token: str | None) -> bool:
     return hmac.compare_digest(header[len("Bearer ") :].encode(), token.encode())
 
 
-def sqlalchemy_pool(name: str, pool: Any) -> PoolSample:
+def sqlalchemy_pool(name: str, pool: Any) -> PoolSample | None:
+    """None for a pool that keeps no connections (SQLite's NullPool: a connection per use, nothing to count)."""
+    if not isinstance(pool, QueuePool):
+        return None
     in_use = pool.checkedout()
     return PoolSample(name, in_use, in_use + pool.checkedin(), _waiting(getattr(pool, "_pool", None), "_queue"))
 

@@ -48,6 +48,8 @@ NOT_FOUND_BODY = [{"code": "007", "status": 404, "message": "Not found"}]
 def without_request_id(items: list[dict[str, object]]) -> list[dict[str, object]]:
     """An error body without the request ids, which differ per request (``assert_error`` checks them)."""
     return [{name: value for name, value in item.items() if name != "requestId"} for item in items]
+
+
 ALL = "500"  # a page[limit] larger than any table here (max_page_limit is 500)
 
 

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 
 from dxapi.db import create_driver_pool, create_engine
 from dxapi.metrics import driver_pool, sqlalchemy_pool
-from tests.conftest import Backend, config_field, only_on, serving, unconfigure
+from tests.conftest import BACKENDS, Backend, config_field, only_on, serving, unconfigure
 from tests.ops.conftest import METRICS_TOKEN, Observed, value
 
 PREFIX = "/dynamic-entity"
+SERVERS = [name for name in BACKENDS if name != "sqlite"]
 ALIAS = "ops-items"
 META = sa.MetaData()
 sa.Table(
@@ -138,18 +139,32 @@ def test_the_change_feed_lag_is_the_age_of_what_a_reader_has_not_caught_up_with(
     assert value(items.scrape(), "dxapi_change_feed_lag_seconds", entity=ALIAS) == 0
 
 
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
 def test_the_pools_are_sampled(items: Observed) -> None:
     assert items.client.get(f"{PREFIX}/{ALIAS}").status_code == 200
     deadline = time.monotonic() + 5
     while value(scraped := items.scrape(), "dxapi_db_pool_open", pool="control") < 1:
         assert time.monotonic() < deadline, "no pool sample within 5 s"
         time.sleep(0.2)
-    assert value(scraped, "dxapi_db_pool_open", pool="requests") >= 1
-    assert value(scraped, "dxapi_db_pool_waiting", pool="requests") == 0
-    if items.backend.name == "postgresql":
-        assert value(scraped, "dxapi_db_pool_open", pool="driver") >= 1
+    # PostgreSQL reads go through the driver's pool; the request pool opens its first connection for a write.
+    read_pool = "driver" if items.backend.name == "postgresql" else "requests"
+    assert value(scraped, "dxapi_db_pool_open", pool=read_pool) >= 1
+    assert value(scraped, "dxapi_db_pool_waiting", pool=read_pool) == 0
+    assert ("dxapi_db_pool_in_use", frozenset({("pool", "requests")})) in scraped
 
 
+@only_on("sqlite")
+def test_sqlite_has_no_pool_to_show(items: Observed) -> None:
+    """SQLite opens a connection per use (NullPool): no pool series, rather than zeros that look like idle."""
+    assert items.client.get(f"{PREFIX}/{ALIAS}").status_code == 200
+    deadline = time.monotonic() + 5
+    while value(scraped := items.scrape(), "dxapi_config_version") == 0:  # a sample has been taken
+        assert time.monotonic() < deadline, "no sample within 5 s"
+        time.sleep(0.2)
+    assert not [name for name, _ in scraped if name.startswith("dxapi_db_pool")]
+
+
+@pytest.mark.parametrize("backend", SERVERS, indirect=True)
 def test_a_request_waiting_for_a_connection_is_seen_waiting(backend: Backend) -> None:
     async def scenario() -> tuple[Any, Any, Any]:
         engine = create_engine(backend.url, pool_size=1, pool_timeout=10)
@@ -161,6 +176,7 @@ def test_a_request_waiting_for_a_connection_is_seen_waiting(backend: Backend) ->
                 waiting = sqlalchemy_pool("requests", engine.pool)
             await waiter
             done = sqlalchemy_pool("requests", engine.pool)
+            assert waiting is not None and done is not None
             return held, waiting, done
         finally:
             await engine.dispose()
