@@ -35,6 +35,11 @@ def error_schemas() -> dict[str, Any]:
                 "code": {"type": "string"},
                 "status": {"type": "integer"},
                 "message": {"type": "string"},
+                "requestId": {
+                    "type": "string",
+                    "description": "The request's `X-Request-Id` (the client's, or one the server made): the key to "
+                    "the server's log lines about it. Absent from the per-item errors of a batch.",
+                },
             },
         },
         "ErrorList": {"type": "array", "items": {"$ref": "#/components/schemas/Error"}},

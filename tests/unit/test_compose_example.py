@@ -23,10 +23,6 @@ COMPOSE = EXAMPLES / "docker-compose.yml"
 # set, and its use below, once dxapi/settings.py has them all.
 SETTINGS_BEING_ADDED = frozenset(
     {
-        "DXAPI_METRICS",
-        "DXAPI_METRICS_TOKEN",
-        "DXAPI_METRICS_PORT",
-        "DXAPI_LOG_FORMAT",
         "DXAPI_RATE_LIMIT",
         "DXAPI_RATE_LIMIT_PER_ENTITY",
         "DXAPI_REDIS_URL",
