@@ -58,6 +58,14 @@ class PoolSample:
     waiting: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    requests: Any
+    duration: Any
+    rows_read: Any
+    rows_written: Any
+
+
 class Metrics:
     """The series of one worker (see the module docstring for how workers are summed)."""
 
@@ -126,6 +134,9 @@ class Metrics:
         self.rate_limited = Counter(
             "dxapi_rate_limited", "Requests refused by a rate limit or a throttle.", ["scope"], registry=registry
         )
+        # Label lookups cost more than the counting itself: each request's series, found once per key (the
+        # keys are bounded: aliases × methods × status classes).
+        self._series: dict[tuple[str, str, int], _Series] = {}
         self._reloads_seen = 0
         self._failures_seen = 0
 
@@ -133,12 +144,21 @@ class Metrics:
         """Count one request (``observe.Observed``'s callback)."""
         method = exchange.method if exchange.method in METHODS else "other"
         entity = exchange.entity
-        self.requests.labels(entity, method, f"{exchange.status // 100}xx").inc()
-        self.duration.labels(entity, method).observe(exchange.duration)
+        key = (entity, method, exchange.status // 100)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(
+                self.requests.labels(entity, method, f"{key[2]}xx"),
+                self.duration.labels(entity, method),
+                self.rows_read.labels(entity),
+                self.rows_written.labels(entity),
+            )
+        series.requests.inc()
+        series.duration.observe(exchange.duration)
         if exchange.rows_read:
-            self.rows_read.labels(entity).inc(exchange.rows_read)
+            series.rows_read.inc(exchange.rows_read)
         if exchange.rows_written:
-            self.rows_written.labels(entity).inc(exchange.rows_written)
+            series.rows_written.inc(exchange.rows_written)
         if exchange.items:
             self.batch_items.labels(entity, method).observe(exchange.items)
         if exchange.limited:
