@@ -135,7 +135,7 @@ class Metrics:
             "dxapi_rate_limited", "Requests refused by a rate limit or a throttle.", ["scope"], registry=registry
         )
         # Label lookups cost more than the counting itself: each request's series, found once per key (the
-        # keys are bounded: aliases × methods × status classes).
+        # keys are bounded: aliases, methods and status classes).
         self._series: dict[tuple[str, str, int], _Series] = {}
         self._reloads_seen = 0
         self._failures_seen = 0
