@@ -32,6 +32,8 @@ from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
+from dxapi.limits.counters import open_counters
+from dxapi.limits.quota import Quota
 from dxapi.logs import flush_summaries
 from dxapi.registry.reload import CLOSE_WITHIN_SECONDS, Registry
 from dxapi.replicas import open_replicas
@@ -130,7 +132,16 @@ CORS_HEADERS = (
     "Prefer",
     "X-Api-Key",
 )
-CORS_EXPOSED = ("ETag", "Idempotency-Replayed", "Preference-Applied", "Retry-After", "X-Dxapi-Error-Code", "Link")
+CORS_EXPOSED = (
+    "ETag",
+    "Idempotency-Replayed",
+    "Preference-Applied",
+    "Retry-After",
+    "X-Dxapi-Error-Code",
+    "Link",
+    "RateLimit",
+    "RateLimit-Policy",
+)
 # zlib's default level: level 9 costs about twice the CPU for a body a percent or two smaller.
 GZIP_LEVEL = 6
 
@@ -227,15 +238,18 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             control=reader(control, pgbouncer=pgbouncer),
             writer=writer(engine),
         )
+        counters = open_counters(settings, engine)  # rate limits and throttles: one store for every worker
         app.state.runtime = endpoints.Runtime(
             settings,
             writer(engine),
             reader(engine, pgbouncer=pgbouncer),
             registry,
             driver_pool,
-            Authenticator(reader(control, pgbouncer=pgbouncer), keys, settings),
-            TokenService(writer(engine), keys, settings),
+            Authenticator(reader(control, pgbouncer=pgbouncer), keys, settings, counters),
+            TokenService(writer(engine), keys, settings, counters),
             reader(control, pgbouncer=pgbouncer),
+            counters,
+            Quota(counters, settings),
             replicas,
         )
         registry.start()
@@ -247,6 +261,7 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
                 settings.change_retention,
                 settings.change_prune_interval,
                 settings.idempotency_ttl,
+                counters,
                 stop_pruning,
             )
         )
@@ -260,6 +275,7 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(pruning, timeout=CLOSE_WITHIN_SECONDS)
             await registry.close()
+            await counters.close()
             if replicas is not None:
                 await replicas.close()
             if driver_pool is not None:
