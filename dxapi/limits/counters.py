@@ -78,6 +78,8 @@ class Counters(abc.ABC):
 
     async def take_back(self, key: str, cost: int = 1) -> None:
         """Undo a hit on ``key`` in its current window (if the window ended since, there is nothing to undo)."""
+        if self._paused_until and time.monotonic() < self._paused_until:
+            return
         try:
             await self._take_back(_stored(key), cost)
         except self.failures as exc:
