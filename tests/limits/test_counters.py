@@ -123,7 +123,7 @@ def test_the_database_store_prunes_ended_windows_only(backend: Backend) -> None:
 
 @only_on("postgresql")
 def test_the_counters_skip_the_write_ahead_log_on_postgresql(backend: Backend) -> None:
-    rows = backend.sql("SELECT relpersistence FROM pg_class WHERE relname = 'dx_rate_counter'")
+    rows = backend.sql("SELECT relpersistence::text FROM pg_class WHERE relname = 'dx_rate_counter'")
     assert [row[0] for row in rows] == ["u"]
 
 
