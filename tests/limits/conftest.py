@@ -52,4 +52,3 @@ def redis_keys(prefix: str) -> dict[str, int]:
         return {key.decode(): int(client.get(key) or 0) for key in client.scan_iter(match=f"{prefix}*")}
     finally:
         client.close()
-

@@ -29,7 +29,9 @@ def test_accepted_rates(text: str, rate: Rate) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["", "600", "600/", "/minute", "600/week", "ten/minute", "-1/minute", "1.5/s", "5/s/s"])
+@pytest.mark.parametrize(
+    "text", ["", "600", "600/", "/minute", "600/week", "ten/minute", "-1/minute", "1.5/s", "5/s/s"]
+)
 def test_what_is_not_a_rate(text: str) -> None:
     with pytest.raises(RateError) as refused:
         parse_rate(text)
