@@ -25,8 +25,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio
-import redis.exceptions
 from sqlalchemy import Table, bindparam, case, delete, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -197,12 +195,14 @@ class RedisCounters(Counters):
     """Counters in Redis (``DXAPI_REDIS_URL``) under ``DXAPI_REDIS_PREFIX``; keys expire with their window."""
 
     name = "redis"
-    failures = (redis.exceptions.RedisError, OSError)
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
+        import redis.asyncio  # only where Redis is configured: the database store needs none of it
+
+        self.failures = (redis.RedisError, OSError)
         # Short timeouts: a hung Redis must cost a request a moment, then the pause after a failure applies.
-        self._redis = redis.asyncio.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        self._redis: Any = redis.asyncio.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=1.0)
         self._prefix = prefix
         self._hit_script = self._redis.register_script(_HIT)
         self._take_back_script = self._redis.register_script(_TAKE_BACK)

@@ -56,7 +56,7 @@ async def _counted(url: str) -> dict[str, int]:
 def test_one_limit_across_three_processes(
     store: str, loop: asyncio.AbstractEventLoop, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    # Small pools: 3 servers × (pool + driver pool + control pool) stay far below the shared PostgreSQL's
+    # Small pools: 3 servers x (pool + driver pool + control pool) stay far below the shared PostgreSQL's
     # max_connections while other tests run beside this one.
     env = {"DXAPI_RATE_LIMIT": f"{LIMIT}/hour", "DXAPI_POOL_SIZE": "4"}
     prefix = ""

@@ -50,8 +50,15 @@ def test_counts_and_windows_out_of_range(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "stored"),
-    [("default", None), ("", None), (" Default ", None), ("unlimited", "unlimited"), ("none", "unlimited")]
-    + [("1200/minute", "1200/minute"), ("50/30S", "50/30s")],
+    [
+        ("default", None),
+        ("", None),
+        (" Default ", None),
+        ("unlimited", "unlimited"),
+        ("none", "unlimited"),
+        ("1200/minute", "1200/minute"),
+        ("50/30S", "50/30s"),
+    ],
 )
 def test_overrides_as_stored(text: str, stored: str | None) -> None:
     assert parse_override(text) == stored
