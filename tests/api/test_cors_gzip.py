@@ -86,6 +86,8 @@ def test_actual_request_from_an_allowed_origin_exposes_dxapi_headers(cors: httpx
         "retry-after",
         "x-dxapi-error-code",
         "link",
+        "ratelimit",
+        "ratelimit-policy",
     }
     assert response.json()["data"]
 
