@@ -238,7 +238,7 @@ def _lifespan(settings: Settings, keys: SigningKeys) -> Callable[[Starlette], Ab
             control=reader(control, pgbouncer=pgbouncer),
             writer=writer(engine),
         )
-        counters = open_counters(settings, engine)  # rate limits and throttles: one store for every worker
+        counters = open_counters(settings, engine, driver_pool)  # limits and throttles: one store for all workers
         app.state.runtime = endpoints.Runtime(
             settings,
             writer(engine),

@@ -25,13 +25,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, case, delete, update
+from sqlalchemy import Insert, Table, bindparam, case, delete, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Executable
 
-from dxapi.db import reader, writer
+from dxapi.db import DriverPool, reader, writer
 from dxapi.registry.tables import dx_rate_counter
 
 if TYPE_CHECKING:  # settings import the rate parser of this package
@@ -107,15 +106,26 @@ def _now_ms() -> int:
 
 
 class DatabaseCounters(Counters):
-    """Counters in ``dx_rate_counter`` of the served database, on the worker's own pool."""
+    """Counters in ``dx_rate_counter`` of the served database, on the worker's own pools: on PostgreSQL the hit
+    runs on the asyncpg pool when there is one (``db.DriverPool``: SQLAlchemy's checkout would cost about as
+    much as the statement), everything else on the engine."""
 
     name = "database"
-    failures = (SQLAlchemyError, OSError)
+    failures: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError)
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, driver_pool: DriverPool | None = None) -> None:
         super().__init__()
         self._engine = engine
         self._upsert = _upsert(dx_rate_counter, engine.dialect.name)
+        self._driver_pool = driver_pool
+        if driver_pool is not None:
+            import asyncpg
+            from sqlalchemy.dialects.postgresql import asyncpg as on_asyncpg
+
+            compiled = self._upsert.compile(dialect=on_asyncpg.dialect())  # type: ignore[no-untyped-call]
+            self._driver_upsert = (compiled.string, tuple(compiled.positiontup or ()))
+            # Waiting for a free connection past DXAPI_POOL_TIMEOUT is a TimeoutError.
+            self.failures = (*self.failures, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
         table = dx_rate_counter
         self._take_back_statement = (
             update(table)
@@ -127,9 +137,13 @@ class DatabaseCounters(Counters):
     async def _hit(self, key: str, window_ms: int, cost: int) -> Hit:
         now = _now_ms()
         values = {"key": key, "cost": cost, "now": now, "expires": now + window_ms}
-        # On PostgreSQL the engine is in autocommit (db.reader): the statement is its own transaction.
-        async with self._engine.begin() as conn:
-            count, expires_at = (await conn.execute(self._upsert, values)).one()
+        if self._driver_pool is not None:  # autocommit: the statement is its own transaction
+            statement, order = self._driver_upsert
+            async with self._driver_pool.acquire() as connection:
+                count, expires_at = await connection.fetchrow(statement, *(values[name] for name in order))
+        else:  # on PostgreSQL the engine is in autocommit too (db.reader)
+            async with self._engine.begin() as conn:
+                count, expires_at = (await conn.execute(self._upsert, values)).one()
         return Hit(int(count), max(0.0, (int(expires_at) - now) / 1000))
 
     async def _take_back(self, key: str, cost: int) -> None:
@@ -145,7 +159,7 @@ class DatabaseCounters(Counters):
         return int(result.rowcount)
 
 
-def _upsert(table: Table, dialect: str) -> Executable:
+def _upsert(table: Table, dialect: str) -> Insert:
     """The one statement of a hit: insert the key's row, or add to it — or restart it if its window ended —
     and return the row as it now is. The row lock of the conflicting row makes concurrent hits queue."""
     ended = table.c.expires_at <= bindparam("now")
@@ -153,7 +167,7 @@ def _upsert(table: Table, dialect: str) -> Executable:
     if dialect == "mysql":
         insert = mysql.insert(table).values(values)
         # MariaDB assigns left to right, each seeing the ones before: `hits` first, while `expires_at` is old.
-        merged: Executable = insert.on_duplicate_key_update(
+        merged: Insert = insert.on_duplicate_key_update(
             [
                 ("hits", case((ended, insert.inserted.hits), else_=table.c.hits + insert.inserted.hits)),
                 ("expires_at", case((ended, insert.inserted.expires_at), else_=table.c.expires_at)),
@@ -161,7 +175,7 @@ def _upsert(table: Table, dialect: str) -> Executable:
         ).returning(table.c.hits, table.c.expires_at)
         return merged
     upsert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(values)
-    upserted: Executable = upsert.on_conflict_do_update(
+    upserted: Insert = upsert.on_conflict_do_update(
         index_elements=[table.c.name],
         set_={
             "hits": case((ended, upsert.excluded.hits), else_=table.c.hits + upsert.excluded.hits),
@@ -218,12 +232,12 @@ class RedisCounters(Counters):
         await self._redis.aclose()
 
 
-def open_counters(settings: Settings, engine: AsyncEngine) -> Counters:
+def open_counters(settings: Settings, engine: AsyncEngine, driver_pool: DriverPool | None = None) -> Counters:
     """Redis when ``DXAPI_REDIS_URL`` is set, else the database ``engine`` serves: on PostgreSQL a hit is one
-    statement in autocommit (``db.reader``), elsewhere a short transaction of its own (SQLite's takes the write
-    lock first, ``db.writer``)."""
+    statement in autocommit (on ``driver_pool`` if given, else ``db.reader``), elsewhere a short transaction
+    of its own (SQLite's takes the write lock first, ``db.writer``)."""
     if settings.redis_url:
         return RedisCounters(settings.redis_url, settings.redis_prefix)
     if engine.dialect.name == "postgresql":
-        return DatabaseCounters(reader(engine, pgbouncer=settings.pgbouncer))
+        return DatabaseCounters(reader(engine, pgbouncer=settings.pgbouncer), driver_pool)
     return DatabaseCounters(writer(engine))

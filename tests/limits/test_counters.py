@@ -13,28 +13,35 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dxapi.db import create_engine
+from dxapi.db import create_driver_pool, create_engine
 from dxapi.limits.counters import Counters, DatabaseCounters, Hit, RedisCounters, open_counters
 from dxapi.registry.tables import dx_rate_counter
 from dxapi.settings import Settings
 from tests.conftest import Backend, _free_port, only_on
 from tests.limits.conftest import REDIS_URL, redis_keys
 
-STORES = ["database", "redis"]
+STORES = ["database", "database-driver-pool", "redis"]
 
 
 @pytest.fixture(params=STORES)
 def counters(request: pytest.FixtureRequest, backend: Backend) -> Iterator[Counters]:
-    """The store to test: ``database`` on the backend's database (as a server opens it), or ``redis``."""
+    """The store to test, opened as a server opens it: ``database`` on the backend's database through the
+    engine, ``database-driver-pool`` with the asyncpg pool too (PostgreSQL; elsewhere there is none), or
+    ``redis``."""
     settings = Settings(database_url=backend.url)
     engine = create_engine(backend.url)
+    pool = None
     if request.param == "redis":
         prefix: str = request.getfixturevalue("redis_prefix")
         settings = Settings(database_url=backend.url, redis_url=REDIS_URL, redis_prefix=prefix)
-    store = open_counters(settings, engine)
+    elif request.param == "database-driver-pool":
+        pool = backend.run(create_driver_pool(backend.url, size=5, timeout=3))
+    store = open_counters(settings, engine, pool)
     assert isinstance(store, RedisCounters if request.param == "redis" else DatabaseCounters)
     yield store
     backend.run(store.close())
+    if pool is not None:
+        backend.run(pool.close())
     backend.run(engine.dispose())
 
 
@@ -89,7 +96,7 @@ def test_concurrent_hits_are_each_counted_once(backend: Backend, counters: Count
 
 
 def test_long_keys_are_stored_as_digests(backend: Backend, counters: Counters) -> None:
-    key = "entity:client:dxc_x:" + "a" * 300
+    key = f"entity:client:{secrets.token_hex(4)}:" + "a" * 300
     assert [_hit(backend, counters, key, 60).count for _ in range(2)] == [1, 2]
     assert _hit(backend, counters, key[:-1] + "b", 60).count == 1
 
