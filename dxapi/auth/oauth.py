@@ -9,7 +9,9 @@ OAuth client libraries parse it. A wrong password and an unknown user get the sa
 A database that cannot answer is ``503 temporarily_unavailable`` with ``Retry-After`` (RFC 6749 §5.2's word).
 Refresh tokens are opaque, stored as digests, rotated on every use; presenting one that was already used
 revokes its whole family (RFC 9700 §4.14), since one of the two presenters must be a thief.
-Attempts are throttled per client or user and per source address, for all workers and hosts (``throttle``).
+Attempts are throttled per client or user and per source address, for all workers and hosts (``throttle``); a
+right secret or password is taken back from its client's or user's count (not from the address's: one valid
+credential must not buy a sprayer more guesses at others).
 """
 
 from __future__ import annotations
@@ -228,6 +230,8 @@ class TokenService:
         allowed = await check_client(self.engine, client_id, secret, self.proven)
         if allowed is None:
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
+        # The right secret was no guess: a fleet of workers sharing one client asks as often as it needs.
+        await self.by_identity.forgive(f"client:{client_id}")
         scopes = granted_scopes(allowed, form.get("scope"))
         # RFC 6749 §4.4.3: no refresh token for client credentials; the client simply asks again.
         return self._answer(f"client:{client_id}", scopes, refresh=None)
@@ -240,6 +244,7 @@ class TokenService:
         found = await check_password(self.engine, username, password)
         if found is None:
             raise OAuthError("invalid_grant")
+        await self.by_identity.forgive(f"user:{username.lower()}")
         user_id, role = found
         scopes = granted_scopes(frozenset(ROLES[role].split()), form.get("scope"))
         subject, family = f"user:{user_id}", secrets.token_hex(16)

@@ -52,3 +52,13 @@ def test_login_attempts_are_counted_across_servers(backend: Backend) -> None:
         finally:
             for client in clients:
                 client.close()
+
+
+def test_a_right_secret_is_forgiven_for_its_client_not_for_its_address(backend: Backend) -> None:
+    """Many workers sharing one client fetch tokens as often as they need; the address still counts them."""
+    client_id, secret = new_client(backend, "products:read")
+    settings = {"token_attempts_per_minute": 2, "token_attempts_per_address": 6}
+    with _two_servers(backend, **settings) as (one, two):
+        assert [client_token(url, client_id, secret).status_code for url in (one, two, one, two, one)] == [200] * 5
+        assert client_token(two, client_id, "wrong").status_code == 401  # the 6th from this address
+        assert client_token(one, client_id, secret).status_code == 429  # the address's 7th
