@@ -155,7 +155,8 @@ class Settings(BaseSettings):
     token_attempts_per_minute: int = Field(
         10,
         ge=1,
-        description="`/token` attempts per minute per client or user, counted for all workers and hosts (then 429).",
+        description="`/token` attempts per minute per client or user, counted for all workers and hosts together "
+        "(then 429); an attempt with the right secret or password is not counted.",
     )
     token_attempts_per_address: int = Field(
         30,
