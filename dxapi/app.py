@@ -33,6 +33,8 @@ from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
+from dxapi.limits.counters import open_counters
+from dxapi.limits.quota import Quota
 from dxapi.logs import flush_summaries
 from dxapi.observe import Exchange, Observed, log_access
 from dxapi.registry.reload import CLOSE_WITHIN_SECONDS, Registry
@@ -150,6 +152,8 @@ CORS_EXPOSED = (
     "Link",
     "X-Request-Id",
     "Server-Timing",
+    "RateLimit",
+    "RateLimit-Policy",
 )
 # zlib's default level: level 9 costs about twice the CPU for a body a percent or two smaller.
 GZIP_LEVEL = 6
@@ -271,15 +275,18 @@ def _lifespan(
             control=reader(control, pgbouncer=pgbouncer),
             writer=writer(engine),
         )
+        counters = open_counters(settings, engine, driver_pool)  # limits and throttles: one store for all workers
         app.state.runtime = endpoints.Runtime(
             settings,
             writer(engine),
             reader(engine, pgbouncer=pgbouncer),
             registry,
             driver_pool,
-            Authenticator(reader(control, pgbouncer=pgbouncer), keys, settings),
-            TokenService(writer(engine), keys, settings),
+            Authenticator(reader(control, pgbouncer=pgbouncer), keys, settings, counters),
+            TokenService(writer(engine), keys, settings, counters),
             reader(control, pgbouncer=pgbouncer),
+            counters,
+            Quota(counters, settings),
             replicas,
         )
         registry.start()
@@ -291,6 +298,7 @@ def _lifespan(
                 settings.change_retention,
                 settings.change_prune_interval,
                 settings.idempotency_ttl,
+                counters,
                 stop_pruning,
             )
         )
@@ -309,6 +317,7 @@ def _lifespan(
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(pruning, timeout=CLOSE_WITHIN_SECONDS)
             await registry.close()
+            await counters.close()
             if replicas is not None:
                 await replicas.close()
             if driver_pool is not None:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from dxapi.auth import principals
 from dxapi.auth.tokens import KeyConfigurationError, ensure_secret_file, load_keys
 from dxapi.db import create_engine
+from dxapi.limits.rates import DEFAULT, RateError, parse_override
 from dxapi.registry.capture import capture_problems, sync_captures
 from dxapi.registry.model import ConfigError
 from dxapi.registry.store import (
@@ -39,6 +40,10 @@ from dxapi.registry.store import (
 from dxapi.settings import Settings
 
 DEMO_DIR = Path("demo-data")
+RATE_LIMIT_HELP = (
+    "requests per window (`1200/minute`, `10/second`, `100/30s`) in place of DXAPI_RATE_LIMIT; `unlimited`: "
+    "none; `default`: DXAPI_RATE_LIMIT"
+)
 DEMO_ADMIN = "admin@example.com"
 
 
@@ -112,8 +117,17 @@ async def cmd_client(settings: Settings, args: argparse.Namespace) -> int:
     action = args.client_command
     if action == "add":
         scopes = principals.parse_scopes(args.scopes)
-        client_id, secret = await _with_engine(settings, lambda e: principals.add_client(e, args.name, scopes))
+        limit = _rate_limit(args.rate_limit or DEFAULT)
+        client_id, secret = await _with_engine(
+            settings, lambda e: principals.add_client(e, args.name, scopes, rate_limit=limit)
+        )
         print(f"client_id={client_id}\nclient_secret={secret}\n(the secret is shown only now)")
+        return 0
+    if action == "rate-limit":
+        limit = _rate_limit(args.limit)
+        if not await _with_engine(settings, lambda e: principals.set_client(e, args.client_id, rate_limit=limit)):
+            raise CommandError(f"no client {args.client_id}")
+        print(f"client {args.client_id} rate limit: {limit or 'the default (DXAPI_RATE_LIMIT)'}")
         return 0
     if action == "disable":
         if not await _with_engine(settings, lambda e: principals.set_client(e, args.client_id, is_active=False)):
@@ -125,6 +139,13 @@ async def cmd_client(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError(f"no client {args.client_id}")
     print(f"client_secret={secret}\n(the secret is shown only now; the old one no longer works)")
     return 0
+
+
+def _rate_limit(text: str) -> str | None:
+    try:
+        return parse_override(text)
+    except RateError as exc:
+        raise CommandError(str(exc)) from None
 
 
 async def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
@@ -318,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     add = client_commands.add_parser("add", help="add a client; prints client_id and secret once")
     add.add_argument("name")
     add.add_argument("--scopes", required=True, help='e.g. "products:read tax-rates:write *:read"')
+    add.add_argument("--rate-limit", help=RATE_LIMIT_HELP)
+    rate_limit = client_commands.add_parser("rate-limit", help="set a client's own rate limit")
+    rate_limit.add_argument("client_id")
+    rate_limit.add_argument("limit", help=RATE_LIMIT_HELP)
     for name, text in (("disable", "disable a client"), ("rotate-secret", "issue a new secret")):
         client_commands.add_parser(name, help=text).add_argument("client_id")
     client.set_defaults(run=_async(cmd_client))

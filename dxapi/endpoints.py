@@ -1,6 +1,6 @@
 """HTTP endpoints of the generated API: each reads as the pipeline it runs.
 
-    request → auth → snapshot (once) → parse → plan (+ scopes) → execute → render
+    request → auth → rate limit → snapshot (once) → parse → plan (+ scopes) → execute → render
 
 Writes resolve the alias before reading the body, so an unknown alias is a 404 whatever was sent.
 
@@ -27,6 +27,8 @@ from dxapi.execute.read import Page, execute_page
 from dxapi.execute.write import execute_write
 from dxapi.feed.read import changes_page
 from dxapi.idempotency import Keeper, answered, keeper_for
+from dxapi.limits.counters import Counters
+from dxapi.limits.quota import Quota, with_limit_headers
 from dxapi.openapi import build_openapi
 from dxapi.plan.access import READ, WRITE, authorize
 from dxapi.plan.build import build_read_plan
@@ -66,6 +68,8 @@ class Runtime:
     auth: Authenticator
     tokens: TokenService
     control: AsyncEngine  # a small pool of its own: readiness, configuration reloads, principal checks
+    counters: Counters  # the shared store of rate limits and throttles (limits.counters)
+    quota: Quota  # the rate limits of data requests (limits.quota)
     replicas: Replicas | None = None  # DXAPI_READ_REPLICA_URLS: where reads may go instead (replicas.py)
     # Rendered OpenAPI documents by scope set, each with the snapshot it shows (see openapi_document).
     openapi: dict[frozenset[str], tuple[Snapshot, bytes]] = field(default_factory=dict)
@@ -93,6 +97,13 @@ async def authenticate(request: Request, rt: Runtime) -> Principal:
     return principal
 
 
+async def admitted(request: Request, rt: Runtime) -> Principal:
+    """The authenticated principal, counted against its rate limit (429 beyond it)."""
+    principal = await authenticate(request, rt)
+    await rt.quota.admit(request, principal)
+    return principal
+
+
 OPENAPI_DOCUMENTS = 64  # distinct scope sets whose rendered document a worker keeps
 
 
@@ -116,12 +127,14 @@ async def openapi_document(request: Request) -> Response:
     return Response(body, media_type="application/json", headers=BASE_HEADERS)
 
 
+@with_limit_headers
 async def read_collection(request: Request) -> Response:
     rt = runtime(request)
-    principal = await authenticate(request, rt)
+    principal = await admitted(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
     observe.entity(entity.alias)
+    await rt.quota.admit_entity(request, principal, entity.alias)
     media_type = parse_accept(request.headers.get("accept"))
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     if media_type != JSON:
@@ -157,12 +170,14 @@ def _count_meta(plan: ReadPlan, page: Page) -> dict[str, object]:
     return {"total": page.total}
 
 
+@with_limit_headers
 async def read_item(request: Request) -> Response:
     rt = runtime(request)
-    principal = await authenticate(request, rt)
+    principal = await admitted(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
     observe.entity(entity.alias)
+    await rt.quota.admit_entity(request, principal, entity.alias)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     refuse_list_parameters(read, filters=True, include=False, where="on a single row")
     plan = build_read_plan(
@@ -181,13 +196,15 @@ async def read_item(request: Request) -> Response:
     return render_json({"data": page.items[0]}, headers={"ETag": tag})
 
 
+@with_limit_headers
 async def read_changes(request: Request) -> Response:
     """The change feed (DESIGN §4b): what changed after the client's cursor, deletes included."""
     rt = runtime(request)
-    principal = await authenticate(request, rt)
+    principal = await admitted(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, READ)
     observe.entity(entity.alias)
+    await rt.quota.admit_entity(request, principal, entity.alias)
     if not entity.config.change_feed:
         raise errors.CHANGES_NOT_ENABLED.error(alias=entity.alias)
     since, limit = parse_changes_request(
@@ -203,24 +220,28 @@ async def read_changes(request: Request) -> Response:
     return render_json({"data": page.data, "meta": {"cursor": page.cursor, "hasMore": page.has_more}}, headers=wait)
 
 
+@with_limit_headers
 async def create(request: Request) -> Response:
     return await _write(request, POST)
 
 
+@with_limit_headers
 async def update(request: Request) -> Response:
     return await _write(request, PATCH)
 
 
+@with_limit_headers
 async def upsert(request: Request) -> Response:
     return await _write(request, PUT)
 
 
 async def _write(request: Request, method: str) -> Response:
     rt = runtime(request)
-    principal = await authenticate(request, rt)
+    principal = await admitted(request, rt)
     snapshot = rt.registry.current()
     entity = authorize(snapshot, request.path_params["alias"], principal.allows, WRITE)
     observe.entity(entity.alias)
+    await rt.quota.admit_entity(request, principal, entity.alias)
     url_key: str | None = request.path_params.get("id")
     precondition = _precondition(request, url_key)
     body = await read_body(request, rt.settings.max_body_bytes)  # after the alias: an unknown one is 404 anyway
@@ -285,24 +306,28 @@ def _write_answer(
     return render_json({"data": saved, "errors": [e.as_dict() for e in outcome.errors]}, status, headers)
 
 
+@with_limit_headers
 async def delete_item(request: Request) -> Response:
     rt = runtime(request)
-    principal = await authenticate(request, rt)
+    principal = await admitted(request, rt)
     snapshot = rt.registry.current()
     entity = deletable_entity(snapshot, request.path_params["alias"], principal.allows)
     observe.entity(entity.alias)
+    await rt.quota.admit_entity(request, principal, entity.alias)
     precondition = request_precondition(request.headers)
     keeper = keeper_for(request, principal.subject, b"")
     plan = build_delete_by_key(entity, request.path_params["id"], rt.settings, precondition)
     return await _delete(rt, principal, plan, nameable_child(snapshot, entity, principal.allows), keeper)
 
 
+@with_limit_headers
 async def delete_collection(request: Request) -> Response:
     rt = runtime(request)
-    principal = await authenticate(request, rt)
+    principal = await admitted(request, rt)
     snapshot = rt.registry.current()
     entity = deletable_entity(snapshot, request.path_params["alias"], principal.allows)
     observe.entity(entity.alias)
+    await rt.quota.admit_entity(request, principal, entity.alias)
     read = parse_read_request(request.query_params.multi_items(), rt.settings.max_filter_values)
     refuse_list_parameters(read, filters=False, include=True, where="on DELETE")
     _precondition(request, None)

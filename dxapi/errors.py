@@ -511,6 +511,14 @@ TOO_MANY_ATTEMPTS = _spec(
     "More failed API-key checks from one address than `DXAPI_TOKEN_ATTEMPTS_PER_ADDRESS` in a minute "
     "(sent with `Retry-After`).",
 )
+RATE_LIMITED = _spec(
+    "4291",
+    429,
+    "Too many requests: the limit is {quota} per {window} seconds {where}. Retry in {seconds} seconds.",
+    "More data requests than the principal's rate limit allows (`DXAPI_RATE_LIMIT`, a client's own limit, or "
+    "`DXAPI_RATE_LIMIT_PER_ENTITY` for one entity); sent with `Retry-After`, `RateLimit` and `RateLimit-Policy`. "
+    "Nothing was read or written.",
+)
 
 # --- dxapi: server side (5xxx) ------------------------------------------------------------------------------
 INTERNAL_ERROR = _spec(

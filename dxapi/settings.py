@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from dxapi.limits.rates import parse_rate
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DXAPI_", frozen=True, extra="ignore")
@@ -151,14 +153,36 @@ class Settings(BaseSettings):
         True, description="Accept `grant_type=password` for back-office users (Spryker compatible)."
     )
     token_attempts_per_minute: int = Field(
-        10, ge=1, description="`/token` attempts per minute per client or user, per worker (then 429)."
+        10,
+        ge=1,
+        description="`/token` attempts per minute per client or user, counted for all workers and hosts together "
+        "(then 429); an attempt with the right secret or password is not counted.",
     )
     token_attempts_per_address: int = Field(
         30,
         ge=1,
-        description="`/token` attempts per minute per source address, per worker (then 429); the same "
-        "limit applies to failed API-key checks per source address (then 429 `4029`).",
+        description="`/token` attempts per minute per source address, counted for all workers and hosts together "
+        "(then 429); the same limit applies to failed API-key checks per source address (then 429 `4029`).",
     )
+    rate_limit: str | None = Field(
+        None,
+        description="Requests each principal (OAuth client, user, API key) may make to the data endpoints, e.g. "
+        "`600/minute`, `10/second`, `5000/day` or `100/30s`; then 429 `4291` with `Retry-After`. Counted for all "
+        "workers and hosts together (in the database, or in Redis with `DXAPI_REDIS_URL`). A client's own limit "
+        "(`dxapi client rate-limit`, the admin page) replaces it. Unset: no limit.",
+    )
+    rate_limit_per_entity: str | None = Field(
+        None,
+        description="Requests each principal may make to one entity (alias), in the same form as "
+        "`DXAPI_RATE_LIMIT`, counted on top of it. Unset: no limit per entity.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (`redis://127.0.0.1:6379/0`) of the store of rate-limit counters and of the "
+        "`/token`, API-key and admin-login throttles. Unset: they are counted in the database (table "
+        "`dx_rate_counter`). If the store fails, requests are admitted uncounted and a warning is logged.",
+    )
+    redis_prefix: str = Field("dxapi:", description="Prefix of every key dxapi writes in Redis.")
     principal_cache_seconds: float = Field(
         2.0, ge=0, le=5, description="How long a worker trusts that a client, user or key is still active."
     )
@@ -249,6 +273,14 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("rate_limit", "rate_limit_per_entity")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_rate(value)  # a bad rate stops the start, with what is accepted
+        return value.strip()
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

@@ -12,6 +12,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from dxapi.limits.rates import parse_override
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -42,6 +44,15 @@ Password = Annotated[str, StringConstraints(max_length=1024)]
 Scopes = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
 
 
+def _rate(value: str) -> str:
+    parse_override(value)  # the CLI's parser: the same values, the same messages
+    return value
+
+
+# What an override may say: a rate (`1200/minute`), `unlimited`, or `default` (also left empty).
+RateLimit = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_rate)]
+
+
 class _Form(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -60,6 +71,11 @@ class UserForm(_Form):
 class ClientForm(_Form):
     name: Name
     scopes: Scopes
+    rate_limit: RateLimit | None = None
+
+
+class RateLimitForm(_Form):
+    rate_limit: RateLimit = ""
 
 
 class KeyForm(_Form):
@@ -76,6 +92,7 @@ _LABELS = {
     "name": "Name",
     "scopes": "Scopes",
     "days": "Expires after days",
+    "rate_limit": "Rate limit",
 }
 
 

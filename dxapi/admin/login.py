@@ -23,6 +23,7 @@ from dxapi.admin.pages import (
     page,
     render,
     request_scheme,
+    runtime,
     session_cookie,
     too_large,
     unread,
@@ -35,12 +36,12 @@ from dxapi.admin.sessions import (
     start_session,
 )
 from dxapi.auth import principals
-from dxapi.auth.oauth import Throttle
+from dxapi.auth.throttle import Throttle
 
 log = logging.getLogger("dxapi.admin")
 
-_LOGIN_BY_EMAIL = Throttle(5)
-_LOGIN_BY_ADDRESS = Throttle(20)
+LOGINS_PER_EMAIL = 5  # attempts per minute, for all workers and hosts (auth.throttle)
+LOGINS_PER_ADDRESS = 20
 
 
 async def login_page(request: Request) -> Response:
@@ -70,7 +71,7 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", None, status=400, error="The form could not be read.")
     email = form_text(form.get("email")).strip().lower()[:255]
     address = request.client.host if request.client else "unknown"
-    wait = _LOGIN_BY_EMAIL.hit(email) or _LOGIN_BY_ADDRESS.hit(address)
+    wait = await _throttled(request, email, address)
     if wait:
         response = render(request, "login.html", None, status=429, error="Too many attempts; wait a minute.")
         response.headers["Retry-After"] = str(wait)
@@ -88,6 +89,15 @@ async def login(request: Request) -> Response:
     response = RedirectResponse("/admin/entities", status_code=303, headers=HEADERS)
     response.set_cookie(value=session_id, **_cookie_scope(request))
     return response
+
+
+async def _throttled(request: Request, email: str, address: str) -> int:
+    """Seconds to wait, or 0: the email's attempts, then the address's (not counted for a refused email)."""
+    counters = runtime(request).counters
+    wait = await Throttle(counters, "login", LOGINS_PER_EMAIL).hit(f"email:{email}")
+    if wait:
+        return wait
+    return await Throttle(counters, "login", LOGINS_PER_ADDRESS).hit(f"address:{address}")
 
 
 @page()

@@ -1,4 +1,5 @@
-"""The principal pages (admins only): users, OAuth clients and API keys — list, add, disable or revoke.
+"""The principal pages (admins only): users, OAuth clients and API keys — list, add, disable or revoke; a client's
+own rate limit.
 
 Form values are validated at the edge (``inputs``): a bad one shows the page again (400). Fed by the forms;
 feeds ``auth.principals`` (the one place that writes principals).
@@ -25,11 +26,12 @@ from dxapi.admin.pages import (
 )
 from dxapi.admin.sessions import AdminUser
 from dxapi.auth import principals
+from dxapi.limits.rates import parse_override
 from dxapi.registry.tables import dx_api_key, dx_client, dx_user
 
-CLIENT_LIST = select(dx_client.c.client_id, dx_client.c.name, dx_client.c.scopes, dx_client.c.is_active).order_by(
-    dx_client.c.name
-)
+CLIENT_LIST = select(
+    dx_client.c.client_id, dx_client.c.name, dx_client.c.scopes, dx_client.c.is_active, dx_client.c.rate_limit
+).order_by(dx_client.c.name)
 KEY_LIST = select(
     dx_api_key.c.prefix, dx_api_key.c.name, dx_api_key.c.scopes, dx_api_key.c.expires_at, dx_api_key.c.revoked_at
 ).order_by(dx_api_key.c.id)
@@ -95,8 +97,24 @@ async def clients_add(request: Request, user: AdminUser) -> Response:
         scopes = principals.parse_scopes(given.scopes)
     except ValueError as exc:
         return await _clients(request, user, status=400, error=str(exc))
-    client_id, secret = await principals.add_client(engine(request), given.name, scopes)
+    limit = parse_override(given.rate_limit or "")
+    client_id, secret = await principals.add_client(engine(request), given.name, scopes, rate_limit=limit)
     return await _clients(request, user, new_id=client_id, new_secret=secret)
+
+
+@page("admin")
+async def clients_rate_limit(request: Request, user: AdminUser) -> Response:
+    """A client's own rate limit: a rate, ``unlimited``, or ``default`` (empty) for ``DXAPI_RATE_LIMIT``. Workers
+    apply it within ``DXAPI_PRINCIPAL_CACHE_SECONDS``, with the client's status."""
+    client_id = _path_text(request, "client_id")
+    if client_id is None:
+        return render(request, "error.html", user, status=404, message="No such client.")
+    given = inputs.parse(inputs.RateLimitForm, form_fields(request))
+    if isinstance(given, str):
+        return await _clients(request, user, status=400, error=given)
+    if not await principals.set_client(engine(request), client_id, rate_limit=parse_override(given.rate_limit)):
+        return render(request, "error.html", user, status=404, message="No such client.")
+    return RedirectResponse("/admin/clients", status_code=303, headers=HEADERS)
 
 
 @page("admin")

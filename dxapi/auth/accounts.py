@@ -30,6 +30,7 @@ class SubjectStatus:
     active: bool
     allowed: frozenset[str]  # what the subject may hold now (role, client scopes)
     revoked_before_ms: int  # tokens issued earlier are refused (0: none)
+    rate_limit: str | None = None  # a client's own rate limit (dx_client.rate_limit); None: the default
 
 
 INACTIVE = SubjectStatus(False, frozenset(), 0)
@@ -76,15 +77,16 @@ async def subject_status(engine: AsyncEngine, subject: str) -> SubjectStatus:
     kind, _, ref = subject.partition(":")
     async with engine.connect() as conn:
         if kind == "client":
-            row = (
+            client = (
                 await conn.execute(
-                    select(dx_client.c.is_active, dx_client.c.scopes, dx_client.c.revoked_before).where(
-                        dx_client.c.client_id == ref
-                    )
+                    select(
+                        dx_client.c.is_active, dx_client.c.scopes, dx_client.c.revoked_before, dx_client.c.rate_limit
+                    ).where(dx_client.c.client_id == ref)
                 )
             ).first()
-            if row is not None:
-                return SubjectStatus(bool(row.is_active), frozenset(str(row.scopes).split()), row.revoked_before or 0)
+            if client is not None:
+                scopes = frozenset(str(client.scopes).split())
+                return SubjectStatus(bool(client.is_active), scopes, client.revoked_before or 0, client.rate_limit)
         if kind == "user" and ref.isdigit():
             row = (
                 await conn.execute(
@@ -159,8 +161,12 @@ async def check_password(engine: AsyncEngine, email: str, password: str) -> tupl
     return int(row.id), str(row.role)
 
 
-async def add_client(engine: AsyncEngine, name: str, scopes: frozenset[str]) -> tuple[str, str]:
-    """Create an OAuth client; return (client_id, client_secret) — the secret is never shown again."""
+async def add_client(
+    engine: AsyncEngine, name: str, scopes: frozenset[str], rate_limit: str | None = None
+) -> tuple[str, str]:
+    """Create an OAuth client; return (client_id, client_secret) — the secret is never shown again.
+
+    ``rate_limit``: its own limit as ``rates.parse_override`` returns it (None: ``DXAPI_RATE_LIMIT``)."""
     client_id = new_secret(CLIENT_ID_PREFIX, 12)
     secret = new_secret("dxs")
     secret_hash = await hash_secret_async(secret)
@@ -172,6 +178,7 @@ async def add_client(engine: AsyncEngine, name: str, scopes: frozenset[str]) -> 
                 name=name,
                 secret_hash=secret_hash,
                 scopes=" ".join(sorted(scopes)),
+                rate_limit=rate_limit,
                 is_active=True,
                 created_at=now,
                 updated_at=now,

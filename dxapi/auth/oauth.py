@@ -9,7 +9,9 @@ OAuth client libraries parse it. A wrong password and an unknown user get the sa
 A database that cannot answer is ``503 temporarily_unavailable`` with ``Retry-After`` (RFC 6749 §5.2's word).
 Refresh tokens are opaque, stored as digests, rotated on every use; presenting one that was already used
 revokes its whole family (RFC 9700 §4.14), since one of the two presenters must be a thief.
-Attempts are throttled per client or user and per source address (per worker).
+Attempts are throttled per client or user and per source address, for all workers and hosts (``throttle``); a
+right secret or password is taken back from its client's or user's count (not from the address's: one valid
+credential must not buy a sprayer more guesses at others).
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from dxapi.auth.passwords import digest
 from dxapi.auth.scopes import ROLES, narrow
 from dxapi.auth.throttle import Throttle
 from dxapi.dberrors import CONFLICT, RETRY_AFTER_SECONDS, classify, database_errors
+from dxapi.limits.counters import Counters
 from dxapi.registry.tables import dx_refresh_token
 from dxapi.settings import Settings
 
-__all__ = ["OAuthError", "Throttle", "TokenService"]
+__all__ = ["OAuthError", "TokenService"]
 
 MAX_FORM_BYTES = 8192
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -183,19 +186,19 @@ def granted_scopes(allowed: frozenset[str], requested: str | None) -> frozenset[
 
 
 class TokenService:
-    def __init__(self, engine: AsyncEngine, keys: Any, settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine, keys: Any, settings: Settings, counters: Counters) -> None:
         self.engine = engine
         self.keys = keys
         self.settings = settings
-        self.by_identity = Throttle(settings.token_attempts_per_minute)
-        self.by_address = Throttle(settings.token_attempts_per_address)
+        self.by_identity = Throttle(counters, "token", settings.token_attempts_per_minute)
+        self.by_address = Throttle(counters, "token", settings.token_attempts_per_address)
         self.proven: dict[str, str] = {}  # client secrets verified before (accounts.check_client)
 
     async def handle(self, request: Request) -> Response:
         try:
             form = await read_parameters(request)
             address = request.client.host if request.client else "unknown"
-            self._throttle(self.by_address, f"address:{address}")
+            await self._throttle(self.by_address, f"address:{address}")
             grant = form.get("grant_type")
             async with database_errors():
                 if grant == "client_credentials":
@@ -213,8 +216,8 @@ class TokenService:
             retry = exc.headers.get("Retry-After", RETRY_AFTER_SECONDS)
             return oauth_response({"error": "temporarily_unavailable"}, 503, {"Retry-After": retry})
 
-    def _throttle(self, throttle: Throttle, key: str) -> None:
-        wait = throttle.hit(key)
+    async def _throttle(self, throttle: Throttle, key: str) -> None:
+        wait = await throttle.hit(key)
         if wait:
             raise OAuthError("too_many_requests", 429, {"Retry-After": str(wait)})
 
@@ -223,10 +226,12 @@ class TokenService:
         if credentials is None:
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
         client_id, secret = credentials
-        self._throttle(self.by_identity, f"client:{client_id}")
+        await self._throttle(self.by_identity, f"client:{client_id}")
         allowed = await check_client(self.engine, client_id, secret, self.proven)
         if allowed is None:
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
+        # The right secret was no guess: a fleet of workers sharing one client asks as often as it needs.
+        await self.by_identity.forgive(f"client:{client_id}")
         scopes = granted_scopes(allowed, form.get("scope"))
         # RFC 6749 §4.4.3: no refresh token for client credentials; the client simply asks again.
         return self._answer(f"client:{client_id}", scopes, refresh=None)
@@ -235,10 +240,11 @@ class TokenService:
         username, password = form.get("username"), form.get("password")
         if not username or password is None:
             raise OAuthError("invalid_request")
-        self._throttle(self.by_identity, f"user:{username.lower()}")
+        await self._throttle(self.by_identity, f"user:{username.lower()}")
         found = await check_password(self.engine, username, password)
         if found is None:
             raise OAuthError("invalid_grant")
+        await self.by_identity.forgive(f"user:{username.lower()}")
         user_id, role = found
         scopes = granted_scopes(frozenset(ROLES[role].split()), form.get("scope"))
         subject, family = f"user:{user_id}", secrets.token_hex(16)
@@ -260,7 +266,7 @@ class TokenService:
             ).first()
         if found is None:
             raise OAuthError("invalid_grant")
-        self._throttle(self.by_identity, found.subject)
+        await self._throttle(self.by_identity, found.subject)
         status = await subject_status(self.engine, found.subject)
         for attempt in (1, 2):
             try:

@@ -47,6 +47,7 @@ from dxapi.auth.scopes import ACTIONS, DELETE, READ, ROLES, WRITE, Principal, na
 from dxapi.auth.throttle import Throttle
 from dxapi.auth.tokens import Claims, InvalidToken, SigningKeys
 from dxapi.dberrors import database_errors
+from dxapi.limits.counters import Counters
 from dxapi.settings import Settings
 
 __all__ = [
@@ -73,7 +74,7 @@ __all__ = [
 class Authenticator:
     """Turns request credentials into a Principal; one per worker."""
 
-    def __init__(self, engine: AsyncEngine, keys: SigningKeys, settings: Settings) -> None:
+    def __init__(self, engine: AsyncEngine, keys: SigningKeys, settings: Settings, counters: Counters) -> None:
         self._engine = engine
         self._keys = keys
         self._settings = settings
@@ -81,7 +82,7 @@ class Authenticator:
         self._families: dict[str, tuple[float, bool]] = {}  # refresh-token family → (checked at, revoked)
         self._api_keys: dict[str, ProvenKey] = {}  # digest of the key → proof
         self._proving: dict[str, asyncio.Future[StoredKey | None]] = {}  # one argon2 run per key at a time
-        self._key_failures = Throttle(settings.token_attempts_per_address)
+        self._key_failures = Throttle(counters, "api_key", settings.token_attempts_per_address)
         # Tokens whose signature and claims were verified, until they expire: verifying costs about as much
         # as the query of a read by id. Revocation is still checked on every request (status cache).
         self._verified: dict[str, Claims] = {}
@@ -112,7 +113,7 @@ class Authenticator:
             if not status.active or claims.issued_ms < status.revoked_before_ms or ended:
                 raise invalid_token()
             # Scopes taken away since the token was issued are gone now, not at its expiry.
-            principal = Principal(claims.subject, narrow(claims.scopes, status.allowed))
+            principal = Principal(claims.subject, narrow(claims.scopes, status.allowed), status.rate_limit)
             if claims.family is None:  # a login's token also depends on its family: checked every time
                 if len(self._admitted) > 10_000:
                     self._admitted.clear()
@@ -161,13 +162,13 @@ class Authenticator:
             proven = proof_of(row) if row is not None and row.key_hash == proven.key_hash else None
             self._remember(cache_key, proven)
         if proven is None:
-            wait = self._key_failures.hit(address)  # counted before argon2 runs, taken back if the key is right
+            wait = await self._key_failures.hit(address)  # counted before argon2 runs, taken back if the key is right
             if wait:
                 raise errors.ApiError([errors.TOO_MANY_ATTEMPTS(seconds=wait)], {"Retry-After": str(wait)})
             row = await self._prove(cache_key, key)
             if row is None:
                 raise invalid_token()
-            self._key_failures.forgive(address)
+            await self._key_failures.forgive(address)
             proven = proof_of(row)
             self._remember(cache_key, proven)
         principal = proven.current()

@@ -21,6 +21,7 @@ ROLES = {"admin": "*:read *:write *:delete", "editor": "*:read *:write", "viewer
 class Principal:
     subject: str  # "client:<client_id>", "user:<id>" or "apikey:<prefix>"
     scopes: frozenset[str]
+    rate_limit: str | None = None  # a client's own rate limit as stored (dxapi.limits.rates); None: the default
 
     def allows(self, alias: str, action: str) -> bool:
         return f"{alias}:{action}" in self.scopes or f"*:{action}" in self.scopes

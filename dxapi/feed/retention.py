@@ -1,5 +1,6 @@
 """Retention: tombstones older than ``DXAPI_CHANGE_RETENTION`` are pruned; live rows' entries never are. The
-same background loop prunes idempotency records older than ``DXAPI_IDEMPOTENCY_TTL`` (``idempotency.prune``).
+same background loop prunes idempotency records older than ``DXAPI_IDEMPOTENCY_TTL`` (``idempotency.prune``)
+and ended rate-limit windows (``limits.counters``).
 
 Each prune records the newest position it removed. A cursor before it may have missed one of those deletes,
 so ``feed.read`` answers it 410 ("resync from the start") — exactly those cursors, no more.
@@ -33,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dxapi import idempotency
 from dxapi.feed.read import XID8, Position, before, change_table
+from dxapi.limits.counters import Counters
 from dxapi.registry.capture import capture_state
 from dxapi.registry.reload import Registry
 from dxapi.registry.snapshot import EntitySnapshot
@@ -95,16 +97,19 @@ async def prune_forever(
     retention: float,
     interval: float,
     idempotency_ttl: float,
+    counters: Counters,
     stop: asyncio.Event,
 ) -> None:
-    """The worker's background pruning — tombstones, then expired idempotency records; several workers pruning
-    at once only repeat each other's work. Returns once ``stop`` is set, between two rounds."""
+    """The worker's background pruning — tombstones, then expired idempotency records and rate-limit windows;
+    several workers pruning at once only repeat each other's work. Returns once ``stop`` is set, between two
+    rounds."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
             return
         await _guarded("tombstones", prune_all(engine, registry, retention))
         await _guarded("idempotency records", _prune_records(engine, idempotency_ttl))
+        await _guarded("rate-limit counters", _prune_counters(counters))
 
 
 async def _guarded(what: str, pruning: Coroutine[Any, Any, None]) -> None:
@@ -120,3 +125,9 @@ async def _prune_records(engine: AsyncEngine, ttl: float) -> None:
     removed = await idempotency.prune(engine, ttl)
     if removed:
         log.info("pruned %d idempotency records older than %s s", removed, ttl)
+
+
+async def _prune_counters(counters: Counters) -> None:
+    removed = await counters.prune()
+    if removed:
+        log.info("pruned %d ended rate-limit windows", removed)

@@ -23,6 +23,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql.compiler import DDLCompiler
 
 metadata = MetaData()
 
@@ -107,6 +110,8 @@ dx_client = Table(
     Column("revoked_before", BigInteger, nullable=True),  # secret rotated: older tokens are refused
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # The client's own rate limit (`1200/minute`, `unlimited`); NULL: `DXAPI_RATE_LIMIT` applies (dxapi.limits).
+    Column("rate_limit", String(64), nullable=True),
     UniqueConstraint("client_id", name="uq_dx_client_client_id"),
 )
 
@@ -188,3 +193,27 @@ dx_idempotency = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_dx_idempotency_created_at", "created_at"),
 )
+
+
+# --- rate-limit counters (dxapi.limits.counters) ----------------------------------------------------------------
+# One row per counted key (a principal, a principal on an entity, a /token or login identity or address): the
+# requests counted in its current window and when that window ends (epoch milliseconds). A window starts with
+# the first request after the last one ended. Rows past `expires_at` are dead and pruned by the pruning loop.
+dx_rate_counter = Table(
+    "dx_rate_counter",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("hits", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+# Counters are disposable: losing them in a PostgreSQL crash only resets some windows early, so they skip the
+# write-ahead log (every counted request writes this table; logged, each write would also be a WAL record).
+UNLOGGED = frozenset({dx_rate_counter.name})
+
+
+@compiles(CreateTable, "postgresql")
+def _create_unlogged(create: CreateTable, compiler: DDLCompiler, **kw: object) -> str:
+    text: str = compiler.visit_create_table(create, **kw)  # type: ignore[no-untyped-call]
+    if create.element.name in UNLOGGED:
+        return text.replace("CREATE TABLE", "CREATE UNLOGGED TABLE", 1)
+    return text

@@ -88,6 +88,8 @@ def test_actual_request_from_an_allowed_origin_exposes_dxapi_headers(cors: httpx
         "link",
         "x-request-id",
         "server-timing",
+        "ratelimit",
+        "ratelimit-policy",
     }
     assert response.json()["data"]
 

@@ -8,6 +8,7 @@ in exactly the property under test; ``test_forged_baseline_is_accepted`` proves 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -26,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dxapi.auth import principals
 from dxapi.auth.tokens import load_keys
+from dxapi.db import create_engine
+from dxapi.registry.tables import dx_rate_counter
 from dxapi.settings import Settings
 from tests.conftest import BACKENDS, Backend, _start_server
 
@@ -272,13 +275,30 @@ def anon(backend: Backend) -> Iterator[httpx.Client]:
 
 @contextlib.contextmanager
 def serve(settings: Settings) -> Iterator[str]:
-    """A server of its own (any settings) for the duration of the block; yields its base URL."""
+    """A server of its own (any settings) for the duration of the block; yields its base URL.
+
+    Throttles count in the database, for every server on it: the server starts with no attempt counted, so
+    that its own limits are what the test sees (not the attempts of the tests before)."""
+    asyncio.run(forget_counted(settings.database_url))
     server, thread, base_url = _start_server(settings)
     try:
         yield base_url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+async def forget_counted(url: str) -> None:
+    """Empty the shared counters of rate limits and throttles (``dx_rate_counter``); a database that cannot be
+    reached (a test of exactly that) holds none."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.delete(dx_rate_counter))
+    except (sa.exc.DBAPIError, OSError):
+        pass
+    finally:
+        await engine.dispose()
 
 
 def settings_for(backend: Backend, **changes: Any) -> Settings:
