@@ -68,6 +68,7 @@ def test_the_request_past_the_limit_is_refused_with_the_headers(
                 "status": 429,
                 "message": "Too many requests: the limit is 3 per 60 seconds for these credentials. "
                 f"Retry in {reset} seconds.",
+                "requestId": refused.headers["x-request-id"],
             }
         ]
         assert api.get(f"{API}/countries").status_code == 429  # the limit is the principal's, on every entity

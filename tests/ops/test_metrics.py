@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from dxapi.db import create_driver_pool, create_engine
 from dxapi.metrics import driver_pool, sqlalchemy_pool
-from tests.conftest import BACKENDS, Backend, config_field, only_on, serving, unconfigure
-from tests.ops.conftest import METRICS_TOKEN, Observed, value
+from tests.conftest import BACKENDS, Backend, _start_server, config_field, only_on, serving, unconfigure
+from tests.ops.conftest import METRICS_TOKEN, Observed, samples, value
 
 PREFIX = "/dynamic-entity"
 SERVERS = [name for name in BACKENDS if name != "sqlite"]
@@ -216,3 +217,24 @@ async def _connect_once(engine: Any) -> None:
 async def _acquire_once(pool: Any) -> None:
     async with pool.acquire() as conn:
         await conn.fetchval("SELECT 1")
+
+
+def test_rate_limit_refusals_are_counted(backend: Backend) -> None:
+    """A server of its own with a short limit (the counters are shared through the database: no other test
+    limits this principal, and the window is over before the module's next run)."""
+    settings = backend.settings.model_copy(
+        update={"metrics": True, "metrics_token": SecretStr(METRICS_TOKEN), "rate_limit": "3/10s"}
+    )
+    server, thread, base_url = _start_server(settings)
+    try:
+        with httpx.Client(base_url=base_url, headers={"Authorization": backend.client.headers["authorization"]}) as c:
+            statuses = [c.get(f"{PREFIX}/countries", params={"page[limit]": "1"}).status_code for _ in range(5)]
+            scraped = samples(
+                httpx.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+            )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert statuses == [200, 200, 200, 429, 429]
+    assert value(scraped, "dxapi_rate_limited_total", scope="principal") == 2
+    assert value(scraped, "dxapi_requests_total", entity="countries", method="GET", status="2xx") == 3
