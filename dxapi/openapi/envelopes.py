@@ -21,6 +21,7 @@ ERROR_STATUSES = {
     "413": "Body too large",
     "415": "Body is not JSON",
     "422": "Relation not editable",
+    "429": "Past a rate limit, or too many failed API-key checks: retry after `Retry-After` seconds",
     "503": "Database unavailable",
 }
 
