@@ -84,6 +84,8 @@ _MYSQL_KINDS = {
     2003: UNAVAILABLE,
     2006: UNAVAILABLE,
     2013: UNAVAILABLE,
+    1040: UNAVAILABLE,  # too many connections: the server's max_connections
+    1203: UNAVAILABLE,  # the user's max_user_connections
     1146: SCHEMA,
     1054: SCHEMA,
 }
@@ -106,7 +108,9 @@ def classify(exc: sa_exc.DBAPIError) -> DbProblem:
 
 
 def classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
-    kind = _PG_KINDS.get(sqlstate, UNAVAILABLE if sqlstate.startswith(("08", "57P")) else UNKNOWN)
+    # Classes 08 (connection), 57P (shutdown) and 53 (insufficient resources: too many connections, out of
+    # memory or disk) are the server's state, not the request's: 503, try again.
+    kind = _PG_KINDS.get(sqlstate, UNAVAILABLE if sqlstate.startswith(("08", "57P", "53")) else UNKNOWN)
     detail = str(getattr(cause, "detail", "") or "")
     constraint = getattr(cause, "constraint_name", None)
     message = str(cause)

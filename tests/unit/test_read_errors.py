@@ -114,3 +114,31 @@ def test_stale_twice_is_5002() -> None:
     with pytest.raises(errors.ApiError) as raised:
         asyncio.run(read_twice())
     assert _code(raised.value) == errors.DATABASE_UNAVAILABLE.code
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.exceptions.TooManyConnectionsError("sorry, too many clients already"),
+        asyncpg.exceptions.OutOfMemoryError("out of memory"),
+    ],
+    ids=["too-many-connections", "out-of-memory"],
+)
+def test_a_server_out_of_resources_is_unavailable_not_a_bug(exc: BaseException) -> None:
+    """Class 53 is the server's state: the read is tried once more, then answered 503 ``5002``, never 500."""
+    assert isinstance(_raised(exc), StaleConnection)
+    assert not SERVER_ERRORS.take()
+
+
+@pytest.mark.parametrize("errno", [1040, 1203])
+def test_mariadb_out_of_connections_is_unavailable(errno: int) -> None:
+    refused = sa_exc.DBAPIError("SELECT 1", None, Exception(errno, "Too many connections"))
+
+    async def attempt() -> None:
+        async with database_errors():
+            raise refused
+
+    with pytest.raises(errors.ApiError) as caught:
+        asyncio.run(attempt())
+    assert _code(caught.value) == errors.DATABASE_UNAVAILABLE.code
+    assert caught.value.headers.get("Retry-After")
