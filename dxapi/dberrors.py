@@ -107,6 +107,20 @@ def classify(exc: sa_exc.DBAPIError) -> DbProblem:
     return _classify_sqlite(message, exc)
 
 
+def conflict_behind(exc: BaseException) -> sa_exc.DBAPIError | None:
+    """The deadlock that ``exc`` was raised over, if any.
+
+    InnoDB undoes a deadlock victim's whole transaction, savepoints included: leaving the savepoint the
+    statement ran in then fails ("SAVEPOINT … does not exist", 1305) over the deadlock, which is the error that
+    counts."""
+    cause: BaseException | None = exc.__context__
+    while cause is not None:
+        if isinstance(cause, sa_exc.DBAPIError) and classify(cause).kind == CONFLICT:
+            return cause
+        cause = cause.__context__
+    return None
+
+
 def classify_postgresql(sqlstate: str, cause: object) -> DbProblem:
     # Classes 08 (connection), 57P (shutdown) and 53 (insufficient resources: too many connections, out of
     # memory or disk) are the server's state, not the request's: 503, try again.

@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
-from dxapi.dberrors import FOREIGN_KEY, REFERENCED, classify, database_errors
+from dxapi.dberrors import FOREIGN_KEY, REFERENCED, classify, conflict_behind, database_errors
 from dxapi.errors import ErrorItem
 from dxapi.execute.references import KEYS_PER_QUERY, Reference, blocked_keys
 from dxapi.execute.statements import current_tags, load_existing
@@ -52,6 +52,9 @@ async def execute_delete(
                 await keeper.commit(conn, None)
             return
         except sa_exc.DBAPIError as exc:
+            deadlock = conflict_behind(exc)
+            if deadlock is not None:  # 409 over the deadlock, not 500 over the savepoint it took with it
+                raise deadlock from None
             if classify(exc).kind not in (REFERENCED, FOREIGN_KEY):
                 raise
         raise errors.ApiError(await _blocked(conn, plan, keys, child_alias))

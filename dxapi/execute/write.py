@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dxapi import errors
 from dxapi.db import DriverPool
-from dxapi.dberrors import CONFLICT, REQUEST_KINDS, classify, database_errors, item_error
+from dxapi.dberrors import CONFLICT, REQUEST_KINDS, classify, conflict_behind, database_errors, item_error
 from dxapi.errors import ErrorItem
 from dxapi.execute.one_statement import Conflict, many_rows, write_many, write_one, write_one_keyed
 from dxapi.execute.outcome import WriteOutcome
@@ -189,13 +189,10 @@ async def _write_item(conn: AsyncConnection, plan: WritePlan, item: ItemPlan) ->
                 await savepoint.rollback()
         return written
     except sa_exc.DBAPIError as exc:
-        # InnoDB undoes a deadlock victim's whole transaction, savepoints included: leaving the savepoint then
-        # fails ("SAVEPOINT does not exist") over the deadlock. The items before are gone too: retry it all.
-        cause: BaseException | None = exc.__context__
-        while cause is not None:
-            if isinstance(cause, sa_exc.DBAPIError) and classify(cause).kind == CONFLICT:
-                raise _Retry() from cause
-            cause = cause.__context__
+        # A deadlock undid the items before this one too (``conflict_behind``): retry it all.
+        deadlock = conflict_behind(exc)
+        if deadlock is not None:
+            raise _Retry() from deadlock
         _reraise_if_global(exc)
         return _Written(refused=(item_error(classify(exc), plan.entity, item.path),))
 

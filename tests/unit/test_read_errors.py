@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import exc as sa_exc
 
 from dxapi import errors
-from dxapi.dberrors import StaleConnection, database_errors, read_errors
+from dxapi.dberrors import StaleConnection, conflict_behind, database_errors, read_errors
 from tests.conftest import SERVER_ERRORS
 
 
@@ -142,3 +142,21 @@ def test_mariadb_out_of_connections_is_unavailable(errno: int) -> None:
         asyncio.run(attempt())
     assert _code(caught.value) == errors.DATABASE_UNAVAILABLE.code
     assert caught.value.headers.get("Retry-After")
+
+
+def test_a_savepoint_lost_to_a_deadlock_answers_the_deadlock() -> None:
+    """InnoDB undoes a deadlock victim's whole transaction: leaving its savepoint then fails with 1305 over the
+    deadlock. The deadlock is what counts — 409 ``3004``, which a client retries — never 500 for the 1305."""
+    deadlock = sa_exc.DBAPIError("DELETE …", None, Exception(1213, "Deadlock found when trying to get lock"))
+    lost = sa_exc.DBAPIError("ROLLBACK TO SAVEPOINT sa_savepoint_1", None, Exception(1305, "SAVEPOINT does not exist"))
+    lost.__context__ = deadlock
+    assert conflict_behind(lost) is deadlock
+    assert conflict_behind(deadlock) is None
+
+    async def attempt() -> None:
+        async with database_errors():
+            raise conflict_behind(lost) or lost
+
+    with pytest.raises(errors.ApiError) as caught:
+        asyncio.run(attempt())
+    assert _code(caught.value) == errors.WRITE_CONFLICT.code
