@@ -112,17 +112,25 @@ async def write_many(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> tup
         [row[name] if process is None or row[name] is None else process(row[name]) for row in rows]
         for name, process in zip(columns, statement.processors, strict=True)
     ]
-    with read_errors():
-        async with pool.acquire() as connection:
-            try:
-                records = await connection.fetch(statement.sql, *arguments)
-            except sys.modules["asyncpg"].exceptions._base.DataError:
-                return None  # a value the driver could not encode as an array element: nothing was sent
-            except BaseException as exc:
-                if _unanswered(exc):
-                    connection.terminate()
-                _refusal(exc, entity, plan.items[0])  # raises for the whole request (or a conflict)
-                return None
+    records: list[Any] | None = None
+    try:
+        with read_errors():
+            async with pool.acquire() as connection:
+                try:
+                    records = await connection.fetch(statement.sql, *arguments)
+                except sys.modules["asyncpg"].exceptions._base.DataError:
+                    return None  # a value the driver could not encode as an array element: nothing was sent
+                except BaseException as exc:
+                    if _unanswered(exc):
+                        connection.terminate()
+                    _refusal(exc, entity, plan.items[0])  # raises for the whole request (or a conflict)
+                    return None
+    except Exception:
+        if records is None:
+            raise
+        # The statement was answered, so its rows are committed (one statement, autocommit): a connection that
+        # broke on its way back to the pool changes nothing about that, and "not written" would be false.
+        log.warning("connection lost after a batch insert into `%s` was answered", entity.alias)
     # Generated keys grow in array order: sorted by them, the rows are in request order.
     at = entity.columns.index(entity.identifier.column)
     return tuple(entity.render_row(record) for record in sorted(records, key=lambda record: record[at]))
@@ -320,11 +328,11 @@ def _compiled(dialect: Dialect, statement: Any) -> DriverStatement:
 
 def _unanswered(exc: BaseException) -> bool:
     """No answer to the statement: the socket broke, the command timeout ran out (TimeoutError is an OSError),
-    the connection is closed, or the request was cancelled while waiting."""
+    the connection is closed, the reply was cut off mid-message (the driver's ``InternalClientError``), or the
+    request was cancelled while waiting."""
     driver = sys.modules["asyncpg"]
-    return isinstance(exc, (OSError, driver.InterfaceError, driver.PostgresConnectionError)) or not isinstance(
-        exc, Exception
-    )
+    gone = (OSError, driver.InterfaceError, driver.PostgresConnectionError, driver.InternalClientError)
+    return isinstance(exc, gone) or not isinstance(exc, Exception)
 
 
 def _refusal(exc: BaseException, entity: EntitySnapshot, item: ItemPlan) -> tuple[ErrorItem, ...]:

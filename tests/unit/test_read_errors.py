@@ -160,3 +160,13 @@ def test_a_savepoint_lost_to_a_deadlock_answers_the_deadlock() -> None:
     with pytest.raises(errors.ApiError) as caught:
         asyncio.run(attempt())
     assert _code(caught.value) == errors.WRITE_CONFLICT.code
+
+
+def test_a_write_whose_reply_was_cut_off_mid_message_has_no_known_outcome() -> None:
+    """asyncpg's ``InternalClientError`` is a reply cut off mid-message: the statement may have committed, so a
+    write must answer 5006 (outcome unknown), never 5002 (not written). Found by
+    ``tests/reliability/test_batch_kills.py``: a reset 500-row batch answered 5002 with every row committed."""
+    from dxapi.execute.one_statement import _unanswered
+
+    assert _unanswered(asyncpg.exceptions.InternalClientError("unexpected end of the reply"))
+    assert not _unanswered(asyncpg.exceptions.UniqueViolationError("duplicate key"))
