@@ -5,11 +5,9 @@ one ``INSERT … RETURNING`` or ``UPDATE … RETURNING``, atomic on its own in a
 path (``execute.read``). Through SQLAlchemy a lone PATCH cost twice the CPU of the reference server's, most
 of it in the checkout and per-execution machinery around one round trip.
 
-A POST batch of plain rows (same fields, generated keys, no children) is one statement too:
-``INSERT … SELECT unnest($1::type[], …) RETURNING …``, one array per column, so the statement is the same for
-any number of rows and the driver encodes each column in one go. SQLAlchemy's multi-row VALUES cost a fifth
-of a 1,000-row batch in building parameters. A refusal here wrote nothing: the batch goes the general way,
-which names every failing item.
+POST batches take the general way (``execute.write``): a one-statement array INSERT on the driver said
+"not written" of committed rows when every connection was reset mid-batch
+(``tests/reliability/test_batch_kills.py``), so it was taken out until it can tell.
 
 The statement is the one ``execute.statements`` runs for the row (same build, same ``autoValue`` stamps),
 compiled for the asyncpg dialect with its parameters' bind processors, so every value reaches the driver as
@@ -29,8 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, cast, func, insert, literal_column, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -49,7 +46,7 @@ from dxapi.execute.outcome import WriteOutcome
 from dxapi.execute.statements import update_statement
 from dxapi.idempotency import CHECK_POSTGRESQL, Keeper, KeyTaken, recordable
 from dxapi.plan.decide import missing_row
-from dxapi.plan.types import INSERT, POST, Action, ItemPlan, WritePlan
+from dxapi.plan.types import INSERT, Action, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot
 from dxapi.sql.build import build_insert
 from dxapi.sql.clock import stamp_values
@@ -97,100 +94,6 @@ async def write_one(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> Writ
     if record is None:  # UPDATE matched nothing: a PATCH of a missing row
         return Written(None, (missing_row(entity, item),))
     return Written(entity.render_row(record))
-
-
-async def write_many(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> tuple[dict[str, Any], ...] | None:
-    """The plan's inserts (see ``many_rows``) in one statement → the saved rows in item order; None when the
-    database refused a row (nothing was written) or the columns' types have no array form."""
-    entity = plan.entity
-    rows = [decision.action.values for decision in plan.decisions if decision.action is not None]
-    columns = tuple(rows[0])
-    statement = _many_statement(dialect, entity, columns)
-    if statement is None:
-        return None
-    arguments = [  # one array per column
-        [row[name] if process is None or row[name] is None else process(row[name]) for row in rows]
-        for name, process in zip(columns, statement.processors, strict=True)
-    ]
-    records: list[Any] | None = None
-    try:
-        with read_errors():
-            async with pool.acquire() as connection:
-                try:
-                    records = await connection.fetch(statement.sql, *arguments)
-                except sys.modules["asyncpg"].exceptions._base.DataError:
-                    return None  # a value the driver could not encode as an array element: nothing was sent
-                except BaseException as exc:
-                    if _unanswered(exc):
-                        connection.terminate()
-                    _refusal(exc, entity, plan.items[0])  # raises for the whole request (or a conflict)
-                    return None
-    except Exception:
-        if records is None:
-            raise
-        # The statement was answered, so its rows are committed (one statement, autocommit): a connection that
-        # broke on its way back to the pool changes nothing about that, and "not written" would be false.
-        log.warning("connection lost after a batch insert into `%s` was answered", entity.alias)
-    # Generated keys grow in array order: sorted by them, the rows are in request order.
-    at = entity.columns.index(entity.identifier.column)
-    return tuple(entity.render_row(record) for record in sorted(records, key=lambda record: record[at]))
-
-
-def many_rows(plan: WritePlan) -> bool:
-    """A POST batch that ``write_many`` can take: plain rows sending the same fields, keys the database makes."""
-    entity = plan.entity
-    if plan.method != POST or not plan.transactional or len(plan.items) < 2 or plan.has_problems:
-        return False
-    if not entity.serial_identifier:
-        return False
-    first = plan.decisions[0].action
-    if first is None or first.kind != INSERT or not first.values:
-        return False
-    columns = tuple(first.values)
-    return entity.identifier.column.name not in first.values and all(
-        not item.children
-        and item.precondition is None
-        and decision.action is not None
-        and decision.action.kind == INSERT
-        and tuple(decision.action.values) == columns
-        for item, decision in zip(plan.items, plan.decisions, strict=True)
-    )
-
-
-def _many_statement(dialect: Dialect, entity: EntitySnapshot, columns: tuple[str, ...]) -> DriverStatement | None:
-    shape = ("driver-insert-many", columns)
-    cached = entity.write_statements.get(shape)
-    if cached is None:
-        built: DriverStatement | bool
-        try:
-            compiled = _compiled(dialect, _insert_many(dialect, entity, columns))
-        except Exception:  # a type without an array form (or unknown to SQLAlchemy): the general path
-            log.info("no array insert for `%s` (%s); batches take the general path", entity.alias, columns)
-            built = False
-        else:
-            # The arrays' elements are bound as the column's own values would be (JSON as text, …).
-            processors = tuple(
-                entity.table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
-            )
-            built = DriverStatement(compiled.sql, compiled.names, processors)
-        cached = entity.write_statements.remember(shape, built)
-    return cached if isinstance(cached, DriverStatement) else None
-
-
-def _insert_many(dialect: Dialect, entity: EntitySnapshot, columns: tuple[str, ...]) -> Any:
-    table = entity.table
-    targets: list[Any] = [table.c[name] for name in columns]
-    sources: list[Any] = []
-    for i, column in enumerate(targets):
-        array = ARRAY(column.type)
-        sources.append(func.unnest(cast(bindparam(f"v{i}", type_=array), array)))
-    for column, value in stamp_values(entity.insert_stamps).items():
-        targets.append(column)
-        # As SQL text: the clock expression names its column (for its type), which would put the table in
-        # the SELECT's FROM and multiply the rows.
-        clock = value.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        sources.append(literal_column(str(clock), type_=column.type))
-    return insert(table).from_select(targets, select(*sources)).returning(*entity.columns)
 
 
 async def write_one_keyed(pool: DriverPool, dialect: Dialect, plan: WritePlan, keeper: Keeper) -> Written:
