@@ -407,7 +407,7 @@ def report(
         if measured:
             label = "ref-2" if self_test and slot == "dxapi" else slot
             worker = max(m.worker_rss_mb for m in measured)
-            goal = "" if slot == "reference" else " (goal <= 150 MB)"
+            goal = "" if slot == "reference" else " (goal <= 80 MB)"
             print(f"{label}: peak RSS of one worker process {worker:.0f} MB{goal}")
     print(
         f"load tool: {meta['load_tool']}; {meta['duration_s']} s per server and scenario in {meta['rounds']} "
