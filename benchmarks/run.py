@@ -15,7 +15,7 @@ process group), also on Ctrl-C, SIGTERM or an error; the run's client is disable
 
     python -m benchmarks.run [--workers N] [--duration S] [--only SCENARIO] [--skip-load] [--self-test]
                              [--key-rounds N] [--capture-rounds N] [--feed-pulls N] [--feed-limit N]
-                             [--dxapi-server uvicorn|granian]
+                             [--token-clients N] [--token-duration S] [--dxapi-server uvicorn|granian]
 
 A scenario dxapi does not serve yet (404/405/501 on its sample request) is reported as "n/a".
 """
@@ -82,6 +82,7 @@ from benchmarks.report import (
 )
 from benchmarks.scenarios import IDEMPOTENCY_KEY, SCENARIOS, Scenario, Target, first_difference, keyed, materialise
 from benchmarks.servers import ROOT, Server, cpu_seconds, fetch, free_port, named, peak_rss, process_tree
+from benchmarks.tokens import TOKEN, report_tokens, token_section
 from dxapi.server import APP, EXIT_SLACK
 from dxapi.settings import Settings
 
@@ -603,7 +604,7 @@ def run_cli(command: Sequence[str], env: dict[str, str]) -> tuple[str | None, st
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    names = [*(s.name for s in SCENARIOS), KEY_COST, FEED_PULL, EXPORT_NDJSON]
+    names = [*(s.name for s in SCENARIOS), KEY_COST, FEED_PULL, EXPORT_NDJSON, TOKEN]
     parser.add_argument("--workers", type=int, default=1, help="worker processes per server (default 1)")
     parser.add_argument(
         "--duration", type=float, default=10.0, help="measured seconds per server and scenario (default 10)"
@@ -663,6 +664,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         metavar="N",
         help="page[limit] of the feed pulls (repeatable; default 1000 and dxapi's maximum, 10000)",
+    )
+    parser.add_argument(
+        "--token-clients",
+        type=int,
+        default=20,
+        metavar="N",
+        help="concurrent connections of the /token section, on a dxapi worker of its own (default 20; 0 = none)",
+    )
+    parser.add_argument(
+        "--token-duration",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="seconds per load of the /token section (default 3)",
     )
     parser.add_argument(
         "--dxapi-server",
@@ -821,6 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys = key_section(args, scenarios, dxapi, ctx, url, options)
         feed = feed_section(args, scenarios, dxapi, ctx, url, options)
         export = export_of(args, dxapi, headers, auth)
+        tokens = token_section(args, dxapi, ctx, url, lambda s: options.headers_for("dxapi", s))
     except KeyboardInterrupt:
         log("interrupted")
         return 130
@@ -833,9 +849,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta["dxapi_tokens_fetched"] = auth["dxapi"].fetched
     if export is not None:
         meta["export_ndjson"] = export.as_json()
+    if tokens is not None:
+        meta["token"] = tokens.as_json()
     report(results, meta, args.self_test, feed, keys)
     if export is not None:
         report_export(export)
+    if tokens is not None:
+        report_tokens(tokens)
     entry = make_entry(meta, results, load_before, load_average(), git_commit())
     if record(entry, args.regression_pct) and args.fail_on_regression:
         log(f"a ratio fell by more than {args.regression_pct:.0f} % against the previous comparable run")
