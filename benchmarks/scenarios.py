@@ -135,7 +135,9 @@ def patch_target(base: str, ctx: DataContext) -> Target:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("get-by-id", "GET /products/{id}, random id", by_id_target, 16, goal=1.0),
-    Scenario("page-offset", f"GET page of {PAGE} by page[offset], first {OFFSET_PAGES} pages", offset_target, 16, goal=1.0),
+    Scenario(
+        "page-offset", f"GET page of {PAGE} by page[offset], first {OFFSET_PAGES} pages", offset_target, 16, goal=1.0
+    ),
     Scenario("page-keyset", f"GET page of {PAGE} after a random updatedAt", keyset_target, 16, goal=1.0),
     Scenario("page-fields", f"GET page of {PAGE} with fields[products]={SPARSE_FIELDS}", fields_target, 16, goal=1.0),
     # few connections: each request carries 1000 rows, more in flight only queue up on 2 cores

@@ -17,6 +17,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Router
 from starlette.types import Receive, Scope, Send
 
+from dxapi.request.incoming import ApiRequest
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 MethodTable = Mapping[str, Endpoint]
 
@@ -48,7 +50,7 @@ class DataRouter(Router):
                 endpoint, params = found
                 scope.setdefault("router", self)
                 scope["path_params"] = params
-                response = await endpoint(Request(scope, receive, send))
+                response = await endpoint(ApiRequest(scope, receive, send))
                 await response(scope, receive, send)
                 return
         await super().app(scope, receive, send)

@@ -205,16 +205,30 @@ async def rotate_client_secret(engine: AsyncEngine, client_id: str) -> str | Non
 PROVEN_SECRETS = 10_000  # client secrets a worker remembers having verified
 
 
-async def check_client(
-    engine: AsyncEngine, client_id: str, secret: str, proven: dict[str, str] | None = None
-) -> frozenset[str] | None:
-    """The scopes of an active client whose secret matches; None otherwise, in the same time.
+@dataclass(frozen=True, slots=True)
+class ClientCheck:
+    """A client's row as read for one ``/token`` request (``found`` False: no such client), and whether this
+    worker verified the presented secret against the row's hash before (``remembered``)."""
 
-    ``proven`` (digest of client id and secret → the stored hash they matched) spares argon2 for a secret this
-    worker verified before against the same stored hash: a connector asks for a token with the same secret
-    every few minutes, and twenty doing so at once queued behind the hashing thread for seconds. The row is
-    read every time, so a disabled client or a rotated secret (another hash) is refused at once. Only a caller
-    who knows the secret can hit the memory, so its being faster tells nobody anything.
+    found: bool
+    secret_hash: str | None
+    scopes: frozenset[str]
+    is_active: bool
+    remembered: bool
+    memory: str  # the digest the secret is remembered under
+
+
+async def read_client(
+    engine: AsyncEngine, client_id: str, secret: str, proven: dict[str, str] | None = None
+) -> ClientCheck:
+    """The row of ``client_id`` and whether ``proven`` (digest of client id and secret → the stored hash they
+    matched) already holds this secret for the row's current hash.
+
+    A connector asks for a token with the same secret every few minutes, and twenty doing so at once queued
+    behind the hashing thread for seconds; a remembered secret needs no argon2 and, being no guess, counts
+    against no throttle. The row is read every time, so a disabled client or a rotated secret (another hash)
+    is refused at once. Only a caller who knows the secret can hit the memory, so its being faster tells
+    nobody anything.
     """
     async with engine.connect() as conn:
         row = (
@@ -225,17 +239,26 @@ async def check_client(
             )
         ).first()
     memory = digest(f"{client_id}\0{secret}")
-    if row is not None and proven is not None and proven.get(memory) == row.secret_hash:
-        ok = True
-    else:
-        ok = await verify_secret_async(row.secret_hash if row else None, secret)
-        if ok and row is not None and proven is not None:
+    if row is None:
+        return ClientCheck(False, None, frozenset(), False, False, memory)
+    remembered = proven is not None and proven.get(memory) == row.secret_hash
+    scopes = frozenset(str(row.scopes).split())
+    return ClientCheck(True, row.secret_hash, scopes, bool(row.is_active), remembered, memory)
+
+
+async def check_client(check: ClientCheck, secret: str, proven: dict[str, str] | None = None) -> frozenset[str] | None:
+    """The scopes of an active client whose secret matches; None otherwise, in the same time (argon2 runs
+    for an unknown client too, unless the secret is remembered). A secret argon2 matched is remembered."""
+    ok = check.remembered
+    if not ok:
+        ok = await verify_secret_async(check.secret_hash, secret)
+        if ok and check.found and proven is not None:
             if len(proven) >= PROVEN_SECRETS:
                 proven.clear()
-            proven[memory] = row.secret_hash
-    if row is None or not ok or not row.is_active:
+            proven[check.memory] = str(check.secret_hash)
+    if not check.found or not ok or not check.is_active:
         return None
-    return frozenset(str(row.scopes).split())
+    return check.scopes
 
 
 async def add_api_key(

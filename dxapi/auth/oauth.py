@@ -11,11 +11,13 @@ Refresh tokens are opaque, stored as digests, rotated on every use; presenting o
 revokes its whole family (RFC 9700 §4.14), since one of the two presenters must be a thief.
 Attempts are throttled per client or user and per source address, for all workers and hosts (``throttle``); a
 right secret or password is taken back from its client's or user's count (not from the address's: one valid
-credential must not buy a sprayer more guesses at others).
+credential must not buy a sprayer more guesses at others). A client secret this worker verified before
+counts nowhere, and concurrent requests with one secret share one verification: no guess in either case.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -32,10 +34,12 @@ from starlette.responses import Response
 
 from dxapi import errors
 from dxapi.auth.accounts import (
+    ClientCheck,
     SubjectStatus,
     check_client,
     check_password,
     family_revoked,
+    read_client,
     revoke_family,
     subject_status,
 )
@@ -192,17 +196,18 @@ class TokenService:
         self.settings = settings
         self.by_identity = Throttle(counters, "token", settings.token_attempts_per_minute)
         self.by_address = Throttle(counters, "token", settings.token_attempts_per_address)
-        self.proven: dict[str, str] = {}  # client secrets verified before (accounts.check_client)
+        self.proven: dict[str, str] = {}  # client secrets verified before (accounts.read_client)
+        self._proving: dict[str, asyncio.Future[None]] = {}  # secrets being verified now, by their digest
 
     async def handle(self, request: Request) -> Response:
         try:
             form = await read_parameters(request)
-            address = request.client.host if request.client else "unknown"
-            await self._throttle(self.by_address, f"address:{address}")
+            address = f"address:{request.client.host if request.client else 'unknown'}"
             grant = form.get("grant_type")
             async with database_errors():
                 if grant == "client_credentials":
-                    return await self._client_credentials(request, form)
+                    return await self._client_credentials(request, form, address)
+                await self._throttle(self.by_address, address)
                 if grant == "password" and self.settings.password_grant:
                     return await self._password(form)
                 if grant == "refresh_token":
@@ -221,20 +226,45 @@ class TokenService:
         if wait:
             raise OAuthError("too_many_requests", 429, {"Retry-After": str(wait)})
 
-    async def _client_credentials(self, request: Request, form: dict[str, str]) -> Response:
+    async def _client_credentials(self, request: Request, form: dict[str, str], address: str) -> Response:
         credentials = client_credentials(request, form)
         if credentials is None:
+            await self._throttle(self.by_address, address)
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
         client_id, secret = credentials
-        await self._throttle(self.by_identity, f"client:{client_id}")
-        allowed = await check_client(self.engine, client_id, secret, self.proven)
+        check = await read_client(self.engine, client_id, secret, self.proven)
+        while not check.remembered and (pending := self._proving.get(check.memory)) is not None:
+            # The same secret is being verified for another request: its outcome is this one's too.
+            await asyncio.shield(pending)
+            check = await read_client(self.engine, client_id, secret, self.proven)
+        if check.remembered:
+            # A secret this worker verified before is no guess and counts nowhere: twenty workers of one
+            # connector asking at once are never throttled by their own requests in flight.
+            allowed = await check_client(check, secret, self.proven)
+        else:
+            allowed = await self._verify(check, address, client_id, secret)
         if allowed is None:
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
-        # The right secret was no guess: a fleet of workers sharing one client asks as often as it needs.
-        await self.by_identity.forgive(f"client:{client_id}")
         scopes = granted_scopes(allowed, form.get("scope"))
         # RFC 6749 §4.4.3: no refresh token for client credentials; the client simply asks again.
         return self._answer(f"client:{client_id}", scopes, refresh=None)
+
+    async def _verify(self, check: ClientCheck, address: str, client_id: str, secret: str) -> frozenset[str] | None:
+        """argon2 for a secret not remembered, counted first (a guess is a guess however it ends); the right
+        secret is taken back from the client's count."""
+        done = self._proving[check.memory] = asyncio.get_running_loop().create_future()
+        try:
+            await self._throttle(self.by_address, address)
+            await self._throttle(self.by_identity, f"client:{client_id}")
+            allowed = await check_client(check, secret, self.proven)
+            if allowed is not None:
+                # The right secret was no guess: a fleet of workers sharing one client asks as often as it needs.
+                await self.by_identity.forgive(f"client:{client_id}")
+            return allowed
+        finally:
+            if self._proving.get(check.memory) is done:
+                del self._proving[check.memory]
+            done.set_result(None)
 
     async def _password(self, form: dict[str, str]) -> Response:
         username, password = form.get("username"), form.get("password")

@@ -17,7 +17,7 @@ stage, against the entity and sort it was made for (``plan.cursor``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -101,9 +101,14 @@ class ReadRequest:
 
 
 CURSOR = "page[cursor]"
+NO_PARAMETERS = ReadRequest()  # what a request without a query string asks: the plans take a short way for it
 
 
-def parse_read_request(pairs: Iterable[tuple[str, str]], max_filters: int) -> ReadRequest:
+def parse_read_request(pairs: Sequence[tuple[str, str]], max_filters: int) -> ReadRequest:
+    return _parse_read_request(pairs, max_filters) if pairs else NO_PARAMETERS
+
+
+def _parse_read_request(pairs: Sequence[tuple[str, str]], max_filters: int) -> ReadRequest:
     seen: set[str] = set()
     filters: list[FilterTerm | FilterGroup] = []
     include_filters: list[IncludeFilter] = []

@@ -4,6 +4,7 @@ right secret is forgiven wherever it was checked."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -54,11 +55,31 @@ def test_login_attempts_are_counted_across_servers(backend: Backend) -> None:
                 client.close()
 
 
-def test_a_right_secret_is_forgiven_for_its_client_not_for_its_address(backend: Backend) -> None:
-    """Many workers sharing one client fetch tokens as often as they need; the address still counts them."""
+def test_the_address_counts_guesses_and_first_verifications_not_remembered_secrets(backend: Backend) -> None:
+    """Many workers sharing one client fetch tokens as often as they need. The address counts guesses and a
+    server's first verification of a secret; once a server verified it, that secret is no guess there and
+    counts nowhere, so it is served even while the address is refused for the guesses."""
     client_id, secret = new_client(backend, "products:read")
-    settings = {"token_attempts_per_minute": 2, "token_attempts_per_address": 6}
+    fresh_id, fresh_secret = new_client(backend, "products:read")
+    settings = {"token_attempts_per_minute": 100, "token_attempts_per_address": 6}
     with _two_servers(backend, **settings) as (one, two):
         assert [client_token(url, client_id, secret).status_code for url in (one, two, one, two, one)] == [200] * 5
-        assert client_token(two, client_id, "wrong").status_code == 401  # the 6th from this address
-        assert client_token(one, client_id, secret).status_code == 429  # the address's 7th
+        for _ in range(4):  # the address's 3rd to 6th attempts: the first verification on each server were two
+            assert client_token(two, client_id, "wrong").status_code == 401
+        assert client_token(one, client_id, "wrong").status_code == 429  # the address's 7th
+        assert client_token(one, fresh_id, fresh_secret).status_code == 429  # never verified here: counted
+        assert client_token(one, client_id, secret).status_code == 200  # remembered by this server: no guess
+        assert client_token(two, client_id, secret).status_code == 200
+
+
+def test_concurrent_requests_with_one_secret_are_not_throttled_by_each_other(backend: Backend) -> None:
+    """Twenty workers of one connector asking for a token at the same moment, on a server that has not seen
+    the secret yet, with a limit of three attempts a minute: one verification serves them all, none is 429."""
+    client_id, secret = new_client(backend, "products:read")
+    with serve(settings_for(backend, token_attempts_per_minute=3, token_attempts_per_address=3)) as base_url:
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            statuses = list(pool.map(lambda _: client_token(base_url, client_id, secret).status_code, range(20)))
+        assert statuses == [200] * 20, statuses
+        assert client_token(base_url, client_id, "wrong").status_code == 401  # guesses still count: the 2nd
+        assert client_token(base_url, client_id, "wrong").status_code == 401
+        assert client_token(base_url, client_id, "wrong").status_code == 429
