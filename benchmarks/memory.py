@@ -196,6 +196,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--post-rounds", type=int, default=4, help="rounds of concurrent POSTs; default 4")
     parser.add_argument("--concurrent", type=int, default=4, help="POSTs in flight per round; default 4")
     parser.add_argument("--rows", type=int, default=1000, help="rows per POST; default 1000")
+    parser.add_argument(
+        "--vary",
+        action="store_true",
+        help="one row fewer each round (1000, 999, …): a statement of another size per round, as real clients send",
+    )
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="TOP", help="top allocation sites per phase")
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc frames per allocation; default 1")
     parser.add_argument("--configure", action="store_true", help="run `dxapi init` and `config import` first")
@@ -245,14 +250,15 @@ def measure(server: Server, client: tuple[str, str], ctx: Any, args: argparse.Na
     line(f"after {args.gets} GET by id", pid, f"  ({errors} not 200)")
     if top:
         snap = snapshot_top(server, snap, top, "after GETs")
-    body = post_target("", ctx, args.rows).body
-    assert body is not None
+    bodies = [post_target("", ctx, args.rows - (n if args.vary else 0)).body or "" for n in range(args.post_rounds)]
     if top:
         reset_peak(server)
+    posting_from = time.monotonic()
     with peak_rss(pid, 0.05) as peak:
-        errors = posts(server.base, headers, body, args.post_rounds, args.concurrent)
-    what = f"after {args.post_rounds}x{args.concurrent} POST x{args.rows}"
-    line(what, pid, f"  ({errors} not 201; sampled peak {peak['largest'] / 2**20:.1f} MB)")
+        errors = sum(posts(server.base, headers, body, 1, args.concurrent) for body in bodies)
+    what = f"after {args.post_rounds}x{args.concurrent} POST x{args.rows}{'-' if args.vary else ''}"
+    took = time.monotonic() - posting_from
+    line(what, pid, f"  ({errors} not 201; sampled peak {peak['largest'] / 2**20:.1f} MB; {took:.1f} s)")
     if top:
         snap = snapshot_top(server, snap, top, "after POSTs")
     errors = gets(server.base, headers, ctx.id_max, args.gets, 4)
