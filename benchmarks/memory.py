@@ -259,6 +259,8 @@ def measure(server: Server, client: tuple[str, str], ctx: Any, args: argparse.Na
     what = f"after {args.post_rounds}x{args.concurrent} POST x{args.rows}{'-' if args.vary else ''}"
     took = time.monotonic() - posting_from
     line(what, pid, f"  ({errors} not 201; sampled peak {peak['largest'] / 2**20:.1f} MB; {took:.1f} s)")
+    time.sleep(1.0)  # dxapi trims its heap half a second after a large request (dxapi.heap)
+    line("1 s after the POSTs", pid)
     if top:
         snap = snapshot_top(server, snap, top, "after POSTs")
     errors = gets(server.base, headers, ctx.id_max, args.gets, 4)
