@@ -33,6 +33,7 @@ from dxapi.auth.principals import Authenticator
 from dxapi.auth.tokens import SigningKeys, load_keys
 from dxapi.db import Timeouts, create_driver_pool, create_engine, reader, writer
 from dxapi.feed.retention import prune_forever
+from dxapi.heap import HeapTrimmer
 from dxapi.limits.counters import open_counters
 from dxapi.limits.quota import Quota
 from dxapi.logs import flush_summaries
@@ -168,16 +169,19 @@ def _metrics(settings: Settings) -> Metrics | None:
 
 
 def _finished(settings: Settings, metrics: Metrics | None) -> Callable[[Exchange], None] | None:
-    """What ``Observed`` does with a finished request: the access log line, the metrics, both or neither."""
-    steps = [step for step in (settings.log_format == "json" and log_access, metrics and metrics.finished) if step]
+    """What ``Observed`` does with a finished request: the access log line, the metrics, the heap trim after a
+    large one (``heap``), any of them or none."""
+    trimmer = HeapTrimmer.for_this_process()
+    candidates = (settings.log_format == "json" and log_access, metrics and metrics.finished, trimmer and trimmer.after)
+    steps = [step for step in candidates if step]
     if len(steps) < 2:
         return steps[0] if steps else None
 
-    def both(exchange: Exchange) -> None:
+    def each(exchange: Exchange) -> None:
         for step in steps:
             step(exchange)
 
-    return both
+    return each
 
 
 def _middleware(settings: Settings, metrics: Metrics | None) -> list[Middleware]:

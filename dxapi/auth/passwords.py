@@ -6,20 +6,25 @@ an unknown name still hashes once, so "no such user" and "wrong password" take t
 argon2 costs tens of milliseconds of CPU on purpose, so a server never runs it on its event loop: the async
 helpers run it on a small dedicated thread pool (argon2's C code releases the GIL). The pool is bounded, so a
 flood of guesses queues up behind it instead of taking every core; callers throttle guesses before they get here.
+
+argon2 is loaded, and the hash for unknown names computed, when the first secret is hashed or checked: a worker
+that only verifies access tokens never pays for either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import hashlib
 import os
 import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 # OWASP's minimum for argon2id: 19 MiB memory, 2 iterations, 1 lane.
 ARGON2_MEMORY_KIB = 19 * 1024
@@ -45,20 +50,31 @@ def _return_large_blocks_to_the_system() -> None:
 
 
 _return_large_blocks_to_the_system()
-_HASHER = PasswordHasher(time_cost=2, memory_cost=ARGON2_MEMORY_KIB, parallelism=1)
-_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 # Half the cores at most: the other half keeps serving requests whatever arrives at /token or with API keys.
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, (os.cpu_count() or 2) // 2)), thread_name_prefix="dxapi-hash")
 
 
+@functools.cache
+def _hasher() -> tuple[PasswordHasher, str]:
+    """The hasher and the hash an unknown name is checked against, made at the first use of either (so that
+    the first check costs the same one extra hash whether the name exists or not)."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher(time_cost=2, memory_cost=ARGON2_MEMORY_KIB, parallelism=1)
+    return hasher, hasher.hash(secrets.token_urlsafe(16))
+
+
 def hash_secret(secret: str) -> str:
-    return _HASHER.hash(secret)
+    return _hasher()[0].hash(secret)
 
 
 def verify_secret(stored_hash: str | None, secret: str) -> bool:
     """True when ``secret`` matches; an absent hash still costs one verification (no timing oracle)."""
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+    hasher, dummy = _hasher()
     try:
-        return _HASHER.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
+        return hasher.verify(stored_hash or dummy, secret) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
