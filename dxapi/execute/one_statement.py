@@ -5,9 +5,15 @@ one ``INSERT … RETURNING`` or ``UPDATE … RETURNING``, atomic on its own in a
 path (``execute.read``). Through SQLAlchemy a lone PATCH cost twice the CPU of the reference server's, most
 of it in the checkout and per-execution machinery around one round trip.
 
-POST batches take the general way (``execute.write``): a one-statement array INSERT on the driver said
-"not written" of committed rows when every connection was reset mid-batch
-(``tests/reliability/test_batch_kills.py``), so it was taken out until it can tell.
+A POST batch of plain rows (same fields, generated keys, no children) is one statement too:
+``INSERT … SELECT unnest($1::type[], …) RETURNING …``, one array per column, so the statement is the same for
+any number of rows and the driver encodes each column in one go. SQLAlchemy's multi-row VALUES cost a fifth
+of a 1,000-row batch in building parameters. It runs between its own BEGIN and COMMIT although one statement
+is atomic in autocommit: there, a statement that died after the database committed it (a reset, a backend
+terminated before its last reply) looked like one refused, and the batch was answered "not written" with its
+rows saved (``tests/reliability/test_batch_kills.py``). In a transaction nothing is saved before the COMMIT, so
+a failure of the INSERT is "not written" for certain; only a COMMIT without an answer is unknown (``5006``). A
+refusal of a row wrote nothing: the batch goes the general way, which names every failing item.
 
 The statement is the one ``execute.statements`` runs for the row (same build, same ``autoValue`` stamps),
 compiled for the asyncpg dialect with its parameters' bind processors, so every value reaches the driver as
@@ -27,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, cast, func, insert, literal_column, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -40,13 +47,14 @@ from dxapi.dberrors import (
     item_error,
     read_errors,
     request_error,
+    unavailable,
 )
 from dxapi.errors import ErrorItem
 from dxapi.execute.outcome import WriteOutcome
 from dxapi.execute.statements import update_statement
 from dxapi.idempotency import CHECK_POSTGRESQL, Keeper, KeyTaken, recordable
 from dxapi.plan.decide import missing_row
-from dxapi.plan.types import INSERT, Action, ItemPlan, WritePlan
+from dxapi.plan.types import INSERT, POST, Action, ItemPlan, WritePlan
 from dxapi.registry.snapshot import EntitySnapshot
 from dxapi.sql.build import build_insert
 from dxapi.sql.clock import stamp_values
@@ -94,6 +102,134 @@ async def write_one(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> Writ
     if record is None:  # UPDATE matched nothing: a PATCH of a missing row
         return Written(None, (missing_row(entity, item),))
     return Written(entity.render_row(record))
+
+
+async def write_many(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> tuple[dict[str, Any], ...] | None:
+    """The plan's inserts (see ``many_rows``) in one statement and a transaction of its own → the saved rows
+    in item order; None when the database refused a row (nothing was written) or the columns' types have no
+    array form."""
+    entity = plan.entity
+    rows = [decision.action.values for decision in plan.decisions if decision.action is not None]
+    columns = tuple(rows[0])
+    statement = _many_statement(dialect, entity, columns)
+    if statement is None:
+        return None
+    arguments = [  # one array per column
+        [row[name] if process is None or row[name] is None else process(row[name]) for row in rows]
+        for name, process in zip(columns, statement.processors, strict=True)
+    ]
+    records: list[Any] = []
+    committed = False
+    try:
+        with read_errors():  # what acquiring meets (pool exhausted, database unreachable): nothing was sent
+            async with pool.acquire() as connection:
+                inserted = await _insert_many(connection, statement, arguments, entity, plan.items[0])
+                if inserted is None or not await _commit_many(connection, entity, plan.items[0]):
+                    return None
+                records, committed = inserted, True
+    except Exception:
+        if not committed:
+            raise
+        # The COMMIT was answered: a connection that broke on its way back to the pool changes nothing about
+        # that, and "not written" would be false.
+        log.warning("connection lost after a batch insert into `%s` was committed", entity.alias)
+    # Generated keys grow in array order: sorted by them, the rows are in request order.
+    at = entity.columns.index(entity.identifier.column)
+    return tuple(entity.render_row(record) for record in sorted(records, key=lambda record: record[at]))
+
+
+async def _insert_many(
+    connection: Any, statement: DriverStatement, arguments: list[Any], entity: EntitySnapshot, first: ItemPlan
+) -> list[Any] | None:
+    """BEGIN and the INSERT: its records, or None for a refused row. Nothing is saved yet, whatever fails."""
+    try:
+        await connection.execute("BEGIN")
+        records: list[Any] = await connection.fetch(statement.sql, *arguments)
+        return records
+    except BaseException as exc:
+        if _unanswered(exc):
+            connection.terminate()  # it may still be busy with the statement: never reused
+            if not isinstance(exc, Exception):  # cancelled: the request is gone
+                raise
+            raise unavailable() from None  # the transaction dies with its connection: not written
+        await connection.execute("ROLLBACK")
+        if isinstance(exc, sys.modules["asyncpg"].exceptions._base.DataError):
+            return None  # a value the driver could not encode as an array element
+        _refusal(exc, entity, first)  # raises for the whole request (or a conflict)
+        return None
+
+
+async def _commit_many(connection: Any, entity: EntitySnapshot, first: ItemPlan) -> bool:
+    """The COMMIT → True; False when the database refused it (a deferred constraint: rolled back, the general
+    way names the items). Without an answer, or with the server going away, the rows may be saved or not: 5006."""
+    try:
+        await connection.execute("COMMIT")
+    except BaseException as exc:
+        if isinstance(exc, sys.modules["asyncpg"].PostgresError) and str(exc.sqlstate)[:2] in ("23", "40"):
+            _refusal(exc, entity, first)  # a serialization failure raises Conflict: tried once more
+            return False
+        connection.terminate()
+        if not isinstance(exc, Exception):
+            raise
+        raise OutcomeUnknown(str(exc) or type(exc).__name__) from exc
+    return True
+
+
+def many_rows(plan: WritePlan) -> bool:
+    """A POST batch that ``write_many`` can take: plain rows sending the same fields, keys the database makes."""
+    entity = plan.entity
+    if plan.method != POST or not plan.transactional or len(plan.items) < 2 or plan.has_problems:
+        return False
+    if not entity.serial_identifier:
+        return False
+    first = plan.decisions[0].action
+    if first is None or first.kind != INSERT or not first.values:
+        return False
+    columns = tuple(first.values)
+    return entity.identifier.column.name not in first.values and all(
+        not item.children
+        and item.precondition is None
+        and decision.action is not None
+        and decision.action.kind == INSERT
+        and tuple(decision.action.values) == columns
+        for item, decision in zip(plan.items, plan.decisions, strict=True)
+    )
+
+
+def _many_statement(dialect: Dialect, entity: EntitySnapshot, columns: tuple[str, ...]) -> DriverStatement | None:
+    shape = ("driver-insert-many", columns)
+    cached = entity.write_statements.get(shape)
+    if cached is None:
+        built: DriverStatement | bool
+        try:
+            compiled = _compiled(dialect, _insert_many_statement(dialect, entity, columns))
+        except Exception:  # a type without an array form (or unknown to SQLAlchemy): the general path
+            log.info("no array insert for `%s` (%s); batches take the general path", entity.alias, columns)
+            built = False
+        else:
+            # The arrays' elements are bound as the column's own values would be (JSON as text, …).
+            processors = tuple(
+                entity.table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+            )
+            built = DriverStatement(compiled.sql, compiled.names, processors)
+        cached = entity.write_statements.remember(shape, built)
+    return cached if isinstance(cached, DriverStatement) else None
+
+
+def _insert_many_statement(dialect: Dialect, entity: EntitySnapshot, columns: tuple[str, ...]) -> Any:
+    table = entity.table
+    targets: list[Any] = [table.c[name] for name in columns]
+    sources: list[Any] = []
+    for i, column in enumerate(targets):
+        array = ARRAY(column.type)
+        sources.append(func.unnest(cast(bindparam(f"v{i}", type_=array), array)))
+    for column, value in stamp_values(entity.insert_stamps).items():
+        targets.append(column)
+        # As SQL text: the clock expression names its column (for its type), which would put the table in
+        # the SELECT's FROM and multiply the rows.
+        clock = value.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        sources.append(literal_column(str(clock), type_=column.type))
+    return insert(table).from_select(targets, select(*sources)).returning(*entity.columns)
 
 
 async def write_one_keyed(pool: DriverPool, dialect: Dialect, plan: WritePlan, keeper: Keeper) -> Written:

@@ -30,7 +30,7 @@ from dxapi import errors
 from dxapi.db import DriverPool
 from dxapi.dberrors import CONFLICT, REQUEST_KINDS, classify, conflict_behind, database_errors, item_error
 from dxapi.errors import ErrorItem
-from dxapi.execute.one_statement import Conflict, write_one, write_one_keyed
+from dxapi.execute.one_statement import Conflict, many_rows, write_many, write_one, write_one_keyed
 from dxapi.execute.outcome import WriteOutcome
 from dxapi.execute.statements import Refused, check_preconditions, execute_inserts, execute_updates, load_existing
 from dxapi.execute.transaction import transaction
@@ -72,6 +72,10 @@ async def execute_write(
                         written = await write_one_keyed(pool, engine.dialect, plan, keeper)
                     saved = () if written.row is None else (written.row,)
                     return WriteOutcome(saved, written.refused)
+                if pool is not None and keeper is None and many_rows(plan):
+                    rows = await write_many(pool, engine.dialect, plan)
+                    if rows is not None:
+                        return WriteOutcome(rows, ())
                 if plan.transactional:
                     return await _transactional(engine, plan, keeper)
                 return await _per_item(engine, plan, keeper)
