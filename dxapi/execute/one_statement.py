@@ -104,46 +104,69 @@ async def write_one(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> Writ
     return Written(entity.render_row(record))
 
 
-async def write_many(pool: DriverPool, dialect: Dialect, plan: WritePlan) -> tuple[dict[str, Any], ...] | None:
+async def write_many(
+    pool: DriverPool, dialect: Dialect, plan: WritePlan, keeper: Keeper | None = None
+) -> tuple[dict[str, Any], ...] | None:
     """The plan's inserts (see ``many_rows``) in one statement and a transaction of its own → the saved rows
     in item order; None when the database refused a row (nothing was written) or the columns' types have no
-    array form."""
-    entity = plan.entity
-    rows = [decision.action.values for decision in plan.decisions if decision.action is not None]
-    columns = tuple(rows[0])
+    array form. Under an ``Idempotency-Key`` the key's check opens the transaction and the answer's record goes
+    with the COMMIT, as for one row (:func:`write_one_keyed`)."""
+    entity, first = plan.entity, plan.items[0]
+    values = [decision.action.values for decision in plan.decisions if decision.action is not None]
+    columns = tuple(values[0])
     statement = _many_statement(dialect, entity, columns)
     if statement is None:
         return None
     arguments = [  # one array per column
-        [row[name] if process is None or row[name] is None else process(row[name]) for row in rows]
+        [row[name] if process is None or row[name] is None else process(row[name]) for row in values]
         for name, process in zip(columns, statement.processors, strict=True)
     ]
-    records: list[Any] = []
+    rows: tuple[dict[str, Any], ...] = ()
     committed = False
     try:
         with read_errors():  # what acquiring meets (pool exhausted, database unreachable): nothing was sent
             async with pool.acquire() as connection:
-                inserted = await _insert_many(connection, statement, arguments, entity, plan.items[0])
-                if inserted is None or not await _commit_many(connection, entity, plan.items[0]):
+                records = await _insert_many(connection, statement, arguments, entity, first, dialect, keeper)
+                if records is None:
                     return None
-                records, committed = inserted, True
+                try:
+                    # Generated keys grow in array order: sorted by them, the rows are in request order.
+                    at = entity.columns.index(entity.identifier.column)
+                    saved = tuple(entity.render_row(record) for record in sorted(records, key=lambda r: r[at]))
+                    if keeper is not None:
+                        await _commit(connection, keeper, saved)
+                    elif not await _commit_many(connection, entity, first):
+                        return None
+                except BaseException as exc:
+                    await _end(connection, exc)  # no transaction left open on a pooled connection
+                    raise
+                rows, committed = saved, True
     except Exception:
         if not committed:
             raise
         # The COMMIT was answered: a connection that broke on its way back to the pool changes nothing about
         # that, and "not written" would be false.
         log.warning("connection lost after a batch insert into `%s` was committed", entity.alias)
-    # Generated keys grow in array order: sorted by them, the rows are in request order.
-    at = entity.columns.index(entity.identifier.column)
-    return tuple(entity.render_row(record) for record in sorted(records, key=lambda record: record[at]))
+    return rows
 
 
 async def _insert_many(
-    connection: Any, statement: DriverStatement, arguments: list[Any], entity: EntitySnapshot, first: ItemPlan
+    connection: Any,
+    statement: DriverStatement,
+    arguments: list[Any],
+    entity: EntitySnapshot,
+    first: ItemPlan,
+    dialect: Dialect,
+    keeper: Keeper | None,
 ) -> list[Any] | None:
-    """BEGIN and the INSERT: its records, or None for a refused row. Nothing is saved yet, whatever fails."""
+    """BEGIN, the key's check and the INSERT: its records, or None for a refused row. Nothing is saved yet,
+    whatever fails; what ``Keeper.checked`` raises (a replay, 6102, 6103) passes on after the ROLLBACK."""
     try:
         await connection.execute("BEGIN")
+        if keeper is not None:
+            check = _check_statement(dialect)
+            found = await connection.fetchrow(check.sql, *check.arguments(keeper.check_parameters("postgresql")))
+            keeper.checked(bool(found[0]), found[1:])
         records: list[Any] = await connection.fetch(statement.sql, *arguments)
         return records
     except BaseException as exc:
@@ -155,7 +178,7 @@ async def _insert_many(
         await connection.execute("ROLLBACK")
         if isinstance(exc, sys.modules["asyncpg"].exceptions._base.DataError):
             return None  # a value the driver could not encode as an array element
-        _refusal(exc, entity, first)  # raises for the whole request (or a conflict)
+        _refusal(exc, entity, first)  # raises for the whole request (or a conflict), and what is no refusal
         return None
 
 
@@ -255,7 +278,7 @@ async def write_one_keyed(pool: DriverPool, dialect: Dialect, plan: WritePlan, k
                     await connection.execute("ROLLBACK")
                     return Written(None, (missing_row(entity, item),))
                 row = entity.render_row(record)
-                await _commit(connection, keeper, row)
+                await _commit(connection, keeper, (row,))
                 return Written(row)
             except _Refused as refused:
                 return Written(None, refused.items)
@@ -270,12 +293,12 @@ class _Refused(Exception):
         self.items = items
 
 
-async def _commit(connection: Any, keeper: Keeper, row: dict[str, Any]) -> None:
+async def _commit(connection: Any, keeper: Keeper, rows: tuple[dict[str, Any], ...]) -> None:
     """The answer recorded and the transaction committed, in one round trip (a simple query of two
     statements: the INSERT's values are inlined as hexadecimal digits and integers only). A database error
     other than the key's is translated by the caller's ``read_errors``, as for any statement here."""
     assert keeper.answer is not None, "the endpoint sets the answer before executing"
-    response = keeper.answer(WriteOutcome((row,), ()))
+    response = keeper.answer(WriteOutcome(rows, ()))
     commit = "COMMIT"
     if recordable(response.status_code):
         commit = f"{_record_sql(keeper.record_of(response))}; COMMIT"

@@ -72,8 +72,8 @@ async def execute_write(
                         written = await write_one_keyed(pool, engine.dialect, plan, keeper)
                     saved = () if written.row is None else (written.row,)
                     return WriteOutcome(saved, written.refused)
-                if pool is not None and keeper is None and many_rows(plan):
-                    rows = await write_many(pool, engine.dialect, plan)
+                if pool is not None and many_rows(plan):
+                    rows = await write_many(pool, engine.dialect, plan, keeper)
                     if rows is not None:
                         return WriteOutcome(rows, ())
                 if plan.transactional:
