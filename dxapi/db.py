@@ -8,7 +8,6 @@ and utf8mb4.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
@@ -241,35 +240,11 @@ class DriverPool:
     pool: Any  # asyncpg.Pool
     acquire_timeout: float
 
-    def acquire(self) -> _Acquired:
-        return _Acquired(self.pool, self.acquire_timeout)
+    def acquire(self) -> Any:
+        return self.pool.acquire(timeout=self.acquire_timeout)
 
     async def close(self) -> None:
         await self.pool.close()
-
-
-class _Acquired:
-    """``async with``: a connection of the pool, waited for at most ``timeout`` seconds.
-
-    asyncpg's own ``acquire(timeout=…)`` runs the wait in a task of its own (``wait_for``), a tenth of a read
-    by id's time even when a connection is free at once; ``asyncio.timeout`` bounds it in the request's task.
-    Cancelled while waiting, asyncpg puts its slot back; the error is the same ``TimeoutError``."""
-
-    __slots__ = ("_connection", "_pool", "_timeout")
-
-    def __init__(self, pool: Any, timeout: float) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._connection: Any = None
-
-    async def __aenter__(self) -> Any:
-        async with asyncio.timeout(self._timeout):
-            self._connection = await self._pool.acquire()
-        return self._connection
-
-    async def __aexit__(self, *exc: object) -> None:
-        connection, self._connection = self._connection, None
-        await self._pool.release(connection)
 
 
 async def _keep_session(connection: Any) -> None:
