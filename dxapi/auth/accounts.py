@@ -207,28 +207,28 @@ PROVEN_SECRETS = 10_000  # client secrets a worker remembers having verified
 
 @dataclass(frozen=True, slots=True)
 class ClientCheck:
-    """A client's row as read for one ``/token`` request (``found`` False: no such client), and whether this
-    worker verified the presented secret against the row's hash before (``remembered``)."""
+    """A client's row as read for one ``/token`` request (``secret_hash`` None: no such client), and the digest
+    of client id and secret that a verified secret is remembered under."""
 
-    found: bool
     secret_hash: str | None
     scopes: frozenset[str]
     is_active: bool
-    remembered: bool
-    memory: str  # the digest the secret is remembered under
+    memory: str
+
+    def remembered(self, proven: dict[str, str]) -> bool:
+        """This worker verified the presented secret against the row's current hash before."""
+        return self.secret_hash is not None and proven.get(self.memory) == self.secret_hash
 
 
-async def read_client(
-    engine: AsyncEngine, client_id: str, secret: str, proven: dict[str, str] | None = None
-) -> ClientCheck:
-    """The row of ``client_id`` and whether ``proven`` (digest of client id and secret → the stored hash they
-    matched) already holds this secret for the row's current hash.
+async def read_client(engine: AsyncEngine, client_id: str, secret: str) -> ClientCheck:
+    """The row of ``client_id``, for :func:`check_client`.
 
-    A connector asks for a token with the same secret every few minutes, and twenty doing so at once queued
-    behind the hashing thread for seconds; a remembered secret needs no argon2 and, being no guess, counts
-    against no throttle. The row is read every time, so a disabled client or a rotated secret (another hash)
-    is refused at once. Only a caller who knows the secret can hit the memory, so its being faster tells
-    nobody anything.
+    ``proven`` (digest of client id and secret → the stored hash they matched) spares argon2 for a secret
+    remembered: a connector asks for a token with the same secret every few minutes, and twenty doing so at
+    once queued behind the hashing thread for seconds; a remembered secret is no guess either, so it counts
+    against no throttle (``oauth``). The row is read every time, so a disabled client or a rotated secret
+    (another hash) is refused at once. Only a caller who knows the secret can hit the memory, so its being
+    faster tells nobody anything.
     """
     async with engine.connect() as conn:
         row = (
@@ -240,23 +240,21 @@ async def read_client(
         ).first()
     memory = digest(f"{client_id}\0{secret}")
     if row is None:
-        return ClientCheck(False, None, frozenset(), False, False, memory)
-    remembered = proven is not None and proven.get(memory) == row.secret_hash
-    scopes = frozenset(str(row.scopes).split())
-    return ClientCheck(True, row.secret_hash, scopes, bool(row.is_active), remembered, memory)
+        return ClientCheck(None, frozenset(), False, memory)
+    return ClientCheck(row.secret_hash, frozenset(str(row.scopes).split()), bool(row.is_active), memory)
 
 
-async def check_client(check: ClientCheck, secret: str, proven: dict[str, str] | None = None) -> frozenset[str] | None:
+async def check_client(check: ClientCheck, secret: str, proven: dict[str, str]) -> frozenset[str] | None:
     """The scopes of an active client whose secret matches; None otherwise, in the same time (argon2 runs
     for an unknown client too, unless the secret is remembered). A secret argon2 matched is remembered."""
-    ok = check.remembered
+    ok = check.remembered(proven)
     if not ok:
         ok = await verify_secret_async(check.secret_hash, secret)
-        if ok and check.found and proven is not None:
+        if ok and check.secret_hash is not None:
             if len(proven) >= PROVEN_SECRETS:
                 proven.clear()
-            proven[check.memory] = str(check.secret_hash)
-    if not check.found or not ok or not check.is_active:
+            proven[check.memory] = check.secret_hash
+    if check.secret_hash is None or not ok or not check.is_active:
         return None
     return check.scopes
 

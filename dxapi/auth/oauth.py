@@ -196,7 +196,7 @@ class TokenService:
         self.settings = settings
         self.by_identity = Throttle(counters, "token", settings.token_attempts_per_minute)
         self.by_address = Throttle(counters, "token", settings.token_attempts_per_address)
-        self.proven: dict[str, str] = {}  # client secrets verified before (accounts.read_client)
+        self.proven: dict[str, str] = {}  # client secrets verified before (accounts.check_client)
         self._proving: dict[str, asyncio.Future[None]] = {}  # secrets being verified now, by their digest
 
     async def handle(self, request: Request) -> Response:
@@ -232,12 +232,11 @@ class TokenService:
             await self._throttle(self.by_address, address)
             raise OAuthError("invalid_client", 401, {"WWW-Authenticate": 'Basic realm="dxapi"'})
         client_id, secret = credentials
-        check = await read_client(self.engine, client_id, secret, self.proven)
-        while not check.remembered and (pending := self._proving.get(check.memory)) is not None:
+        check = await read_client(self.engine, client_id, secret)
+        while not check.remembered(self.proven) and (pending := self._proving.get(check.memory)) is not None:
             # The same secret is being verified for another request: its outcome is this one's too.
             await asyncio.shield(pending)
-            check = await read_client(self.engine, client_id, secret, self.proven)
-        if check.remembered:
+        if check.remembered(self.proven):
             # A secret this worker verified before is no guess and counts nowhere: twenty workers of one
             # connector asking at once are never throttled by their own requests in flight.
             allowed = await check_client(check, secret, self.proven)
