@@ -40,12 +40,7 @@ def build_read_plan(
         return _item_plan(entity, identifier)
     conditions = _all_of(snapshot, entity, request.filters, settings, allows)
     if identifier is not None:
-        try:
-            key = entity.identifier.parse(identifier)
-        except ValueError:
-            # A value that cannot be an identifier of this entity names no row: the same answer as a miss.
-            raise errors.ENTITY_NOT_FOUND.error(path=entity.alias) from None
-        conditions.append(Condition(entity.identifier, "eq", key))
+        conditions.append(_identifier_condition(entity, identifier))
     limit = request.limit if request.limit is not None else settings.default_page_limit
     if limit > settings.max_page_limit:
         raise errors.PAGE_LIMIT_TOO_LARGE.error(value=limit, maximum=settings.max_page_limit)
@@ -88,12 +83,17 @@ def build_read_plan(
 def _item_plan(entity: EntitySnapshot, identifier: str) -> ReadPlan:
     """``GET /{alias}/{id}`` without parameters: the plan the general way makes for it, in a tenth of the time
     (the row, every field of it)."""
+    condition = _identifier_condition(entity, identifier)
+    return ReadPlan(entity, (condition,), (OrderKey(entity.identifier, False),), 0, 1, (), True)
+
+
+def _identifier_condition(entity: EntitySnapshot, identifier: str) -> Condition:
     try:
         key = entity.identifier.parse(identifier)
     except ValueError:
+        # A value that cannot be an identifier of this entity names no row: the same answer as a miss.
         raise errors.ENTITY_NOT_FOUND.error(path=entity.alias) from None
-    condition = Condition(entity.identifier, "eq", key)
-    return ReadPlan(entity, (condition,), (OrderKey(entity.identifier, False),), 0, 1, (), True)
+    return Condition(entity.identifier, "eq", key)
 
 
 Path = tuple[str, ...]  # an include's relation names from the root: ("categoryProducts", "productStocks")
