@@ -121,8 +121,7 @@ async def write_many(
         [row[name] if process is None or row[name] is None else process(row[name]) for row in values]
         for name, process in zip(columns, statement.processors, strict=True)
     ]
-    rows: tuple[dict[str, Any], ...] = ()
-    committed = False
+    rows: tuple[dict[str, Any], ...] = ()  # set once the COMMIT is answered
     try:
         with read_errors():  # what acquiring meets (pool exhausted, database unreachable): nothing was sent
             async with pool.acquire() as connection:
@@ -140,9 +139,9 @@ async def write_many(
                 except BaseException as exc:
                     await _end(connection, exc)  # no transaction left open on a pooled connection
                     raise
-                rows, committed = saved, True
+                rows = saved
     except Exception:
-        if not committed:
+        if not rows:
             raise
         # The COMMIT was answered: a connection that broke on its way back to the pool changes nothing about
         # that, and "not written" would be false.
