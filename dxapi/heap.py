@@ -17,28 +17,35 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import logging
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from dxapi.observe import Exchange
 
-log = logging.getLogger("dxapi")
-
 LARGE_REQUEST_ROWS = 200  # rows read or written (or items sent) from which a request counts as large
 TRIM_DELAY_SECONDS = 0.5
 
 
-def _malloc_trim() -> Callable[[], Any] | None:
+@functools.cache
+def glibc() -> Any | None:
+    """The C library, where it is glibc (Linux); None elsewhere (musl, macOS): no ``malloc_trim``, no
+    ``mallopt``."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     except (OSError, AttributeError):  # musl
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    return lambda: trim(0)
+    return libc
+
+
+def _malloc_trim() -> Callable[[], Any] | None:
+    libc = glibc()
+    return None if libc is None else lambda: libc.malloc_trim(0)
 
 
 class HeapTrimmer:

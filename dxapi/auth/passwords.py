@@ -14,14 +14,14 @@ that only verifies access tokens never pays for either.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import hashlib
 import os
 import secrets
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
+
+from dxapi.heap import glibc
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -40,13 +40,9 @@ def _return_large_blocks_to_the_system() -> None:
     instead of 93 MB after one ``/token``). A fixed threshold also switches that adjustment off for everything
     else; 1 MiB keeps request bodies and rendered pages in the heap, as before.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(-3, LARGE_BLOCK_BYTES)  # M_MMAP_THRESHOLD; musl has no mallopt and does this anyway
-    except (OSError, AttributeError):
-        return
+    libc = glibc()  # musl has no mallopt and returns large blocks anyway
+    if libc is not None:
+        libc.mallopt(-3, LARGE_BLOCK_BYTES)  # M_MMAP_THRESHOLD
 
 
 _return_large_blocks_to_the_system()
